@@ -1,0 +1,29 @@
+# Two commands set a fresh machine up:  `make quickstart`  and  `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: install quickstart test test-all bench clean
+
+$(BIN)/iclab: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first (CPU build here); GPU users: make TORCH=torch ... or install their own torch beforehand
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/iclab
+
+quickstart: install
+	$(BIN)/iclab train configs/quickstart.yaml --out runs/quickstart --overwrite
+
+test: install
+	$(BIN)/python -m pytest -q -n 2
+
+test-all: install
+	$(BIN)/python -m pytest -q -n 2 -m ""
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,285 @@
+"""The experiment schema. One YAML file (plus `key=value` overrides) declares a whole run.
+
+Every section forbids unknown keys, so a typo is an error that names the key. Options of pluggable
+parts (a task's, an optimizer's) are validated against the schema that part declares.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+PositiveInt = Field(gt=0)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Strict):
+    name: str = "linear_regression"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v):
+        from iclab.tasks import TASKS
+
+        TASKS.get(v)
+        return v
+
+    n_dims: int = Field(20, gt=0, description="input dimension d (the model's x width)")
+    n_points: int = Field(41, gt=0, description="in-context points per training prompt (incl. the query)")
+    options: dict[str, Any] = Field(default_factory=dict, description="task-specific options")
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, v, info: ValidationInfo):
+        from iclab.tasks import TASKS
+
+        if "name" not in info.data:
+            return v
+        return TASKS.get(info.data["name"]).Options(**v).model_dump()
+
+
+class ModelConfig(Strict):
+    name: str = "gpt2"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v):
+        from iclab.models import MODELS
+
+        MODELS.get(v)
+        return v
+    n_embd: int = Field(256, gt=0)
+    n_layer: int = Field(
+        12, gt=0, validation_alias=AliasChoices("n_layer", "layers_per_loop"),
+        description="distinct blocks; in a looped model, the blocks of one loop iteration",
+    )
+    n_head: int = Field(8, gt=0)
+    n_positions: int = Field(256, gt=0, description="max tokens (2 per point) the position table holds")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    loops: int = Field(1, gt=0, description="b: how many times the block group is applied")
+    loop_window: int | None = Field(None, gt=0, description="T: loss averages the last T iterations (default b)")
+    injection: Literal["add", "mul", "none"] = "add"
+    pos_embedding: Literal["every_loop", "once"] = "every_loop"
+    final_norm: Literal["every_loop", "once"] = "every_loop"
+    drop_tokens: int = Field(0, ge=0, description="tokens removed from the front at each further iteration")
+    min_tokens: int = Field(1, gt=0, description="never drop below this many tokens")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.loop_window is not None and self.loop_window > self.loops:
+            raise ValueError(f"loop_window (T={self.loop_window}) must not exceed loops (b={self.loops})")
+        return self
+
+    @property
+    def window(self) -> int:
+        return self.loop_window or self.loops
+
+
+class OptimizerConfig(Strict):
+    name: str = "adam"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v):
+        from iclab.optim import OPTIMIZERS
+
+        OPTIMIZERS.get(v)
+        return v
+    options: dict[str, Any] = Field(default_factory=dict, description="optimizer-specific options")
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, v, info: ValidationInfo):
+        from iclab.optim import OPTIMIZERS
+
+        if "name" not in info.data:
+            return v
+        return OPTIMIZERS.get(info.data["name"]).Options(**v).model_dump(mode="json")
+
+
+class ScheduleConfig(Strict):
+    """How one quantity (dims, points or loops) grows during training.
+
+    shape=step is Garg et al.'s: start + inc * (step // interval), capped at end.
+    Other shapes map training progress p = step / duration in [0, 1] to a fraction of the way from
+    start to end (rounded down to a multiple of inc); see iclab/curriculum.py.
+    """
+
+    shape: str = "step"
+    start: int = Field(gt=0)
+    end: int = Field(gt=0)
+    inc: int = Field(1, gt=0)
+    interval: int = Field(2000, gt=0)
+    duration: int | None = Field(None, gt=0, description="steps to go from start to end (default: training.steps)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        from iclab.curriculum import SHAPES
+
+        SHAPES.get(self.shape)
+        if self.start > self.end:
+            raise ValueError(f"start={self.start} is larger than end={self.end}")
+        return self
+
+
+class CurriculumConfig(Strict):
+    dims: ScheduleConfig | None = None
+    points: ScheduleConfig | None = None
+    loops: ScheduleConfig | None = None
+
+
+class TrainingConfig(Strict):
+    steps: int = Field(500_000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: Literal["constant", "warmup_cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    device: str = "auto"
+    compile: bool = False
+    nonfinite: Literal["stop", "skip"] = "stop"
+    max_skipped_steps: int = Field(10, ge=0, description="with nonfinite=skip: stop after this many bad steps")
+
+
+class EvalConfig(Strict):
+    n_prompts: int = Field(1000, gt=0)
+    n_points: int | None = Field(None, gt=0, description="prompt length at evaluation (default: task.n_points)")
+    batch_size: int = Field(500, gt=0)
+    seed: int = 12345
+    loops: int | None = Field(None, gt=0, description="loop iterations at evaluation (default: model.loops)")
+    baselines: list[str] = Field(default_factory=lambda: ["least_squares", "knn", "averaging"])
+
+    @model_validator(mode="after")
+    def _check(self):
+        from iclab.baselines import BASELINES
+
+        for b in self.baselines:
+            BASELINES.get(b)
+        return self
+
+
+class LoggingConfig(Strict):
+    log_every: int = Field(100, gt=0)
+    ckpt_every: int = Field(1000, gt=0)
+    keep_last: int = Field(2, gt=0, description="recent checkpoints kept besides milestones")
+    milestone_every: int | None = Field(None, gt=0, description="checkpoints at multiples of this are kept forever")
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "iclab"
+    progress: bool = True
+
+
+class Config(Strict):
+    seed: int = 0
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        t, m, c = self.task, self.model, self.curriculum
+        for key, sched, cap in (("dims", c.dims, t.n_dims), ("points", c.points, t.n_points), ("loops", c.loops, m.loops)):
+            if sched is not None and sched.end > cap:
+                where = {"dims": "task.n_dims", "points": "task.n_points", "loops": "model.loops"}[key]
+                raise ValueError(f"curriculum.{key}.end={sched.end} exceeds {where}={cap}")
+        if c.loops is not None and c.loops.start < m.window:
+            raise ValueError(f"curriculum.loops.start={c.loops.start} is below model.loop_window={m.window}")
+        if 2 * t.n_points > m.n_positions:
+            raise ValueError(f"task.n_points={t.n_points} needs {2 * t.n_points} positions > model.n_positions={m.n_positions}")
+        if self.eval.n_points is not None and 2 * self.eval.n_points > m.n_positions:
+            raise ValueError(
+                f"eval.n_points={self.eval.n_points} needs {2 * self.eval.n_points} positions > model.n_positions={m.n_positions}"
+            )
+        if m.drop_tokens and m.min_tokens > 2 * t.n_points:
+            raise ValueError(f"model.min_tokens={m.min_tokens} exceeds the {2 * t.n_points} tokens of a prompt (task.n_points={t.n_points})")
+        if self.training.warmup_steps > self.training.steps:
+            raise ValueError(f"training.warmup_steps={self.training.warmup_steps} exceeds training.steps={self.training.steps}")
+        return self
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the key and the problem."""
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc}: {msg}" + (f" (got {e['input']!r})" if e["type"] not in ("extra_forbidden", "missing") and not isinstance(e.get("input"), dict) else ""))
+    return f"invalid config {source}: " + "; ".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value (e.g. training.lr=3e-4)")
+    key, raw = item.split("=", 1)
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override '{item}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override '{item}': value is not valid YAML ({e})") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for p in path[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override '{item}': '{p}' is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
+    return data
+
+
+def validate(data: dict, source: str = "") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    return validate(data, str(path) if path else "<defaults>")
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

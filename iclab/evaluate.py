@@ -1,0 +1,95 @@
+"""Evaluation: normalized squared error per in-context position, for the model and the baselines,
+on the same prompts; and error per loop iteration for looped models.
+
+eval.json schema (see README.md):
+    {"task": str, "n_dims": int, "n_points": int, "n_prompts": int, "loops": int, "seed": int,
+     "normalization": float,                      # squared error of predicting 0; errors are divided by it
+     "model": {"mean": [n_points floats], "ci95": [n_points floats]},
+     "baselines": {name: {"mean": [...], "ci95": [...]}, ...},
+     "step": int | null}
+Position i (0-based) is the prediction of y_{i+1} after seeing i examples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from iclab.baselines import BASELINES
+from iclab.tasks.base import Task
+
+
+def eval_generator(seed: int, device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def summarize(err: torch.Tensor) -> dict:
+    """err: (N, n) normalized squared errors -> mean and 95% half-width per position."""
+    err = err.double()
+    mean = err.mean(0)
+    ci = 1.96 * err.std(0, unbiased=True) / math.sqrt(err.shape[0]) if err.shape[0] > 1 else torch.zeros_like(mean)
+    return {"mean": mean.cpu().tolist(), "ci95": ci.cpu().tolist()}
+
+
+@torch.no_grad()
+def model_predictions(model, xs, ys, loops: int | None = None) -> torch.Tensor:
+    """Final-iteration prediction at every position (B, n). With token dropping the final iteration only
+    predicts the last points, so each position i is then predicted from the prompt cut after point i."""
+    pred = model.predict(xs, ys, loops=loops)
+    n = xs.shape[1]
+    if pred.shape[1] == n:
+        return pred
+    out = torch.empty_like(ys)
+    out[:, n - pred.shape[1] :] = pred
+    for i in range(n - pred.shape[1]):
+        out[:, i] = model.predict(xs[:, : i + 1], ys[:, : i + 1], loops=loops)[:, -1]
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, task: Task, *, n_prompts: int, n_points: int, n_dims: int | None = None, loops: int | None = None,
+             baselines: list[str] = (), seed: int = 12345, batch_size: int = 500, device="cpu") -> dict:
+    model.eval()
+    n_dims = n_dims or task.n_dims
+    gen = eval_generator(seed, device)
+    norm = task.zero_error(n_dims)
+    errs: dict[str, list[torch.Tensor]] = {"model": []} | {b: [] for b in baselines}
+    for s in range(0, n_prompts, batch_size):
+        bs = min(batch_size, n_prompts - s)
+        xs, ys = task.sample(bs, n_points, n_dims, gen, device)
+        errs["model"].append((model_predictions(model, xs, ys, loops) - ys).pow(2) / norm)
+        for b in baselines:
+            errs[b].append((BASELINES.get(b)(xs, ys) - ys).pow(2) / norm)
+    summ = {k: summarize(torch.cat(v)) for k, v in errs.items()}
+    return {
+        "task": type(task).__name__, "n_dims": n_dims, "n_points": n_points, "n_prompts": n_prompts,
+        "loops": loops or model.cfg.loops, "seed": seed, "normalization": norm,
+        "model": summ.pop("model"), "baselines": summ,
+    }
+
+
+@torch.no_grad()
+def evaluate_loops(model, task: Task, *, max_loops: int, n_prompts: int, n_points: int, n_dims: int | None = None,
+                   seed: int = 12345, batch_size: int = 500, device="cpu") -> dict:
+    """Error of each loop iteration 1..max_loops, averaged over prompts, at the last position and over
+    all predicted positions. One forward pass gives every iteration."""
+    model.eval()
+    n_dims = n_dims or task.n_dims
+    gen = eval_generator(seed, device)
+    norm = task.zero_error(n_dims)
+    last, mean = np.zeros(max_loops), np.zeros(max_loops)
+    for s in range(0, n_prompts, batch_size):
+        bs = min(batch_size, n_prompts - s)
+        xs, ys = task.sample(bs, n_points, n_dims, gen, device)
+        preds = model(xs, ys, loops=max_loops, window=max_loops)
+        for t, p in enumerate(preds):
+            e = (p - ys[:, ys.shape[1] - p.shape[1] :]).pow(2) / norm
+            last[t] += e[:, -1].sum().item()
+            mean[t] += e.sum().item() / e.shape[1]
+    return {"loops": list(range(1, max_loops + 1)), "last_point": (last / n_prompts).tolist(),
+            "all_points": (mean / n_prompts).tolist(), "n_points": n_points, "n_dims": n_dims,
+            "n_prompts": n_prompts, "seed": seed}

@@ -1,0 +1,137 @@
+"""The in-context-learning transformer: a GPT-2-style decoder, optionally looped.
+
+    tokens  x_1, y_1, x_2, y_2, ..., x_n, y_n      (y written into coordinate 0 of a d-vector)
+    e     = read_in(tokens)                         (B, 2n, C)
+    h_0   = 0 (injection add), 1 (mul), e (none)
+    for t in 0..b-1:                                # b = loops; b = 1 is the standard model
+        u       = h_t + e | h_t * e | h_t           # input injection
+        u      += wpe                               # every iteration, or only t = 0 (pos_embedding=once)
+        h_{t+1} = blocks(u)                         # the n_layer distinct blocks, in order
+        h_{t+1} = ln_f(h_{t+1})                     # every iteration, or only for read-out (final_norm=once)
+        if t >= b - T:  predict y at x positions  = read_out(ln_f?(h_{t+1}))
+    iterations t < b - T run without gradient, so memory does not grow with b.
+
+Token dropping (drop_tokens=d, min_tokens=k): iteration t sees only the last L_t = max(2n - t*d, k)
+tokens (never more than 2n) of h, e and the positions; it predicts at the x positions among them,
+i.e. at the last floor(L_t / 2) points. Position ids are those of the original sequence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from iclab.config import ModelConfig
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+
+    def forward(self, x):
+        B, L, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, L, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.c_proj(y.transpose(1, 2).reshape(B, L, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+def interleave(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """(B, n, d), (B, n) -> (B, 2n, d): x_1, [y_1, 0...], x_2, [y_2, 0...], ..."""
+    B, n, d = xs.shape
+    ys_wide = torch.cat([ys.unsqueeze(-1), xs.new_zeros(B, n, d - 1)], dim=2)
+    return torch.stack([xs, ys_wide], dim=2).reshape(B, 2 * n, d)
+
+
+class ICLTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_dims: int):
+        super().__init__()
+        self.cfg = cfg
+        self.n_dims = n_dims
+        self.read_in = nn.Linear(n_dims, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.n_positions, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.read_out = nn.Linear(cfg.n_embd, 1)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scaled init of residual projections
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def seq_len(self, t: int, n_tokens: int) -> int:
+        """Tokens seen by loop iteration t (0-based)."""
+        d, k = self.cfg.drop_tokens, self.cfg.min_tokens
+        return n_tokens if d == 0 else min(n_tokens, max(n_tokens - t * d, k))
+
+    def forward(self, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, window: int | None = None):
+        """Predictions of the last `window` iterations: a list of (B, m_t) tensors, where m_t is the
+        number of points iteration t predicts (all n without token dropping; then it is the last m_t points)."""
+        cfg = self.cfg
+        b = loops or cfg.loops
+        T = min(window or cfg.window, b)
+        n_tok = 2 * xs.shape[1]
+        if n_tok > cfg.n_positions:
+            raise ValueError(f"prompt of {xs.shape[1]} points needs {n_tok} positions > n_positions={cfg.n_positions}")
+        e = self.read_in(interleave(xs, ys))
+        pos = self.wpe(torch.arange(n_tok, device=xs.device))
+        h = {"add": torch.zeros_like, "mul": torch.ones_like, "none": lambda e: e}[cfg.injection](e)
+        preds = []
+        for t in range(b):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and t >= b - T):
+                L = self.seq_len(t, n_tok)
+                h, e_t = h[:, -L:], e[:, -L:]
+                u = h + e_t if cfg.injection == "add" else h * e_t if cfg.injection == "mul" else h
+                if cfg.pos_embedding == "every_loop" or t == 0:
+                    u = u + pos[-L:]
+                u = self.drop(u)
+                for block in self.blocks:
+                    u = block(u)
+                h = self.ln_f(u) if cfg.final_norm == "every_loop" else u
+            if t >= b - T:
+                out = h if cfg.final_norm == "every_loop" else self.ln_f(h)
+                preds.append(self.read_out(out[:, L % 2 :: 2]).squeeze(-1))  # x tokens sit at even positions
+        return preds
+
+    def predict(self, xs, ys, loops: int | None = None):
+        """Prediction of the final iteration, (B, m) for the last m points."""
+        return self.forward(xs, ys, loops=loops, window=1)[-1]

@@ -1,0 +1,61 @@
+"""Paper-style figures from eval.json / loops.json records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+BASELINE_STYLE = {"least_squares": ("Least Squares", "k", "--"), "knn": ("3-Nearest Neighbors", "tab:green", ":"),
+                  "averaging": ("Averaging", "tab:orange", "-.")}
+
+
+def _band(ax, xs, curve, label, **kw):
+    mean, ci = curve["mean"], curve["ci95"]
+    (line,) = ax.plot(xs, mean, label=label, **kw)
+    ax.fill_between(xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], color=line.get_color(), alpha=0.15)
+
+
+def plot_error_curves(runs: list[tuple[str, dict]], path: Path, title: str | None = None) -> Path:
+    """Normalized squared error vs number of in-context examples: each run's model, and the baselines
+    of the first run (all runs of one figure should share the task)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, ev in runs:
+        _band(ax, list(range(ev["n_points"])), ev["model"], label, lw=2)
+    ev0 = runs[0][1]
+    xs = list(range(ev0["n_points"]))
+    for name, curve in ev0["baselines"].items():
+        lab, color, ls = BASELINE_STYLE.get(name, (name, None, "--"))
+        _band(ax, xs, curve, lab, color=color, ls=ls, lw=1.5)
+    ax.axhline(1.0, color="gray", lw=0.8, alpha=0.6)
+    ax.axvline(ev0["n_dims"], color="gray", lw=0.8, ls=":", alpha=0.6)
+    ax.set_xlabel("in-context examples")
+    ax.set_ylabel("squared error / d (normalized)")
+    ax.set_ylim(-0.05, 1.3)
+    ax.set_title(title or f"{ev0['task']}, d={ev0['n_dims']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_loop_curves(runs: list[tuple[str, dict]], path: Path, title: str | None = None) -> Path:
+    """Normalized squared error (at the last point of the prompt) vs number of loop iterations."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, lr in runs:
+        ax.plot(lr["loops"], lr["last_point"], label=label, lw=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("loop iterations")
+    ax.set_ylabel(f"normalized squared error at {runs[0][1]['n_points'] - 1} examples")
+    ax.set_title(title or "error vs loop iterations")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,40 @@
+import torch
+
+from iclab.config import ModelConfig
+from iclab.models.transformer import ICLTransformer, interleave
+
+
+def test_interleave_hand_built_prompt():
+    xs = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    ys = torch.tensor([[10.0, 20.0]])
+    z = interleave(xs, ys)
+    expected = torch.tensor([[[1.0, 2.0], [10.0, 0.0], [3.0, 4.0], [20.0, 0.0]]])
+    assert torch.equal(z, expected)
+
+
+def test_readout_at_x_positions_is_causal():
+    """The prediction for point i must not depend on y_i or anything after x_i."""
+    torch.manual_seed(0)
+    m = ICLTransformer(ModelConfig(n_embd=16, n_layer=2, n_head=2, n_positions=32), n_dims=3).eval()
+    xs, ys = torch.randn(2, 5, 3), torch.randn(2, 5)
+    p = m.predict(xs, ys)
+    assert p.shape == (2, 5)
+    ys2 = ys.clone()
+    ys2[:, 2] += 5.0  # changes y_3 (index 2): predictions 0..2 unchanged, 3.. change
+    xs2 = xs.clone()
+    p2 = m.predict(xs2, ys2)
+    assert torch.allclose(p[:, :3], p2[:, :3], atol=1e-6)
+    assert not torch.allclose(p[:, 3:], p2[:, 3:], atol=1e-4)
+
+
+def test_readout_reads_x_token_hidden_state():
+    """Compare against an independent computation of the x-token read-out."""
+    torch.manual_seed(0)
+    m = ICLTransformer(ModelConfig(n_embd=16, n_layer=1, n_head=2, n_positions=32), n_dims=3).eval()
+    xs, ys = torch.randn(2, 4, 3), torch.randn(2, 4)
+    with torch.no_grad():
+        h = m.read_in(interleave(xs, ys)) + m.wpe.weight[:8]
+        for b in m.blocks:
+            h = b(h)
+        ref = m.read_out(m.ln_f(h))[:, [0, 2, 4, 6], 0]
+    assert torch.allclose(m.predict(xs, ys), ref, atol=1e-6)

@@ -1,0 +1,53 @@
+import json
+
+import pytest
+import torch
+
+from iclab.config import validate
+from iclab.runs import train_run
+from iclab.train import Trainer, step_generator
+
+
+def test_step_data_is_a_function_of_seed_and_step():
+    a = torch.randn(3, generator=step_generator(0, 5, torch.device("cpu")))
+    b = torch.randn(3, generator=step_generator(0, 5, torch.device("cpu")))
+    c = torch.randn(3, generator=step_generator(0, 6, torch.device("cpu")))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_short_training_lowers_the_loss(tmp_path, tiny_cfg_dict):
+    """A tiny model on d=2 regression: the loss after training is clearly below the zero predictor's."""
+    d = tiny_cfg_dict
+    d["task"] = {"name": "linear_regression", "n_dims": 2, "n_points": 6}
+    d["model"].update(n_embd=32)
+    d["training"].update(steps=500, batch_size=256, lr=3e-3)
+    d["logging"].update(log_every=50, ckpt_every=1000)
+    cfg = validate(d)
+    losses = []
+    train_run(cfg, tmp_path / "run", evaluate_after=False, on_log=lambda r: losses.append(r["loss"]))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_loss_is_not_synced_every_step(tmp_path, tiny_cfg_dict, monkeypatch):
+    """The step must not call .item(): count Tensor.item calls during 20 steps with log_every=10."""
+    cfg = validate(tiny_cfg_dict | {"logging": {**tiny_cfg_dict["logging"], "log_every": 10, "ckpt_every": 100}})
+    t = Trainer(cfg, tmp_path)
+    calls = {"n": 0}
+    orig = torch.Tensor.item
+
+    def counting(self):
+        calls["n"] += 1
+        return orig(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting)
+    for s in range(20):
+        t.train_step(s)
+    assert calls["n"] == 0
+
+
+def test_metrics_file_records_each_log_interval(tmp_path, tiny_cfg_dict):
+    cfg = validate(tiny_cfg_dict)
+    train_run(cfg, tmp_path / "r", evaluate_after=False)
+    recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [5, 10, 15, 20]
+    assert all(r["loss"] > 0 and r["steps_per_s"] > 0 for r in recs)
