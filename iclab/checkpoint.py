@@ -2,8 +2,12 @@
 
 A checkpoint holds the model's tensors (`model/...`), the optimizer's state (`optim/...`, its nested
 structure kept as JSON in the metadata), the RNG states and the trainer's counters. The metadata also
-holds a SHA-256 of all tensor bytes and the model/task config it was made with, so a truncated, altered
-or foreign file is refused with a message naming the file. Nothing is unpickled: loading cannot run code.
+holds the model/task config it was made with and a SHA-256 of all tensor bytes and of every other
+metadata field, so a truncated, altered or foreign file is refused with a message naming the file and
+what is wrong (`CorruptCheckpointError`: unreadable or altered; `IncompatibleCheckpointError`: made with
+another configuration). Nothing is unpickled: loading cannot run code.
+
+The final weights (`model.safetensors`) carry the same digest and identity (`save_weights`/`load_weights`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,24 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-FORMAT = "iclab-checkpoint-1"
+FORMAT = "iclab-checkpoint-2"
+WEIGHTS_FORMAT = "iclab-weights-1"
 _NAME = re.compile(r"^step_(\d{9})\.safetensors$")
+_TMP_PREFIX = ".tmp-"
+_META_KEY = "iclab"  # all metadata in one JSON entry: safetensors writes a map's keys in random order,
+#                      a single key keeps equal checkpoints byte-identical
 
 
 class CheckpointError(RuntimeError):
     pass
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file is truncated, unreadable or altered since it was written."""
+
+
+class IncompatibleCheckpointError(CheckpointError):
+    """The file is intact but was made with another model/task/optimizer configuration."""
 
 
 # --- nested state <-> (tensors, JSON skeleton) ------------------------------------------------------
@@ -56,8 +72,10 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]):
     return obj
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
+def _digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """SHA-256 over every metadata field (but the digest itself) and every tensor's name, dtype, shape, bytes."""
     h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
     for k in sorted(tensors):
         t = tensors[k]
         h.update(k.encode())
@@ -95,17 +113,44 @@ def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), fsync, then rename over `path`: readers never see a partial file."""
+    """Call write(tmp_path), fsync, then rename over `path` (and fsync the directory): readers never see
+    a partial file, and a crash leaves either the old file or the new one (plus at worst a stray temp file,
+    which `remove_stale_temps` deletes and `list_checkpoints` ignores)."""
     path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{path.name}")
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. platforms where directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete temp files left by a writer that was killed mid-write. Call only while holding the run's lock."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.startswith(_TMP_PREFIX) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def save_checkpoint(path: Path, *, model_state: dict, optim_state: dict, rng: dict, trainer: dict, identity: dict) -> None:
@@ -120,20 +165,31 @@ def save_checkpoint(path: Path, *, model_state: dict, optim_state: dict, rng: di
         "trainer": json.dumps(trainer),
         "optim": json.dumps(optim_skel),
         "rng": json.dumps(rng_skel),
-        "sha256": _digest(tensors),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    _write(path, tensors, meta)
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    meta = dict(meta, sha256=_digest(tensors, meta))
+    packed = {_META_KEY: json.dumps(meta, sort_keys=True)}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=packed))
 
 
 def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata an iclab file was written with (raises ValueError if it is not valid JSON)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
+        raw = f.metadata() or {}
+    if _META_KEY not in raw:
+        return raw
+    meta = json.loads(raw[_META_KEY])
+    if not isinstance(meta, dict):
+        raise ValueError(f"metadata entry {_META_KEY!r} is not a JSON object")
+    return meta
 
 
-def load_checkpoint(path: Path, identity: dict | None = None) -> dict:
-    """Load and verify. Returns dict(model=state_dict, optim=..., rng=..., trainer=..., identity=...)."""
+def _read_verified(path: Path, formats: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -141,27 +197,71 @@ def load_checkpoint(path: Path, identity: dict | None = None) -> dict:
         tensors = load_file(str(path))
         meta = read_metadata(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a safetensors file): {e}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not an iclab checkpoint (format={meta.get('format')!r})")
+        raise CorruptCheckpointError(f"checkpoint {path} is unreadable (truncated or not a safetensors file): {e}") from None
+    if meta.get("format") not in formats:
+        raise CorruptCheckpointError(f"checkpoint {path} is not an iclab file of the expected kind "
+                                     f"(format={meta.get('format')!r}, expected {' or '.join(formats)})")
+    if _digest(tensors, meta) != meta.get("sha256"):
+        raise CorruptCheckpointError(f"checkpoint {path} is corrupt: its contents do not match the SHA-256 stored in it "
+                                     "(altered or damaged since it was written)")
+    return tensors, meta
+
+
+def _leaf_diffs(a: Any, b: Any, prefix: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _leaf_diffs(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if a == b else [f"{prefix}: checkpoint has {a!r}, the config has {b!r}"]
+
+
+def check_identity(path: Path, saved: dict, expected: dict | None) -> None:
+    if expected is not None and saved != expected:
+        raise IncompatibleCheckpointError(f"checkpoint {path} was made with another configuration: "
+                                          + "; ".join(_leaf_diffs(saved, expected, "")))
+
+
+def load_checkpoint(path: Path, identity: dict | None = None) -> dict:
+    """Load and verify. Returns dict(model=state_dict, optim=..., rng=..., trainer=..., identity=...)."""
+    path = Path(path)
+    tensors, meta = _read_verified(path, (FORMAT,))
     try:
-        if _digest(tensors) != meta["sha256"]:
-            raise CheckpointError(f"checkpoint {path} is corrupt: its tensors do not match the stored SHA-256")
         saved_identity = json.loads(meta["identity"])
         trainer = json.loads(meta["trainer"])
         optim = _unflatten(json.loads(meta["optim"]), tensors)
         rng = _unflatten(json.loads(meta["rng"]), tensors)
-    except (KeyError, json.JSONDecodeError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {path} has damaged metadata ({e})") from None
-    if identity is not None and saved_identity != identity:
-        diffs = [
-            f"{k}: checkpoint {saved_identity.get(k)!r} vs config {identity.get(k)!r}"
-            for k in sorted(set(identity) | set(saved_identity))
-            if saved_identity.get(k) != identity.get(k)
-        ]
-        raise CheckpointError(f"checkpoint {path} was made with another configuration: " + "; ".join(diffs))
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
+        raise CorruptCheckpointError(f"checkpoint {path} has damaged metadata ({e})") from None
+    check_identity(path, saved_identity, identity)
     model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     return {"model": model, "optim": optim, "rng": rng, "trainer": trainer, "identity": saved_identity}
+
+
+def save_weights(path: Path, state_dict: dict, *, identity: dict, step: int) -> None:
+    """The final weights: plain tensor names (loadable by any safetensors reader) plus digest and identity."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    meta = {"format": WEIGHTS_FORMAT, "identity": json.dumps(identity, sort_keys=True), "step": str(step)}
+    _write(path, tensors, meta)
+
+
+def load_weights(path: Path, identity: dict | None = None) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    tensors, meta = _read_verified(path, (WEIGHTS_FORMAT,))
+    try:
+        saved_identity = json.loads(meta["identity"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CorruptCheckpointError(f"checkpoint {path} has damaged metadata ({e})") from None
+    check_identity(path, saved_identity, identity)
+    return tensors
+
+
+def quarantine(path: Path) -> Path:
+    """Rename a damaged checkpoint out of the way (kept for inspection; no longer listed)."""
+    path = Path(path)
+    dest = path.with_name(path.name + ".corrupt")
+    os.replace(path, dest)
+    return dest
 
 
 def prune_checkpoints(ckpt_dir: Path, keep_last: int, milestone_every: int | None) -> None:

@@ -5,13 +5,48 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a missing argument, an unknown option, a bad option value) as one line, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as e:  # click's exceptions (vendored by typer or not) are recognized by their interface
+            if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+                raise
+            if type(e).__name__ == "NoArgsIsHelpError":  # `iclab` alone prints the help
+                e.show()
+            else:
+                hint = ""
+                if getattr(e, "ctx", None) is not None:
+                    hint = f" (see '{e.ctx.command_path} --help')"
+                typer.secho(f"error: {_one_line(e.format_message())}{hint}", fg="red", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_OneLineErrors,
                   help="iclab: train and evaluate transformers on in-context learning of function classes.")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    typer.secho(f"warning: {_one_line(message)}", fg="yellow", err=True)
 
 
 def _clean_errors(fn):
@@ -23,15 +58,20 @@ def _clean_errors(fn):
         from iclab.config import ConfigError
         from iclab.registry import UnknownNameError
         from iclab.runs import RunError
-        from iclab.train import TrainingError
+        from iclab.train import Interrupted, TrainingError
 
         try:
-            return fn(*args, **kwargs)
-        except (ConfigError, RunError, CheckpointError, TrainingError, UnknownNameError) as e:
-            typer.secho(f"error: {e}", fg="red", err=True)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
+        except (ConfigError, RunError, CheckpointError, TrainingError, UnknownNameError, OSError) as e:
+            typer.secho(f"error: {_one_line(e)}", fg="red", err=True)
             raise typer.Exit(2)
+        except Interrupted as e:
+            typer.secho(f"{e}; continue with: iclab train --resume {e.path.parent.parent}", fg="yellow", err=True)
+            raise typer.Exit(130)
         except KeyboardInterrupt:
-            typer.secho("interrupted: a checkpoint was saved; continue with --resume", fg="yellow", err=True)
+            typer.secho("interrupted", fg="yellow", err=True)
             raise typer.Exit(130)
 
     return wrapper
@@ -81,7 +121,7 @@ def eval_(
     run_dir: Path = typer.Argument(..., help="a run directory written by `iclab train`"),
     n_prompts: Optional[int] = typer.Option(None, min=1, help="prompts to average over (default: eval.n_prompts)"),
     n_points: Optional[int] = typer.Option(None, min=1, help="points per prompt, may exceed the trained length"),
-    seed: Optional[int] = typer.Option(None, help="seed of the evaluation prompts (default: eval.seed)"),
+    seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="seed of the evaluation prompts (default: eval.seed)"),
     loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
     tag: Optional[str] = typer.Option(None, help="write eval_TAG.json / error_vs_examples_TAG.png instead of eval.json"),
 ):

@@ -32,7 +32,7 @@ class TaskConfig(Strict):
 
     n_dims: int = Field(20, gt=0, description="input dimension d (the model's x width)")
     n_points: int = Field(41, gt=0, description="in-context points per training prompt (incl. the query)")
-    options: dict[str, Any] = Field(default_factory=dict, description="task-specific options")
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="task-specific options")
 
     @field_validator("options")
     @classmethod
@@ -93,7 +93,7 @@ class OptimizerConfig(Strict):
 
         OPTIMIZERS.get(v)
         return v
-    options: dict[str, Any] = Field(default_factory=dict, description="optimizer-specific options")
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="optimizer-specific options")
 
     @field_validator("options")
     @classmethod
@@ -155,7 +155,7 @@ class EvalConfig(Strict):
     n_prompts: int = Field(1000, gt=0)
     n_points: int | None = Field(None, gt=0, description="prompt length at evaluation (default: task.n_points)")
     batch_size: int = Field(500, gt=0)
-    seed: int = 12345
+    seed: int = Field(12345, ge=0, lt=2**63)
     loops: int | None = Field(None, gt=0, description="loop iterations at evaluation (default: model.loops)")
     baselines: list[str] = Field(default_factory=lambda: ["least_squares", "knn", "averaging"])
 
@@ -180,7 +180,7 @@ class LoggingConfig(Strict):
 
 
 class Config(Strict):
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, description="seeds the model init and the data of every step")
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

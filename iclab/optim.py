@@ -100,7 +100,11 @@ class MultiOptimizer:
 
     def __init__(self, optimizers: list[torch.optim.Optimizer]):
         self.optimizers = optimizers
-        self.param_groups = [g for o in optimizers for g in o.param_groups]
+
+    @property
+    def param_groups(self):
+        # read through every time: each part's load_state_dict replaces its param_groups with new dicts
+        return [g for o in self.optimizers for g in o.param_groups]
 
     def step(self, closure=None):
         for o in self.optimizers:

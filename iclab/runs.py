@@ -20,15 +20,13 @@ from pathlib import Path
 
 import yaml
 from filelock import FileLock, Timeout
-from safetensors.torch import load_file, save_file
-
-from iclab.checkpoint import CheckpointError, atomic_write, list_checkpoints, load_checkpoint
+from iclab.checkpoint import atomic_write, list_checkpoints, load_checkpoint, load_weights, save_weights
 from iclab.config import Config, ConfigError, dump_config, validate
 from iclab.evaluate import evaluate, evaluate_loops
 from iclab.models import make_model
 from iclab.plots import plot_error_curves, plot_loop_curves
 from iclab.tasks import make_task
-from iclab.train import Trainer, TrainingError, resolve_device
+from iclab.train import Trainer, TrainingError, identity, resolve_device
 
 
 class RunError(RuntimeError):
@@ -53,8 +51,11 @@ def _lock(run_dir: Path) -> FileLock:
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config | None, resume: bool, overwrite: bool) -> Config:
-    """Create/validate the run directory. On resume the config is read from it (`cfg` must match if given)."""
+    """Check the run directory before anything is written; return the config to run.
+    On resume the config is read from it (`cfg` must match if given)."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"run directory {run_dir} exists and is not a directory")
     if resume:
         if overwrite:
             raise RunError("--resume and --overwrite exclude each other")
@@ -62,16 +63,19 @@ def prepare_run_dir(run_dir: Path, cfg: Config | None, resume: bool, overwrite: 
         if cfg is not None and cfg.model_dump() != saved.model_dump():
             raise RunError(f"--resume {run_dir}: the given config differs from the run's config.yaml; resume uses the saved one")
         return saved
-    if run_dir.exists() and any(p.name != ".lock" for p in run_dir.iterdir()):
-        if not overwrite:
-            raise RunError(f"run directory {run_dir} already exists; use --resume to continue it or --overwrite to replace it")
-        with _lock(run_dir):
-            for p in run_dir.iterdir():
-                if p.name != ".lock":
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", dump_config(cfg))
+    if cfg is None:
+        raise RunError("a config is required to start a run")
+    if run_dir.exists() and any(p.name != ".lock" for p in run_dir.iterdir()) and not overwrite:
+        raise RunError(f"run directory {run_dir} already exists; use --resume to continue it or --overwrite to replace it")
     return cfg
+
+
+def _start_run_dir(run_dir: Path, cfg: Config) -> None:
+    """Empty the directory (--overwrite) and write config.yaml. Call with the run's lock held."""
+    for p in run_dir.iterdir():
+        if p.name != ".lock":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    write_text(run_dir / "config.yaml", dump_config(cfg))
 
 
 def load_run_config(run_dir: Path) -> Config:
@@ -87,14 +91,20 @@ def load_run_config(run_dir: Path) -> Config:
 
 def train_run(cfg: Config | None, run_dir: Path, resume: bool = False, overwrite: bool = False, evaluate_after: bool = True,
               on_log=None) -> dict:
+    """Train into `run_dir`. Every check (config, directory, device, lock) happens before anything is
+    written, so a refused run leaves no directory behind; the lock is held from start to finish."""
     run_dir = Path(run_dir)
     cfg = prepare_run_dir(run_dir, cfg, resume, overwrite)
+    if not resume:
+        trainer = Trainer(cfg, run_dir)  # builds the model on the device: fails here, before the directory exists
+        run_dir.mkdir(parents=True, exist_ok=True)
     with _lock(run_dir):
-        trainer = Trainer(cfg, run_dir, resume=resume)
+        if resume:
+            trainer = Trainer(cfg, run_dir, resume=True)
+        else:
+            _start_run_dir(run_dir, cfg)
         last = trainer.run(on_log=on_log)
-        atomic_write(run_dir / "model.safetensors", lambda tmp: save_file(
-            {k: v.detach().contiguous().cpu() for k, v in trainer.model.state_dict().items()}, str(tmp),
-            metadata={"step": str(trainer.step)}))
+        save_weights(run_dir / "model.safetensors", trainer.model.state_dict(), identity=identity(cfg), step=trainer.step)
         result = {"final": last}
         if evaluate_after:
             result["eval"] = evaluate_run(run_dir, cfg=cfg, model=trainer.model, step=trainer.step)
@@ -106,16 +116,11 @@ def load_run_model(run_dir: Path, cfg: Config, device):
     model = make_model(cfg.model, cfg.task.n_dims)
     final = Path(run_dir) / "model.safetensors"
     if final.is_file():
-        try:
-            model.load_state_dict(load_file(str(final)))
-        except Exception as e:  # noqa: BLE001  (safetensors raises several types)
-            raise CheckpointError(f"{final} cannot be loaded into the run's model: {e}") from None
+        model.load_state_dict(load_weights(final, identity(cfg)))
     else:
         ckpts = list_checkpoints(Path(run_dir) / "checkpoints")
         if not ckpts:
             raise RunError(f"{run_dir} has neither model.safetensors nor a checkpoint")
-        from iclab.train import identity
-
         model.load_state_dict(load_checkpoint(ckpts[-1][1], identity(cfg))["model"])
     return model.to(device)
 
