@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
 
 import yaml
 from filelock import FileLock, Timeout
+
 from iclab.checkpoint import atomic_write, list_checkpoints, load_checkpoint, load_weights, save_weights
 from iclab.config import Config, ConfigError, dump_config, validate
 from iclab.evaluate import evaluate, evaluate_loops
@@ -41,13 +43,18 @@ def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1))
 
 
-def _lock(run_dir: Path) -> FileLock:
+@contextlib.contextmanager
+def _lock(run_dir: Path):
+    """Hold the run's lock (acquired once, released on exit even if the run fails)."""
     lock = FileLock(str(run_dir / ".lock"))
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise RunError(f"run directory {run_dir} is in use by another iclab process (lock {run_dir / '.lock'})") from None
-    return lock
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config | None, resume: bool, overwrite: bool) -> Config:

@@ -295,3 +295,22 @@ def test_valid_configs_round_trip_through_config_yaml(n_dims, n_points, layers, 
     cfg = validate(d)
     back = validate(yaml.safe_load(dump_config(cfg)))
     assert back == cfg and identity(back) == identity(cfg)
+
+
+def test_the_lock_is_released_when_a_run_ends_or_fails(tmp_path):
+    """Released on exit, not when the lock object happens to be garbage-collected."""
+    from iclab.runs import _lock
+
+    def boom(rec):
+        raise RuntimeError("user callback failed")
+
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        train_run(validate(cfg_dict()), run, on_log=boom)
+    with _lock(run) as held:
+        with pytest.raises(RunError, match="in use"):
+            train_run(None, run, resume=True)
+    lock = FileLock(str(run / ".lock"))
+    lock.acquire(timeout=0)  # raises Timeout if `held` still held it
+    lock.release()
+    assert held is not None
