@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -159,6 +161,26 @@ def test_lasso_is_the_exact_sklearn_lasso_solution(alpha):
             np.testing.assert_allclose(pred[b, i], X[b, i] @ w, rtol=1e-6, atol=1e-7, err_msg=f"b={b} i={i}")
             w = LassoLars(alpha=alpha, fit_intercept=False).fit(X[b, :i], Y[b, :i]).coef_
             np.testing.assert_allclose(pred[b, i], X[b, i] @ w, rtol=1e-6, atol=1e-7, err_msg=f"lars b={b} i={i}")
+
+
+def test_lasso_batched_path_agrees_with_lassolars_on_many_prefixes():
+    """Hundreds of problems in one batch (rounding along long paths is what the KKT check and fallback catch);
+    the fallback route alone (every problem re-solved by LassoLars) gives the same predictions."""
+    from sklearn.linear_model import LassoLars
+
+    xs, ys = _linear_data(15, b=30, n=16, d=8, sparse=3, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the batched path itself solves (almost) all of them
+        pred = lasso(xs, ys, alpha=1e-3).double().numpy()
+    X, Y = xs.double().numpy(), ys.double().numpy()
+    ref = np.zeros(Y.shape)
+    for b in range(30):
+        for i in range(1, 16):
+            ref[b, i] = X[b, i] @ LassoLars(alpha=1e-3, fit_intercept=False).fit(X[b, :i], Y[b, :i]).coef_
+    np.testing.assert_allclose(pred, ref, rtol=1e-4, atol=1e-5)
+    with pytest.warns(RuntimeWarning, match="45 of 45 prefixes fell back"):
+        fallback = lasso(xs[:3], ys[:3], alpha=1e-3, kkt_tol=-1.0).double().numpy()
+    np.testing.assert_allclose(fallback, ref[:3], rtol=1e-4, atol=1e-5)
 
 
 def test_lasso_sklearn_solver_is_sklearn_lasso_per_prefix():
