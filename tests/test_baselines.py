@@ -235,6 +235,23 @@ def test_xgboost_matches_xgbregressor_with_its_defaults():
 # ------------------------------------------------------------------ 2-layer ReLU net by gradient descent
 
 
+def _plain_relu_net_loop(xs, ys, b, i, init, hidden, steps, lr, optimizer):
+    """One torch.nn network trained alone on prompt b's first i points (MSE, full batch); its prediction at x_i."""
+    W1, b1, W2, b2 = init
+    d = xs.shape[-1]
+    net = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(W1), net[0].bias.copy_(b1)
+        net[2].weight.copy_(W2[None]), net[2].bias.copy_(b2[None])
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(xs[b, :i]).squeeze(-1), ys[b, :i]).backward()
+        opt.step()
+    with torch.no_grad():
+        return net(xs[b, i : i + 1]).item()
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_relu_net_gd_matches_a_plain_per_prompt_training_loop(optimizer):
     xs, ys = _data(10, b=2, n=6, d=3)
@@ -242,24 +259,23 @@ def test_relu_net_gd_matches_a_plain_per_prompt_training_loop(optimizer):
     positions = [0, 1, 3, 5]
     pred = relu_net_gd(xs, ys, hidden=hidden, steps=steps, lr=lr, optimizer=optimizer, seed=seed, positions=positions)
     # the same initial networks: one (prompt, position) grid, drawn from the same seed
-    W1, b1, W2, b2 = init_relu_nets((2, 3), 3, hidden, torch.Generator().manual_seed(seed), torch.float64, "cpu")
+    init = init_relu_nets((2, 3), 3, hidden, torch.Generator().manual_seed(seed), torch.float64, "cpu")
     for b in range(2):
         assert pred[b, 0] == 0
         for k, i in enumerate([1, 3, 5]):
-            net = torch.nn.Sequential(torch.nn.Linear(3, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)).double()
-            with torch.no_grad():
-                net[0].weight.copy_(W1[b, k]), net[0].bias.copy_(b1[b, k])
-                net[2].weight.copy_(W2[b, k][None]), net[2].bias.copy_(b2[b, k][None])
-            opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=lr)
-            for _ in range(steps):
-                opt.zero_grad()
-                loss = torch.nn.functional.mse_loss(net(xs[b, :i]).squeeze(-1), ys[b, :i])
-                loss.backward()
-                opt.step()
-            with torch.no_grad():
-                ref = net(xs[b, i : i + 1]).item()
+            ref = _plain_relu_net_loop(xs, ys, b, i, [p[b, k] for p in init], hidden, steps, lr, optimizer)
             assert pred[b, i].item() == pytest.approx(ref, rel=1e-9, abs=1e-12), (b, i)
     assert torch.isnan(pred[:, [2, 4]]).all()
+
+
+def test_relu_net_gd_trains_groups_of_positions_like_single_networks():
+    """Many positions are trained in groups padded to their longest prefix; padding must not leak in."""
+    xs, ys = _data(16, b=2, n=14, d=3)
+    pred = relu_net_gd(xs, ys, hidden=5, steps=8, lr=0.05, seed=1)  # 13 positions: two groups
+    init = init_relu_nets((2, 13), 3, 5, torch.Generator().manual_seed(1), torch.float64, "cpu")
+    for b, i in [(0, 2), (1, 10), (0, 11), (1, 13)]:
+        ref = _plain_relu_net_loop(xs, ys, b, i, [p[b, i - 1] for p in init], 5, 8, 0.05, "adam")
+        assert pred[b, i].item() == pytest.approx(ref, rel=1e-9, abs=1e-12), (b, i)
 
 
 def test_relu_net_gd_fits_a_prefix():
