@@ -49,6 +49,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     typer.secho(f"warning: {_one_line(message)}", fg="yellow", err=True)
 
 
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"  # null: a baseline not evaluated at that position
+
+
 def _clean_errors(fn):
     """Every expected failure is one readable line on stderr and a non-zero exit code."""
 
@@ -110,7 +114,7 @@ def train(
     if "eval" in result:
         ev = result["eval"]
         k = min(2 * ev["n_dims"], ev["n_points"] - 1)
-        parts = [f"model {ev['model']['mean'][k]:.4f}"] + [f"{b} {c['mean'][k]:.4f}" for b, c in ev["baselines"].items()]
+        parts = [f"model {ev['model']['mean'][k]:.4f}"] + [f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()]
         msg += f"\nnormalized squared error at k={k}: " + ", ".join(parts)
     typer.echo(msg)
 
@@ -131,7 +135,7 @@ def eval_(
     ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag)
     k = min(2 * ev["n_dims"], ev["n_points"] - 1)
     typer.echo(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json; error at k={k}: model {ev['model']['mean'][k]:.4f}, "
-               + ", ".join(f"{b} {c['mean'][k]:.4f}" for b, c in ev["baselines"].items()))
+               + ", ".join(f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()))
 
 
 @app.command()

@@ -157,15 +157,21 @@ class EvalConfig(Strict):
     batch_size: int = Field(500, gt=0)
     seed: int = Field(12345, ge=0, lt=2**63)
     loops: int | None = Field(None, gt=0, description="loop iterations at evaluation (default: model.loops)")
-    baselines: list[str] = Field(default_factory=lambda: ["least_squares", "knn", "averaging"])
+    baselines: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["least_squares", "knn", "averaging"],
+        description="names, or mappings {name, options, label} (options checked against the baseline's own)",
+    )
 
-    @model_validator(mode="after")
-    def _check(self):
-        from iclab.baselines import BASELINES
+    @field_validator("baselines", mode="before")
+    @classmethod
+    def _check_baselines(cls, v):
+        from iclab.baselines import check_entry, resolve
 
-        for b in self.baselines:
-            BASELINES.get(b)
-        return self
+        if not isinstance(v, list):
+            raise ValueError(f"must be a list of baseline names or mappings, not {v!r}")
+        v = [check_entry(e) for e in v]
+        resolve(v)  # unique labels
+        return v
 
 
 class LoggingConfig(Strict):
@@ -203,6 +209,10 @@ class Config(Strict):
             raise ValueError(
                 f"eval.n_points={self.eval.n_points} needs {2 * self.eval.n_points} positions > model.n_positions={m.n_positions}"
             )
+        if self.eval.baselines:
+            from iclab.baselines import check_positions, resolve
+
+            check_positions(resolve(self.eval.baselines), self.eval.n_points or t.n_points)
         if m.drop_tokens and m.min_tokens > 2 * t.n_points:
             raise ValueError(f"model.min_tokens={m.min_tokens} exceeds the {2 * t.n_points} tokens of a prompt (task.n_points={t.n_points})")
         if self.training.warmup_steps > self.training.steps:

@@ -5,9 +5,10 @@ eval.json schema (see README.md):
     {"task": str, "n_dims": int, "n_points": int, "n_prompts": int, "loops": int, "seed": int,
      "normalization": float,                      # squared error of predicting 0; errors are divided by it
      "model": {"mean": [n_points floats], "ci95": [n_points floats]},
-     "baselines": {name: {"mean": [...], "ci95": [...]}, ...},
+     "baselines": {label: {"mean": [...], "ci95": [...]}, ...},   # label: the name, or an entry's label
      "step": int | null}
-Position i (0-based) is the prediction of y_{i+1} after seeing i examples.
+Position i (0-based) is the prediction of y_{i+1} after seeing i examples. A baseline evaluated only at some
+`positions` has null at the others.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from iclab.baselines import BASELINES
+from iclab.baselines import check_positions, resolve
 from iclab.tasks.base import Task
 
 
@@ -27,12 +28,17 @@ def eval_generator(seed: int, device) -> torch.Generator:
     return g
 
 
-def summarize(err: torch.Tensor) -> dict:
-    """err: (N, n) normalized squared errors -> mean and 95% half-width per position."""
+def summarize(err: torch.Tensor, positions: list[int] | None = None) -> dict:
+    """err: (N, n) normalized squared errors -> mean and 95% half-width per position (null outside
+    `positions` when given)."""
     err = err.double()
     mean = err.mean(0)
     ci = 1.96 * err.std(0, unbiased=True) / math.sqrt(err.shape[0]) if err.shape[0] > 1 else torch.zeros_like(mean)
-    return {"mean": mean.cpu().tolist(), "ci95": ci.cpu().tolist()}
+    out = {"mean": mean.cpu().tolist(), "ci95": ci.cpu().tolist()}
+    if positions is not None:
+        keep = set(positions)
+        out = {k: [x if i in keep else None for i, x in enumerate(v)] for k, v in out.items()}
+    return out
 
 
 @torch.no_grad()
@@ -52,23 +58,27 @@ def model_predictions(model, xs, ys, loops: int | None = None) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model, task: Task, *, n_prompts: int, n_points: int, n_dims: int | None = None, loops: int | None = None,
-             baselines: list[str] = (), seed: int = 12345, batch_size: int = 500, device="cpu") -> dict:
+             baselines: list = (), seed: int = 12345, batch_size: int = 500, device="cpu") -> dict:
     model.eval()
     n_dims = n_dims or task.n_dims
     gen = eval_generator(seed, device)
     norm = task.zero_error(n_dims)
-    errs: dict[str, list[torch.Tensor]] = {"model": []} | {b: [] for b in baselines}
+    resolved = resolve(baselines)  # names or {name, options, label} mappings
+    check_positions(resolved, n_points)
+    model_errs: list[torch.Tensor] = []
+    errs: dict[str, list[torch.Tensor]] = {b.label: [] for b in resolved}
     for s in range(0, n_prompts, batch_size):
         bs = min(batch_size, n_prompts - s)
         xs, ys = task.sample(bs, n_points, n_dims, gen, device)
-        errs["model"].append((model_predictions(model, xs, ys, loops) - ys).pow(2) / norm)
-        for b in baselines:
-            errs[b].append((BASELINES.get(b)(xs, ys) - ys).pow(2) / norm)
-    summ = {k: summarize(torch.cat(v)) for k, v in errs.items()}
+        model_errs.append((model_predictions(model, xs, ys, loops) - ys).pow(2) / norm)
+        for b in resolved:
+            errs[b.label].append((b(xs, ys) - ys).pow(2) / norm)
+    positions = {b.label: b.positions for b in resolved}
+    summ = {k: summarize(torch.cat(v), positions[k]) for k, v in errs.items()}
     return {
         "task": type(task).__name__, "n_dims": n_dims, "n_points": n_points, "n_prompts": n_prompts,
         "loops": loops or model.cfg.loops, "seed": seed, "normalization": norm,
-        "model": summ.pop("model"), "baselines": summ,
+        "model": summarize(torch.cat(model_errs)), "baselines": summ,
     }
 
 

@@ -10,11 +10,27 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 BASELINE_STYLE = {"least_squares": ("Least Squares", "k", "--"), "knn": ("3-Nearest Neighbors", "tab:green", ":"),
-                  "averaging": ("Averaging", "tab:orange", "-.")}
+                  "averaging": ("Averaging", "tab:orange", "-."), "ridge": ("Ridge", "tab:brown", "--"),
+                  "lasso": ("Lasso", "tab:purple", "--"), "decision_tree": ("Greedy Tree Learning", "tab:olive", ":"),
+                  "xgboost": ("XGBoost", "tab:cyan", "-."), "relu_net_gd": ("2-layer NN, GD", "tab:pink", "--")}
+
+
+def baseline_style(key: str) -> tuple[str, str | None, str]:
+    """(legend text, color, line style) of a baseline curve keyed by its name or label ('lasso(alpha=0.1)')."""
+    if key in BASELINE_STYLE:
+        return BASELINE_STYLE[key]
+    base = key.split("(")[0]
+    if base in BASELINE_STYLE:
+        return key, None, BASELINE_STYLE[base][2]  # several variants of one baseline: distinct colors
+    return key, None, "--"
 
 
 def _band(ax, xs, curve, label, **kw):
-    mean, ci = curve["mean"], curve["ci95"]
+    keep = [i for i, m in enumerate(curve["mean"]) if m is not None]  # baselines fitted at some positions only
+    xs = [xs[i] for i in keep]
+    mean, ci = [curve["mean"][i] for i in keep], [curve["ci95"][i] for i in keep]
+    if len(keep) < len(curve["mean"]):
+        kw.setdefault("marker", ".")
     (line,) = ax.plot(xs, mean, label=label, **kw)
     ax.fill_between(xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], color=line.get_color(), alpha=0.15)
 
@@ -28,7 +44,7 @@ def plot_error_curves(runs: list[tuple[str, dict]], path: Path, title: str | Non
     ev0 = runs[0][1]
     xs = list(range(ev0["n_points"]))
     for name, curve in ev0["baselines"].items():
-        lab, color, ls = BASELINE_STYLE.get(name, (name, None, "--"))
+        lab, color, ls = baseline_style(name)
         _band(ax, xs, curve, lab, color=color, ls=ls, lw=1.5)
     ax.axhline(1.0, color="gray", lw=0.8, alpha=0.6)
     ax.axvline(ev0["n_dims"], color="gray", lw=0.8, ls=":", alpha=0.6)

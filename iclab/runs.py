@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 from filelock import FileLock, Timeout
 
+from iclab.baselines import check_positions, resolve
 from iclab.checkpoint import atomic_write, list_checkpoints, load_checkpoint, load_weights, save_weights
 from iclab.config import Config, ConfigError, dump_config, validate
 from iclab.evaluate import evaluate, evaluate_loops
@@ -143,6 +144,10 @@ def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, n_prom
     n_points = n_points or cfg.eval.n_points or cfg.task.n_points
     if 2 * n_points > cfg.model.n_positions:
         raise RunError(f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}")
+    try:
+        check_positions(resolve(cfg.eval.baselines), n_points)
+    except ValueError as e:
+        raise RunError(f"eval.baselines: {e}") from None
     task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options)
     loops = loops or cfg.eval.loops or cfg.model.loops
     seed = cfg.eval.seed if seed is None else seed
