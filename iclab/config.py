@@ -41,7 +41,11 @@ class TaskConfig(Strict):
 
         if "name" not in info.data:
             return v
-        return TASKS.get(info.data["name"]).Options(**v).model_dump()
+        task_cls = TASKS.get(info.data["name"])
+        opts = task_cls.Options(**v)
+        if "n_dims" in info.data:
+            task_cls.check(opts, info.data["n_dims"])
+        return opts.model_dump()
 
 
 class ModelConfig(Strict):
@@ -157,13 +161,15 @@ class EvalConfig(Strict):
     batch_size: int = Field(500, gt=0)
     seed: int = 12345
     loops: int | None = Field(None, gt=0, description="loop iterations at evaluation (default: model.loops)")
-    baselines: list[str] = Field(default_factory=lambda: ["least_squares", "knn", "averaging"])
+    baselines: list[str] | None = Field(
+        None, description="baselines beside the model (default: the task's default_baselines that are available)")
 
     @model_validator(mode="after")
     def _check(self):
         from iclab.baselines import BASELINES
+        import iclab.memorization  # noqa: F401  (registers the memorization baseline)
 
-        for b in self.baselines:
+        for b in self.baselines or ():
             BASELINES.get(b)
         return self
 

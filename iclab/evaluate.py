@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from iclab.baselines import BASELINES
+from iclab.memorization import call_baseline
 from iclab.tasks.base import Task
 
 
@@ -63,7 +63,7 @@ def evaluate(model, task: Task, *, n_prompts: int, n_points: int, n_dims: int | 
         xs, ys = task.sample(bs, n_points, n_dims, gen, device)
         errs["model"].append((model_predictions(model, xs, ys, loops) - ys).pow(2) / norm)
         for b in baselines:
-            errs[b].append((BASELINES.get(b)(xs, ys) - ys).pow(2) / norm)
+            errs[b].append((call_baseline(b, xs, ys, task) - ys).pow(2) / norm)
     summ = {k: summarize(torch.cat(v)) for k, v in errs.items()}
     return {
         "task": type(task).__name__, "n_dims": n_dims, "n_points": n_points, "n_prompts": n_prompts,
