@@ -103,6 +103,7 @@ def evaluate_run_shift(run_dir: Path, shift: str = "standard", shift_options: di
                        baselines: list[str] | None = None, tag: str | None = None, model=None, write_figure: bool = True) -> dict:
     """Evaluate a saved run under `shift`, on its own task or on `task_name` (same n_dims); write
     eval_<tag>.json and error_vs_examples_<tag>.png."""
+    from iclab.baselines import BASELINES
     from iclab.config import ConfigError
     from iclab.plots import plot_error_curves
     from iclab.runs import RunError, load_run_config, load_run_model, write_json
@@ -128,8 +129,6 @@ def evaluate_run_shift(run_dir: Path, shift: str = "standard", shift_options: di
         task = task.without_pool()
         names = resolve_baselines(task, explicit)
         for b in names:
-            from iclab.baselines import BASELINES
-
             BASELINES.get(b)
         why = sh.applies_to(task)
     except ValueError as e:  # pydantic's ValidationError is a ValueError
@@ -143,7 +142,7 @@ def evaluate_run_shift(run_dir: Path, shift: str = "standard", shift_options: di
     tag = tag or shift_tag(shift, shift_options, task_name)
     write_json(run_dir / f"eval_{tag}.json", ev)
     if write_figure:
-        title = f"{ev['eval_task']} ({shift}), model trained on {cfg.task.name}"
+        title = f"{ev['eval_task']}, shift: {shift}\n(model trained on {cfg.task.name})"
         plot_error_curves([(run_dir.name, ev)], run_dir / f"error_vs_examples_{tag}.png", title=title)
     return ev
 
@@ -169,6 +168,9 @@ def evaluate_run_all_shifts(run_dir: Path, task_name: str | None = None, task_op
     return results
 
 
+SPARE_COLORS = ("tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")  # never the model's blue
+
+
 def plot_shift_grid(results: dict[str, dict], path: Path, title: str | None = None) -> Path:
     """One panel per shift: the model, every baseline and the zero predictor, error vs in-context examples."""
     import math
@@ -187,8 +189,9 @@ def plot_shift_grid(results: dict[str, dict], path: Path, title: str | None = No
     for ax, (name, ev) in zip(axes.flat, results.items()):
         xs = list(range(ev["n_points"]))
         curves = [("Transformer", ev["model"], dict(color="tab:blue", lw=2))]
+        spare = iter(SPARE_COLORS)
         for b, c in ev["baselines"].items():
-            lab, color, ls = BASELINE_STYLE.get(b, (b, None, "--"))
+            lab, color, ls = BASELINE_STYLE.get(b) or (b, next(spare, None), "--")
             curves.append((lab, c, dict(color=color, ls=ls, lw=1.3)))
         for lab, c, kw in curves:
             (line,) = ax.plot(xs, c["mean"], label=lab, **kw)
@@ -198,7 +201,9 @@ def plot_shift_grid(results: dict[str, dict], path: Path, title: str | None = No
         ax.plot(xs, ev["zero_predictor"]["mean"], color="gray", lw=0.8, alpha=0.7, label="predict 0")
         top = max(1.3, min(6.0, 1.15 * max(max(ev["zero_predictor"]["mean"]), max(ev["model"]["mean"]))))
         ax.set_ylim(-0.05, top)
-        ax.axvline(ev["n_dims"], color="gray", lw=0.6, ls=":", alpha=0.6)
+        if ev["n_dims"] < ev["n_points"]:
+            ax.axvline(ev["n_dims"], color="gray", lw=0.6, ls=":", alpha=0.6)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(name, fontsize=10)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[k:]:

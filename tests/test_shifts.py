@@ -130,3 +130,17 @@ def test_train_pool_shift_needs_a_pool():
 def test_unknown_shift_option():
     with pytest.raises(ValueError, match="factr"):
         make_shift("scaled_x", {"factr": 2})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("task_name", ["linear_regression", "sparse_linear_regression", "noisy_linear_regression",
+                                       "decision_tree", "relu_2nn_regression", "quadratic_regression"])
+def test_samplers_stay_on_cuda(task_name):
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(0)
+    for opts in ({}, {"pool_size": 5}, {"prompt_pool_size": 5}):
+        xs, ys = make_task(task_name, 6, opts).sample(4, 9, 5, g, dev)
+        assert xs.device.type == ys.device.type == "cuda"
+    for name in SHIFTS.names():
+        p = make_shift(name).sample(make_task(task_name, 6, {"pool_size": 3}), 4, 5, 5, g, dev)
+        assert all(t.device.type == "cuda" for t in p if t is not None)

@@ -153,3 +153,27 @@ def test_every_task_is_registered_with_defaults():
     assert set(ALL) <= set(TASKS.names())
     for name in ALL:
         assert "least_squares" in TASKS.get(name).default_baselines
+
+
+def test_shipped_garg_configs_validate_and_match_the_paper():
+    from pathlib import Path
+
+    from iclab.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "garg"
+    for task in ALL:
+        paper, tiny = load_config(root / f"{task}.yaml"), load_config(root / "tiny" / f"{task}.yaml")
+        assert paper.task.name == tiny.task.name == task
+        assert (paper.task.n_dims, paper.model.n_layer, paper.model.n_embd, paper.model.n_head) == (20, 12, 256, 8)
+        assert paper.task.n_points == (101 if task in ("decision_tree", "relu_2nn_regression") else 41)
+        assert paper.curriculum.dims.start == 5 and paper.curriculum.points.end == paper.task.n_points
+        assert paper.eval.baselines is None  # the task's defaults
+        assert tiny.training.device == "cpu" and tiny.training.steps <= 5000
+    assert load_config(root / "linear_regression_pool1k.yaml").task.options["pool_size"] == 1000
+    assert load_config(root / "linear_regression_prompts100k.yaml").task.options["prompt_pool_size"] == 100000
+
+
+def test_memorization_is_a_valid_eval_baseline_name():
+    cfg = validate({"task": {"n_dims": 3, "n_points": 7, "options": {"pool_size": 4}}, "eval": {"baselines": ["memorization"]}})
+    assert cfg.eval.baselines == ["memorization"]
+    assert validate({}).eval.baselines is None
