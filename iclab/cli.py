@@ -128,14 +128,45 @@ def eval_(
     seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="seed of the evaluation prompts (default: eval.seed)"),
     loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
     tag: Optional[str] = typer.Option(None, help="write eval_TAG.json / error_vs_examples_TAG.png instead of eval.json"),
+    shift: Optional[str] = typer.Option(None, help="evaluate under this distribution shift (iclab list shifts); writes eval_SHIFT.json"),
+    shift_option: Optional[List[str]] = typer.Option(None, "--shift-option", help="a shift option key=value, e.g. factor=3 (repeatable)"),
+    task: Optional[str] = typer.Option(None, "--task", help="evaluate on another function class (same n_dims)"),
+    task_option: Optional[List[str]] = typer.Option(None, "--task-option", help="an option of --task, key=value (repeatable)"),
+    all_shifts: bool = typer.Option(False, "--all-shifts", help="every applicable shift; eval_<shift>.json each and shifts.png"),
+    baselines: Optional[str] = typer.Option(None, help="comma-separated baselines (default: eval.baselines, else the task's defaults)"),
 ):
-    """Re-evaluate a saved run (more prompts, longer prompts, another seed) and redraw its figure."""
+    """Re-evaluate a saved run (more prompts, longer prompts, another seed, a distribution shift, another
+    function class) and draw its figure."""
     from iclab.runs import evaluate_run
 
-    ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag)
-    k = min(2 * ev["n_dims"], ev["n_points"] - 1)
-    typer.echo(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json; error at k={k}: model {ev['model']['mean'][k]:.4f}, "
-               + ", ".join(f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()))
+    def line(name, ev):
+        k = min(2 * ev["n_dims"], ev["n_points"] - 1)
+        return (f"{name}: error at k={k}: model {ev['model']['mean'][k]:.4f}, "
+                + ", ".join(f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()))
+
+    if shift is None and task is None and not all_shifts and baselines is None:
+        ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag)
+        typer.echo(line(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json", ev))
+        return
+    from iclab.config import ConfigError
+    from iclab.shift_eval import evaluate_run_all_shifts, evaluate_run_shift, parse_options
+
+    try:
+        sopts, topts = parse_options(shift_option, "--shift-option"), parse_options(task_option, "--task-option")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    names = [b.strip() for b in baselines.split(",") if b.strip()] if baselines is not None else None
+    kw = dict(n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, baselines=names)
+    if all_shifts:
+        if shift is not None or tag is not None:
+            raise typer.BadParameter("--all-shifts excludes --shift and --tag")
+        results = evaluate_run_all_shifts(run_dir, task, topts, **kw)
+        for name, ev in results.items():
+            typer.echo(line(name, ev))
+        typer.echo(f"wrote {run_dir}/{'shifts_on_' + task if task else 'shifts'}.png")
+        return
+    ev = evaluate_run_shift(run_dir, shift or "standard", sopts, task, topts, tag=tag, **kw)
+    typer.echo(line(f"{ev['eval_task']} under {ev['shift']}", ev))
 
 
 @app.command()
@@ -158,15 +189,19 @@ def plot(
 
 @app.command("list")
 @_clean_errors
-def list_(what: Optional[str] = typer.Argument(None, help="tasks | models | optimizers | curricula | baselines (default: all)")):
+def list_(what: Optional[str] = typer.Argument(None, help="tasks | models | optimizers | curricula | baselines | shifts (default: all)")):
     """Print what each registry holds, one line each."""
     from iclab.baselines import BASELINES
     from iclab.curriculum import SHAPES
     from iclab.models import MODELS
     from iclab.optim import OPTIMIZERS
+    from iclab.shifts import SHIFTS
     from iclab.tasks import TASKS
 
-    regs = {"tasks": TASKS, "models": MODELS, "optimizers": OPTIMIZERS, "curricula": SHAPES, "baselines": BASELINES}
+    import iclab.memorization  # noqa: F401  (registers the memorization baseline)
+
+    regs = {"tasks": TASKS, "models": MODELS, "optimizers": OPTIMIZERS, "curricula": SHAPES, "baselines": BASELINES,
+            "shifts": SHIFTS}
     if what is not None and what not in regs:
         raise typer.BadParameter(f"'{what}' is not one of: {', '.join(regs)}")
     for name, reg in regs.items():

@@ -41,7 +41,11 @@ class TaskConfig(Strict):
 
         if "name" not in info.data:
             return v
-        return TASKS.get(info.data["name"]).Options(**v).model_dump()
+        task_cls = TASKS.get(info.data["name"])
+        opts = task_cls.Options(**v)
+        if "n_dims" in info.data:
+            task_cls.check(opts, info.data["n_dims"])
+        return opts.model_dump()
 
 
 class ModelConfig(Strict):
@@ -157,16 +161,17 @@ class EvalConfig(Strict):
     batch_size: int = Field(500, gt=0)
     seed: int = Field(12345, ge=0, lt=2**63)
     loops: int | None = Field(None, gt=0, description="loop iterations at evaluation (default: model.loops)")
-    baselines: list[str | dict[str, Any]] = Field(
-        default_factory=lambda: ["least_squares", "knn", "averaging"],
-        description="names, or mappings {name, options, label} (options checked against the baseline's own)",
-    )
+    baselines: list[str | dict[str, Any]] | None = Field(
+        None, description="names, or mappings {name, options, label} (options checked against the baseline's own); "
+        "default: the task's default_baselines that are available")
 
     @field_validator("baselines", mode="before")
     @classmethod
     def _check_baselines(cls, v):
         from iclab.baselines import check_entry, resolve
 
+        if v is None:
+            return v
         if not isinstance(v, list):
             raise ValueError(f"must be a list of baseline names or mappings, not {v!r}")
         v = [check_entry(e) for e in v]

@@ -72,7 +72,7 @@ def evaluate(model, task: Task, *, n_prompts: int, n_points: int, n_dims: int | 
         xs, ys = task.sample(bs, n_points, n_dims, gen, device)
         model_errs.append((model_predictions(model, xs, ys, loops) - ys).pow(2) / norm)
         for b in resolved:
-            errs[b.label].append((b(xs, ys) - ys).pow(2) / norm)
+            errs[b.label].append((b(xs, ys, task) - ys).pow(2) / norm)
     positions = {b.label: b.positions for b in resolved}
     summ = {k: summarize(torch.cat(v), positions[k]) for k, v in errs.items()}
     return {

@@ -28,7 +28,7 @@ from iclab.config import Config, ConfigError, dump_config, validate
 from iclab.evaluate import evaluate, evaluate_loops
 from iclab.models import make_model
 from iclab.plots import plot_error_curves, plot_loop_curves
-from iclab.tasks import make_task
+from iclab.tasks import make_task, resolve_baselines
 from iclab.train import Trainer, TrainingError, identity, resolve_device
 
 
@@ -144,15 +144,16 @@ def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, n_prom
     n_points = n_points or cfg.eval.n_points or cfg.task.n_points
     if 2 * n_points > cfg.model.n_positions:
         raise RunError(f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}")
+    task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options).without_pool()  # fresh functions
     try:
-        check_positions(resolve(cfg.eval.baselines), n_points)
+        check_positions(resolve(resolve_baselines(task, cfg.eval.baselines)), n_points)
     except ValueError as e:
         raise RunError(f"eval.baselines: {e}") from None
-    task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options)
     loops = loops or cfg.eval.loops or cfg.model.loops
     seed = cfg.eval.seed if seed is None else seed
     ev = evaluate(model, task, n_prompts=n_prompts or cfg.eval.n_prompts, n_points=n_points, loops=loops,
-                  baselines=cfg.eval.baselines, seed=seed, batch_size=cfg.eval.batch_size, device=device)
+                  baselines=resolve_baselines(task, cfg.eval.baselines), seed=seed, batch_size=cfg.eval.batch_size,
+                  device=device)
     ev["step"] = step
     suffix = f"_{tag}" if tag else ""
     write_json(run_dir / f"eval{suffix}.json", ev)

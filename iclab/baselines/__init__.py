@@ -26,3 +26,4 @@ from iclab.baselines.lasso import lasso  # noqa: F401
 from iclab.baselines.linear import averaging, knn, least_squares, least_squares_pinv, prefix_masked, ridge  # noqa: F401
 from iclab.baselines.nets import init_relu_nets, relu_net_gd  # noqa: F401
 from iclab.baselines.trees import decision_tree, xgboost  # noqa: F401
+from iclab import memorization as _memorization  # noqa: F401,E402  (registers `memorization`; needs the registry above)

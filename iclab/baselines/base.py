@@ -132,8 +132,11 @@ class ResolvedBaseline:
     def positions(self) -> list[int] | None:
         return self.options.get("positions")
 
-    def __call__(self, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        return BASELINES.get(self.name)(xs, ys, **self.options)
+    def __call__(self, xs: torch.Tensor, ys: torch.Tensor, task=None) -> torch.Tensor:
+        fn = BASELINES.get(self.name)
+        if getattr(fn, "needs_task", False):  # e.g. memorization: it needs the task's training pool
+            return fn(xs, ys, task=task, **self.options)
+        return fn(xs, ys, **self.options)
 
 
 def check_positions(resolved: list[ResolvedBaseline], n_points: int) -> None:

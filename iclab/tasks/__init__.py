@@ -1,6 +1,6 @@
 """Function classes for in-context learning. Importing this package registers every task."""
 
-from iclab.tasks.base import TASKS, Task, make_task
-from iclab.tasks import linear  # noqa: F401  (registers linear_regression)
+from iclab.tasks.base import TASKS, Task, TaskOptions, make_task, resolve_baselines
+from iclab.tasks import linear, noisy, quadratic, relu, sparse, tree  # noqa: F401  (register the tasks)
 
-__all__ = ["TASKS", "Task", "make_task"]
+__all__ = ["TASKS", "Task", "TaskOptions", "make_task", "resolve_baselines"]

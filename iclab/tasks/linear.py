@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from iclab.tasks.base import TASKS, Task
+from iclab.tasks.base import TASKS, Task, TaskOptions
 
 
-class LinearOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LinearOptions(TaskOptions):
     scale: float = Field(1.0, gt=0, description="multiplies w (and so y)")
 
 
@@ -18,6 +17,7 @@ class LinearRegression(Task):
     """f(x) = scale * w.x, w ~ N(0, I_d); error normalized by d (Garg et al. 2022)."""
 
     Options = LinearOptions
+    default_baselines = ("least_squares", "knn", "averaging")
 
     def sample_params(self, batch, n_dims_truncated, gen, device):
         w = torch.randn(batch, self.n_dims, generator=gen, device=device)
