@@ -15,6 +15,8 @@ rates are medians over rounds.
     mfu_cpu_time     (CPU only) the same ratio with both rates taken per second of process CPU time
                      instead of wall time: time the process waits for a core shared with other jobs
                      does not count, which makes it the steadier number on a busy machine
+    steps_per_cpu_s  (CPU only) steps per second of process CPU time (summed over threads): the steadier
+                     basis for speed ratios on a busy machine
     tokens_per_s     prompt tokens (2 per point) per second, batch_size * 2 * n_points * steps_per_s
     peak_mem_bytes   CUDA: torch.cuda.max_memory_allocated during the timed steps. CPU: the process's
                      resident-set high-water mark (VmHWM of /proc/self/status, reset before each timing
@@ -22,6 +24,11 @@ rates are medians over rounds.
                      process, torch and the other configurations' weights, whose sum at the reset is
                      base_mem_bytes. Without /proc: resource.getrusage's ru_maxrss (a process-lifetime
                      maximum; mem_kind says which).
+
+Evaluation records (kind "eval"): `eval_s` is the time of `evaluate` on 1,000 prompts of 41 points with
+the config's baselines (--quick: the sum of the parts), `model_s`, `sample_s` and `baselines_s` the
+parts timed one by one on the same prompts; flops_per_step, achieved_flops and mfu are those of the
+model's predictions (flops / model_s).
 
 Synchronization: the timed loop reads nothing from the device; after the last step the loss is read
 once (and torch.cuda.synchronize() is called on CUDA before and after), so queued work is included.
@@ -260,6 +267,7 @@ def record(case: Case, device: torch.device, mem_kind: str, peak: float) -> dict
         "steps_per_s": sps, "tokens_per_s": sps * case.tokens, "flops_per_step": case.flops,
         "achieved_flops": sps * case.flops, "peak_flops": peak, "mfu": sps * case.flops / peak,
         "steps_per_s_best": max(r["steps_per_s"] for r in case.rounds),
+        "steps_per_cpu_s": statistics.median(r["steps_per_cpu_s"] for r in case.rounds) if device.type == "cpu" else None,
         "mfu_cpu_time": cpu_mfu if device.type == "cpu" else None,
         "peak_mem_bytes": max(r["peak_mem_bytes"] for r in case.rounds),
         "base_mem_bytes": min(r["base_mem_bytes"] for r in case.rounds), "mem_kind": mem_kind,
@@ -372,7 +380,8 @@ def run_suite(names: list[str] | None = None, *, quick: bool = False, device: st
                 peak, peak_cpu = _peak(case.trainer.device, amp_dtype(case), peak_n)
                 mem.start()
                 secs, cpu_s = _run_steps(case, case.steps)
-                case.rounds.append({"steps_per_s": case.steps / secs, "peak_flops_here": peak,
+                case.rounds.append({"steps_per_s": case.steps / secs, "steps_per_cpu_s": case.steps / max(cpu_s, 1e-9),
+                                    "peak_flops_here": peak,
                                     "mfu_cpu_time": case.flops * case.steps / max(cpu_s, 1e-9) / peak_cpu,
                                     "peak_mem_bytes": mem.peak(), "base_mem_bytes": mem.base})
                 log(f"  {case.name}: {case.steps / secs:.3f} steps/s, {case.flops * case.steps / secs / peak:.1%} of "

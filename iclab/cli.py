@@ -190,12 +190,20 @@ def bench(
     no_eval: bool = typer.Option(False, "--no-eval", help="skip timing the evaluation"),
 ):
     """Steps/s, tokens/s, FLOPs, MFU against the measured matmul peak, and peak memory of training steps."""
+    import os
+
+    import torch
+
     from iclab.bench import SUITE, print_table, run_suite, write_json
 
     if names == ["list"]:
         for n, (path, what) in SUITE.items():
             typer.echo(f"  {n:<22} {what}  ({path})")
         return
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if device != "cuda" and (threads or torch.get_num_threads()) > 1 and load > cores - 0.5:
+        typer.secho(f"note: the CPU is busy (load {load:.1f} on {cores} cores); with several torch threads each waits "
+                    "for the others at every operator: consider --threads 1", fg="yellow", err=True)
     recs = run_suite(names or None, quick=quick, device=device, overrides=set_ or [], ablate=ablate or [],
                      threads=threads, rounds=rounds, eval_=not no_eval, target_s=seconds, log=lambda m: typer.echo(m, err=True))
     write_json(recs, out)
