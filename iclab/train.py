@@ -101,8 +101,11 @@ class Trainer:
         if cfg.training.compile:
             if cfg.training.compile_scope == "model":  # static: the loop count is unrolled into the graph
                 self.forward = torch.compile(self.model, backend=COMPILE_BACKEND, dynamic=False)
-            else:  # one graph for every block; grad / no-grad and changing lengths give a bounded few
+            elif hasattr(self.model, "train_block_call"):  # one graph for every block: a bounded few compiles
                 self.model.train_block_call = torch.compile(_run_block, backend=COMPILE_BACKEND)
+            else:
+                raise TrainingError(f"model {cfg.model.name!r} has no per-block compile hook (train_block_call); "
+                                    "set training.compile_scope=model")
         if resume:
             self._resume()
 
