@@ -25,5 +25,8 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -n 2 -m ""
 
+bench: install
+	$(BIN)/iclab bench --quick --out runs/bench.json
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,4 +1,4 @@
-"""The `iclab` command line: train, eval, plot, list, curriculum."""
+"""The `iclab` command line: train, eval, plot, list, curriculum, bench."""
 
 from __future__ import annotations
 
@@ -252,6 +252,42 @@ def curriculum(
         fig.tight_layout()
         fig.savefig(out, dpi=110)
         typer.echo(f"wrote {out}")
+
+
+@app.command()
+@_clean_errors
+def bench(
+    names: Optional[List[str]] = typer.Argument(None, help="suite names or YAML configs (default: the whole suite)"),
+    quick: bool = typer.Option(False, "--quick", help="1 warm-up step, ~2 s per configuration, 1 round (< 2 min on a CPU)"),
+    out: Path = typer.Option(Path("bench.json"), "--out", "-o", help="JSON file of the records"),
+    device: str = typer.Option("auto", help="cpu | cuda | auto: training.device of every configuration"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override for every configuration, e.g. training.compile=true"),
+    ablate: Optional[List[str]] = typer.Option(None, help="KEY=V1,V2: time each value side by side (repeatable: all combinations)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: torch's)"),
+    rounds: Optional[int] = typer.Option(None, min=1, help="timing rounds, round-robin over configurations (default 3; --quick 1)"),
+    seconds: Optional[float] = typer.Option(None, min=0, help="timed seconds per configuration and round (default 8; --quick 2)"),
+    no_eval: bool = typer.Option(False, "--no-eval", help="skip timing the evaluation"),
+):
+    """Steps/s, tokens/s, FLOPs, MFU against the measured matmul peak, and peak memory of training steps."""
+    import os
+
+    import torch
+
+    from iclab.bench import SUITE, print_table, run_suite, write_json
+
+    if names == ["list"]:
+        for n, (path, what) in SUITE.items():
+            typer.echo(f"  {n:<22} {what}  ({path})")
+        return
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if device != "cuda" and (threads or torch.get_num_threads()) > 1 and load > cores - 0.5:
+        typer.secho(f"note: the CPU is busy (load {load:.1f} on {cores} cores); with several torch threads each waits "
+                    "for the others at every operator: consider --threads 1", fg="yellow", err=True)
+    recs = run_suite(names or None, quick=quick, device=device, overrides=set_ or [], ablate=ablate or [],
+                     threads=threads, rounds=rounds, eval_=not no_eval, target_s=seconds, log=lambda m: typer.echo(m, err=True))
+    write_json(recs, out)
+    print_table(recs)
+    typer.echo(f"wrote {out}")
 
 
 def main():  # pragma: no cover

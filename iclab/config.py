@@ -98,6 +98,9 @@ class OptimizerConfig(Strict):
         OPTIMIZERS.get(v)
         return v
     options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="optimizer-specific options")
+    impl: Literal["auto", "fused", "foreach", "for_loop"] = Field(
+        "auto", description="torch implementation: auto = fused where the optimizer has one (fastest measured, "
+        "CPU and CUDA), else foreach on CUDA and for_loop on the CPU")
 
     @field_validator("options")
     @classmethod
@@ -107,6 +110,14 @@ class OptimizerConfig(Strict):
         if "name" not in info.data:
             return v
         return OPTIMIZERS.get(info.data["name"]).Options(**v).model_dump(mode="json")
+
+    @model_validator(mode="after")
+    def _check_impl(self):
+        from iclab.optim import OPTIMIZERS
+
+        if self.impl == "fused" and not OPTIMIZERS.get(self.name).fused:
+            raise ValueError(f"optimizer {self.name!r} has no fused implementation; use impl auto, foreach or for_loop")
+        return self
 
 
 class ScheduleConfig(Strict):
@@ -150,7 +161,17 @@ class TrainingConfig(Strict):
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
     grad_clip: float | None = Field(1.0, gt=0)
     device: str = "auto"
-    compile: bool = False
+    compile: bool = Field(False, description="torch.compile the model (see compile_scope)")
+    compile_scope: Literal["blocks", "model"] = Field(
+        "blocks", description="blocks: compile each transformer block (one graph reused by every layer and loop "
+        "iteration, shapes marked dynamic, so loop/points curricula and token dropping recompile a bounded number "
+        "of times); model: the whole forward with the loop unrolled, static shapes (recompiles for each number of "
+        "loops and prompt length; after torch._dynamo.config.recompile_limit=8 of them, falls back to eager)")
+    threads: int | None = Field(None, gt=0, description="torch CPU threads (torch.set_num_threads); default: torch's, "
+                                "one per core. 1 is faster for small models and on a CPU shared with other jobs")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="bfloat16: autocast matmuls to bf16 (CUDA only; the read-out and loss stay fp32); "
+        "auto = bfloat16 on a CUDA device that supports it, float32 elsewhere")
     nonfinite: Literal["stop", "skip"] = "stop"
     max_skipped_steps: int = Field(10, ge=0, description="with nonfinite=skip: stop after this many bad steps")
 

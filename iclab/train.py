@@ -72,6 +72,30 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """training.dtype -> the autocast dtype of the step (None: plain fp32)."""
+    if name == "float32":
+        return None
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if name == "auto":
+        return torch.bfloat16 if cuda_bf16 else None
+    if device.type != "cuda":
+        raise TrainingError(f"training.dtype=bfloat16 (autocast) is supported on CUDA only; on {device.type} the "
+                            f"step runs in float32: set training.dtype=float32 (or auto)")
+    if not cuda_bf16:
+        raise TrainingError("training.dtype=bfloat16 but this CUDA device does not support bfloat16; set training.dtype=float32")
+    return torch.bfloat16
+
+
+# torch.compile backend of the step ("inductor"; tests use "aot_eager", which traces the same graphs
+# without generating code)
+COMPILE_BACKEND = "inductor"
+
+
+def _run_block(block, u):
+    return block(u)
+
+
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1))
@@ -96,6 +120,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.training.device)
+        if cfg.training.threads is not None:
+            torch.set_num_threads(cfg.training.threads)
         torch.manual_seed(cfg.seed)
         self.task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options)
         self.model = make_model(cfg.model, cfg.task.n_dims).to(self.device)
@@ -107,7 +133,16 @@ class Trainer:
         self.resumed_from: Path | None = None
         if cfg.logging.wandb and importlib.util.find_spec("wandb") is None:
             raise TrainingError("logging.wandb=true but wandb is not installed (pip install 'iclab[wandb]')")
-        self.forward = torch.compile(self.model) if cfg.training.compile else self.model
+        self.amp_dtype = resolve_amp_dtype(cfg.training.dtype, self.device)
+        self.forward = self.model
+        if cfg.training.compile:
+            if cfg.training.compile_scope == "model":  # static: the loop count is unrolled into the graph
+                self.forward = torch.compile(self.model, backend=COMPILE_BACKEND, dynamic=False)
+            elif hasattr(self.model, "train_block_call"):  # one graph for every block: a bounded few compiles
+                self.model.train_block_call = torch.compile(_run_block, backend=COMPILE_BACKEND)
+            else:
+                raise TrainingError(f"model {cfg.model.name!r} has no per-block compile hook (train_block_call); "
+                                    "set training.compile_scope=model")
         if resume:
             self._resume()
 
@@ -165,7 +200,8 @@ class Trainer:
         xs, ys = self.task.sample(cfg.training.batch_size, cur["points"], cur["dims"], gen, self.device)
         set_lr(self.opt, lr_factor(cfg.training, step))
         self.model.train()
-        preds = self.forward(xs, ys, loops=cur["loops"], window=cfg.model.window)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            preds = self.forward(xs, ys, loops=cur["loops"], window=cfg.model.window)
         loss = prediction_loss(preds, ys)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

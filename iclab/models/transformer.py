@@ -67,6 +67,10 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def _call(block: nn.Module, u: torch.Tensor) -> torch.Tensor:
+    return block(u)
+
+
 def interleave(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     """(B, n, d), (B, n) -> (B, 2n, d): x_1, [y_1, 0...], x_2, [y_2, 0...], ..."""
     B, n, d = xs.shape
@@ -85,6 +89,9 @@ class ICLTransformer(nn.Module):
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.read_out = nn.Linear(cfg.n_embd, 1)
+        # train_block_call(block, u) -> block(u), used in training mode when set (the trainer puts a
+        # torch.compile'd function here: one graph serves every block and loop iteration)
+        self.train_block_call = None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scaled init of residual projections
             if name.endswith("c_proj.weight"):
@@ -124,13 +131,22 @@ class ICLTransformer(nn.Module):
                 if cfg.pos_embedding == "every_loop" or t == 0:
                     u = u + pos[-L:]
                 u = self.drop(u)
+                call = self.train_block_call if self.training and self.train_block_call is not None else _call
                 for block in self.blocks:
-                    u = block(u)
+                    u = call(block, u)
                 h = self.ln_f(u) if cfg.final_norm == "every_loop" else u
             if t >= b - T:
                 out = h if cfg.final_norm == "every_loop" else self.ln_f(h)
-                preds.append(self.read_out(out[:, L % 2 :: 2]).squeeze(-1))  # x tokens sit at even positions
+                preds.append(self._read_out(out[:, L % 2 :: 2]))  # x tokens sit at even positions
         return preds
+
+    def _read_out(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, m, C) -> (B, m). Under autocast (training.dtype=bfloat16) the read-out stays in fp32, so the
+        predictions and the loss keep full precision."""
+        if torch.is_autocast_enabled(h.device.type):
+            with torch.autocast(h.device.type, enabled=False):
+                return self.read_out(h.float()).squeeze(-1)
+        return self.read_out(h).squeeze(-1)
 
     def predict(self, xs, ys, loops: int | None = None):
         """Prediction of the final iteration, (B, m) for the last m points."""

@@ -1,0 +1,437 @@
+"""`iclab bench`: training-step and evaluation throughput of named configurations.
+
+For each configuration (a YAML config at its full shapes: any curriculum is dropped, so dims, points
+and loops are at their maxima) the benchmark builds the real `Trainer`, runs warm-up steps (this is
+where torch.compile compiles; reported as `warmup_s`), then times `Trainer.train_step` in rounds that
+go round-robin over the configurations (and --ablate variants), so that on a shared, noisy machine
+slow spells hit every configuration alike. Before each timing the device's matmul peak is measured (a
+square matmul, 2048 on the CPU, 8192 on CUDA, in the training dtype: fp32 on the CPU, bf16 under CUDA
+autocast); a run's `peak_flops` is the median of all its peak measurements of that dtype. Reported
+rates are medians over rounds.
+
+    flops_per_step   matmul FLOPs of one step from the config (iclab/flops.py documents the formula)
+    achieved_flops   flops_per_step * steps_per_s
+    mfu              achieved_flops / peak_flops (the measured peak, not the data-sheet one)
+    mfu_cpu_time     (CPU only) the same ratio with both rates taken per second of process CPU time
+                     instead of wall time: time the process waits for a core shared with other jobs
+                     does not count, which makes it the steadier number on a busy machine
+    steps_per_cpu_s  (CPU only) steps per second of process CPU time (summed over threads): the steadier
+                     basis for speed ratios on a busy machine
+    tokens_per_s     prompt tokens (2 per point) per second, batch_size * 2 * n_points * steps_per_s
+    peak_mem_bytes   CUDA: torch.cuda.max_memory_allocated during the timed steps. CPU: the process's
+                     resident-set high-water mark (VmHWM of /proc/self/status, reset before each timing
+                     by malloc_trim and writing 5 to /proc/self/clear_refs); it includes the Python
+                     process, torch and the other configurations' weights, whose sum at the reset is
+                     base_mem_bytes. Without /proc: resource.getrusage's ru_maxrss (a process-lifetime
+                     maximum; mem_kind says which).
+
+Evaluation records (kind "eval"): `eval_s` is the time of `evaluate` on 1,000 prompts of 41 points with
+the config's baselines (--quick: the sum of the parts), `model_s`, `sample_s` and `baselines_s` the
+parts timed one by one on the same prompts; flops_per_step, achieved_flops and mfu are those of the
+model's predictions (flops / model_s).
+
+Synchronization: the timed loop reads nothing from the device; after the last step the loss is read
+once (and torch.cuda.synchronize() is called on CUDA before and after), so queued work is included.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from iclab.config import Config, ConfigError, CurriculumConfig, load_config, validate
+from iclab.flops import predict_flops, train_step_flops
+
+REPO = Path(__file__).resolve().parents[1]
+
+# name -> (config path relative to the repository, what it is)
+SUITE: dict[str, tuple[str, str]] = {
+    "quickstart": ("configs/quickstart.yaml", "the README's quickstart (d=5, 11 points, 4 layers, width 64)"),
+    "garg_standard": ("benchmarks/configs/garg_standard.yaml",
+                      "Garg et al.: d=20, 41 points, 12 layers, width 256, 8 heads, batch 64"),
+    "looped_paper": ("benchmarks/configs/looped_paper.yaml",
+                     "Yang et al. looped: d=20, 41 points, 1 layer, width 256, b=30, T=15, batch 64"),
+    "seed000_looped": ("benchmarks/configs/seed000_looped.yaml",
+                       "seed 000: d=10, 20 points, 1 layer, width 256, b=20, T=5, batch 64"),
+    "seed000_looped_drop": ("benchmarks/configs/seed000_looped_drop.yaml",
+                            "seed 000 with token dropping: 2 fewer tokens per iteration, at least 20"),
+}
+EVAL_CONFIG = "garg_standard"  # the evaluation is timed on this model: 1,000 prompts of 41 points
+
+
+class BenchError(ConfigError):
+    pass
+
+
+def suite_path(name: str) -> Path:
+    path = REPO / SUITE[name][0]
+    if not path.is_file():
+        raise BenchError(f"benchmark config {name!r} expects {path}, which is missing (run from a source checkout "
+                         "or pass a YAML path)")
+    return path
+
+
+def bench_config(cfg: Config, device: str | None = None) -> Config:
+    """The config at its full shapes, without curriculum, logging or progress output."""
+    data = cfg.model_dump(mode="json")
+    data["curriculum"] = CurriculumConfig().model_dump(mode="json")
+    data["logging"].update(tensorboard=False, wandb=False, progress=False)
+    if device is not None:
+        data["training"]["device"] = device
+    return validate(data, "<bench>")
+
+
+def resolve_cases(names: list[str], overrides: list[str], ablate: list[str], device: str | None) -> list[tuple[str, Config, dict]]:
+    """(label, config, variant) for each name (suite name or YAML path) x each combination of --ablate values."""
+    axes = []
+    for item in ablate:
+        if "=" not in item:
+            raise BenchError(f"--ablate '{item}' is not of the form key=v1,v2 (e.g. training.compile=false,true)")
+        key, vals = item.split("=", 1)
+        axes.append([f"{key}={v}" for v in vals.split(",")])
+    cases = []
+    for name in names:
+        if name in SUITE:
+            path, label = suite_path(name), name
+        elif name.endswith((".yaml", ".yml")):
+            path, label = Path(name), Path(name).stem
+        else:
+            raise BenchError(f"unknown benchmark {name!r}: use one of {', '.join(SUITE)} or a YAML config path")
+        for combo in itertools.product(*axes) if axes else [()]:
+            cfg = bench_config(load_config(path, list(overrides) + list(combo)), device)
+            variant = dict(c.split("=", 1) for c in combo)
+            cases.append((label + (f"[{','.join(combo)}]" if combo else ""), cfg, variant))
+    return cases
+
+
+# --- device helpers ---------------------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 3) -> float:
+    """Matmul FLOP/s of an n x n x n matmul in `dtype` (median of `reps` after one warm-up)."""
+    return _peak(device, dtype, n, reps)[0]
+
+
+def _peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 3) -> tuple[float, float]:
+    """(FLOP per wall second, FLOP per second of process CPU time)."""
+    n = n or (2048 if device.type == "cpu" else 8192)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    wall, cpu = [], []
+    inner = 1 if device.type == "cpu" else 20
+    for _ in range(reps):
+        sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(inner):
+            a @ b
+        sync(device)
+        wall.append((time.perf_counter() - t0) / inner)
+        cpu.append((time.process_time() - c0) / inner)
+    return 2 * n**3 / statistics.median(wall), 2 * n**3 / max(statistics.median(cpu), 1e-9)
+
+
+class MemoryMeter:
+    """Peak memory of a stretch of work: CUDA allocator peak, or the process RSS high-water mark."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.kind = "cuda_max_memory_allocated" if device.type == "cuda" else (
+            "rss_hwm_reset" if self._can_reset() else "ru_maxrss_process_lifetime")
+        self.base = 0
+
+    @staticmethod
+    def _can_reset() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return _vm_hwm() is not None
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        elif self.kind == "rss_hwm_reset":
+            _malloc_trim()  # hand memory freed by earlier work back to the OS, so the RSS starts low
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.base = _vm_hwm()
+        else:
+            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def peak(self) -> int:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device)
+        if self.kind == "rss_hwm_reset":
+            return _vm_hwm()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _vm_hwm() -> int | None:
+    try:
+        m = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    except OSError:
+        return None
+    return int(m.group(1)) * 1024 if m else None
+
+
+# --- training-step benchmark ---------------------------------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    cfg: Config
+    variant: dict
+    trainer: object = None
+    steps: int = 0
+    next_step: int = 0
+    warmup_s: float = 0.0
+    rounds: list = field(default_factory=list)
+    threads: int = 1
+
+    @property
+    def flops(self) -> int:
+        c = self.cfg
+        return train_step_flops(c.model, n_dims=c.task.n_dims, n_points=c.task.n_points, batch=c.training.batch_size)
+
+    @property
+    def tokens(self) -> int:
+        return self.cfg.training.batch_size * 2 * self.cfg.task.n_points
+
+
+def _run_steps(case: Case, n: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of n training steps."""
+    tr = case.trainer
+    sync(tr.device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    loss = None
+    for _ in range(n):
+        loss, _ = tr.train_step(case.next_step)
+        case.next_step += 1
+    loss.item()  # one host read after the timed steps: the queued work is finished
+    sync(tr.device)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def prepare(case: Case, warmup: int, target_s: float, min_steps: int, tmp: Path, log=print) -> None:
+    from iclab.train import Trainer
+
+    torch.set_num_threads(case.threads)
+    case.trainer = Trainer(case.cfg, tmp / re.sub(r"[^\w.-]", "_", case.name))
+    t = [_run_steps(case, 1)[0] for _ in range(warmup)]
+    case.warmup_s = sum(t)
+    per_step = t[-1]
+    case.steps = max(min_steps, math.ceil(target_s / max(per_step, 1e-6)))
+    log(f"  {case.name}: warm-up {case.warmup_s:.1f} s ({warmup} steps), timing {case.steps} steps per round")
+
+
+def amp_dtype(case: Case) -> torch.dtype:
+    return case.trainer.amp_dtype or torch.float32
+
+
+def record(case: Case, device: torch.device, mem_kind: str, peak: float) -> dict:
+    sps = statistics.median(r["steps_per_s"] for r in case.rounds)
+    cpu_mfu = statistics.median(r["mfu_cpu_time"] for r in case.rounds)
+    c = case.cfg
+    return {
+        "name": case.name, "kind": "train", "device": _device_name(device), "dtype": str(amp_dtype(case)).removeprefix("torch."),
+        "threads": case.threads, "compile": c.training.compile and c.training.compile_scope,
+        "optimizer": c.training.optimizer.name, "optimizer_impl": _impl(case),
+        "batch_size": c.training.batch_size, "n_dims": c.task.n_dims, "n_points": c.task.n_points,
+        "n_layer": c.model.n_layer, "n_embd": c.model.n_embd, "loops": c.model.loops, "window": c.model.window,
+        "drop_tokens": c.model.drop_tokens, "min_tokens": c.model.min_tokens,
+        "steps_per_s": sps, "tokens_per_s": sps * case.tokens, "flops_per_step": case.flops,
+        "achieved_flops": sps * case.flops, "peak_flops": peak, "mfu": sps * case.flops / peak,
+        "steps_per_s_best": max(r["steps_per_s"] for r in case.rounds),
+        "steps_per_cpu_s": statistics.median(r["steps_per_cpu_s"] for r in case.rounds) if device.type == "cpu" else None,
+        "mfu_cpu_time": cpu_mfu if device.type == "cpu" else None,
+        "peak_mem_bytes": max(r["peak_mem_bytes"] for r in case.rounds),
+        "base_mem_bytes": min(r["base_mem_bytes"] for r in case.rounds), "mem_kind": mem_kind,
+        "warmup_s": case.warmup_s, "steps_timed": case.steps, "rounds": case.rounds, "variant": case.variant,
+    }
+
+
+def _impl(case: Case) -> str:
+    from iclab.optim import OPTIMIZERS, resolve_impl
+
+    spec = OPTIMIZERS.get(case.cfg.training.optimizer.name)
+    return resolve_impl(spec, case.cfg.training.optimizer.impl, case.trainer.device)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{os.cpu_count()}cores"
+
+
+# --- evaluation benchmark ------------------------------------------------------------------------------------
+def bench_eval(cfg: Config, n_prompts: int, n_points: int, mem: MemoryMeter, threads: int, peak_n: int | None = None,
+               peak: float | None = None, whole: bool = True, log=print) -> dict:
+    """Time the evaluation of n_prompts prompts: sampling, the model's predictions and each of the config's
+    baselines, one by one on the same prompts in `evaluate`'s batches; with `whole`, also `evaluate`
+    itself (`eval_s`; otherwise eval_s is the sum of the parts)."""
+    from iclab.baselines import resolve
+    from iclab.evaluate import eval_generator, evaluate, model_predictions
+    from iclab.models import make_model
+    from iclab.tasks import make_task, resolve_baselines
+    from iclab.train import resolve_device
+
+    device = resolve_device(cfg.training.device)
+    model = make_model(cfg.model, cfg.task.n_dims).to(device).eval()
+    task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options)
+    bs = cfg.eval.batch_size
+    entries = resolve_baselines(task, cfg.eval.baselines)
+    baselines = resolve(entries)
+    peak = peak or measure_peak(device, torch.float32, peak_n)
+    evaluate(model, task, n_prompts=min(n_prompts, 20), n_points=n_points, baselines=entries,
+             batch_size=bs, device=device)  # warm-up
+    mem.start()
+    secs = {}
+
+    def timed(key, fn):
+        sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        secs[key] = time.perf_counter() - t0
+        return out
+
+    gen = eval_generator(cfg.eval.seed, device)
+    batches = timed("sample", lambda: [task.sample(min(bs, n_prompts - s), n_points, cfg.task.n_dims, gen, device)
+                                       for s in range(0, n_prompts, bs)])
+    with torch.no_grad():
+        timed("model", lambda: [model_predictions(model, xs, ys) for xs, ys in batches])
+        for b in baselines:
+            timed(b.label, lambda: [b(xs, ys, task) for xs, ys in batches])
+    total = sum(secs.values())
+    if whole:
+        timed("evaluate", lambda: evaluate(model, task, n_prompts=n_prompts, n_points=n_points,
+                                           baselines=entries, batch_size=bs, device=device))
+        total = secs["evaluate"]
+    peak_mem = mem.peak()
+    flops = predict_flops(cfg.model, n_dims=cfg.task.n_dims, n_points=n_points, batch=n_prompts)
+    base = {b.label: secs[b.label] for b in baselines}
+    log(f"  eval: {total:.2f} s; model {secs['model']:.2f} s, " + ", ".join(f"{k} {v:.3f} s" for k, v in base.items()))
+    return {
+        "name": f"eval[{n_prompts}x{n_points}]", "kind": "eval", "device": _device_name(device), "dtype": "float32",
+        "threads": threads, "n_prompts": n_prompts, "n_points": n_points, "n_dims": cfg.task.n_dims,
+        "n_layer": cfg.model.n_layer, "n_embd": cfg.model.n_embd, "loops": cfg.model.loops,
+        "steps_per_s": 1 / total, "tokens_per_s": n_prompts * 2 * n_points / total, "flops_per_step": flops,
+        "achieved_flops": flops / secs["model"], "peak_flops": peak, "mfu": flops / secs["model"] / peak,
+        "peak_mem_bytes": peak_mem, "base_mem_bytes": mem.base, "mem_kind": mem.kind,
+        "eval_s": total, "eval_s_kind": "evaluate()" if whole else "sum of parts", "sample_s": secs["sample"],
+        "model_s": secs["model"], "baselines_s": base, "baselines_total_s": sum(base.values()),
+    }
+
+
+# --- the suite -------------------------------------------------------------------------------------------------
+def run_suite(names: list[str] | None = None, *, quick: bool = False, device: str | None = None,
+              overrides: list[str] = (), ablate: list[str] = (), threads: int | None = None, rounds: int | None = None,
+              eval_: bool = True, peak_n: int | None = None, target_s: float | None = None, log=print) -> list[dict]:
+    """Benchmark `names` (suite names or YAML paths; default the whole suite); returns the records.
+    target_s: seconds of timed steps per configuration and round (default 8; --quick 2)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    # one process compiles many configurations (and variants); Dynamo's cache is per code object, so
+    # the later configurations may reuse shape-generic graphs of the earlier ones (as a curriculum would)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    threads = torch.get_num_threads()
+    names = list(names or SUITE)
+    cases = [Case(n, c, v, threads=c.training.threads or threads)
+             for n, c, v in resolve_cases(names, list(overrides), list(ablate), device)]
+    if not cases:
+        raise BenchError("nothing to benchmark")
+    rounds = rounds or (1 if quick else 3)
+    warmup, default_s, min_steps = (1, 2.0, 1) if quick else (3, 8.0, 3)
+    target_s = default_s if target_s is None else target_s
+    recs = []
+    with tempfile.TemporaryDirectory(prefix="iclab-bench-") as tmp:
+        log(f"warm-up ({len(cases)} configurations, {threads} threads)")
+        for case in cases:
+            prepare(case, warmup, target_s, min_steps, Path(tmp), log)
+        dev = cases[0].trainer.device
+        mem = MemoryMeter(dev)
+        for r in range(rounds):
+            log(f"round {r + 1}/{rounds}")
+            for case in cases:
+                torch.set_num_threads(case.threads)
+                peak, peak_cpu = _peak(case.trainer.device, amp_dtype(case), peak_n)
+                mem.start()
+                secs, cpu_s = _run_steps(case, case.steps)
+                case.rounds.append({"steps_per_s": case.steps / secs, "steps_per_cpu_s": case.steps / max(cpu_s, 1e-9),
+                                    "peak_flops_here": peak,
+                                    "mfu_cpu_time": case.flops * case.steps / max(cpu_s, 1e-9) / peak_cpu,
+                                    "peak_mem_bytes": mem.peak(), "base_mem_bytes": mem.base})
+                log(f"  {case.name}: {case.steps / secs:.3f} steps/s, {case.flops * case.steps / secs / peak:.1%} of "
+                    f"{peak / 1e9:.0f} GFLOP/s")
+        # one peak per (dtype, threads) for the whole run: the median of every measurement taken between timings
+        peaks = {}
+        for c in cases:
+            peaks.setdefault((amp_dtype(c), c.threads), []).extend(r["peak_flops_here"] for r in c.rounds)
+        recs = [record(c, c.trainer.device, mem.kind, statistics.median(peaks[amp_dtype(c), c.threads])) for c in cases]
+        torch.set_num_threads(threads)
+        for c in cases:
+            c.trainer = None
+        if eval_:
+            cfg = bench_config(load_config(suite_path(EVAL_CONFIG), list(overrides)), device)
+            fp32 = peaks.get((torch.float32, threads))
+            recs.append(bench_eval(cfg, n_prompts=1000, n_points=41, mem=mem, threads=threads, peak_n=peak_n,
+                                   peak=statistics.median(fp32) if fp32 else None, whole=not quick, log=log))
+    return recs
+
+
+def print_table(recs: list[dict]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console() if Console().is_terminal else Console(width=160)
+    t = Table(title=f"iclab bench ({recs[0]['device']})" if recs else "iclab bench")
+    cpu = any(r.get("mfu_cpu_time") is not None for r in recs)
+    for col in ("name", "threads", "steps/s", "tokens/s", "GFLOP/step", "GFLOP/s", "peak GFLOP/s", "MFU") + (
+            ("MFU (CPU time)",) if cpu else ()) + ("peak mem MiB",):
+        t.add_column(col, justify="left" if col == "name" else "right", overflow="fold")
+    for r in recs:
+        t.add_row(escape(r["name"]), str(r["threads"]), f"{r['steps_per_s']:.3f}", f"{r['tokens_per_s']:,.0f}", f"{r['flops_per_step'] / 1e9:.2f}",
+                  f"{r['achieved_flops'] / 1e9:.1f}", f"{r['peak_flops'] / 1e9:.1f}", f"{r['mfu']:.1%}",
+                  *((f"{r['mfu_cpu_time']:.1%}" if r.get("mfu_cpu_time") is not None else "-",) if cpu else ()),
+                  f"{r['peak_mem_bytes'] / 2**20:.0f}")
+    console.print(t)
+    for r in recs:
+        if r["kind"] == "eval":
+            console.print(f"evaluation of {r['n_prompts']} prompts x {r['n_points']} points: {r['eval_s']:.2f} s "
+                            f"({r['eval_s_kind']}; model {r['model_s']:.2f} s; " + ", ".join(f"{k} {v:.3f} s" for k, v in r["baselines_s"].items())
+                            + f"; baselines together {r['baselines_total_s']:.3f} s)")
+
+
+def write_json(recs: list[dict], path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(recs, indent=1))
+
+
+

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from iclab.bench import MemoryMeter, bench_config, bench_eval, measure_peak, resolve_cases, run_suite
+from iclab.cli import app
+from iclab.config import validate
+from iclab.flops import config_step_flops
+
+FIELDS = {"name", "device", "steps_per_s", "tokens_per_s", "flops_per_step", "achieved_flops", "peak_flops", "mfu",
+          "peak_mem_bytes"}
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path, tiny_cfg_dict):
+    d = dict(tiny_cfg_dict)
+    d["curriculum"] = {"points": {"start": 3, "end": 7, "inc": 1, "interval": 10}}
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+def test_bench_config_runs_at_full_shapes(tiny_yaml):
+    (name, cfg, variant), = resolve_cases([str(tiny_yaml)], ["training.batch_size=4"], [], "cpu")
+    assert name == "tiny" and variant == {}
+    assert cfg.curriculum.points is None and cfg.training.batch_size == 4 and not cfg.logging.tensorboard
+
+
+def test_run_suite_records(tiny_yaml):
+    recs = run_suite([str(tiny_yaml)], quick=True, device="cpu", eval_=False, peak_n=128, target_s=0.05, log=lambda m: None,
+                     ablate=["training.optimizer.impl=for_loop,fused"])
+    assert [r["name"] for r in recs] == ["tiny[training.optimizer.impl=for_loop]", "tiny[training.optimizer.impl=fused]"]
+    cfg = validate(yaml.safe_load(tiny_yaml.read_text()))
+    for r in recs:
+        assert FIELDS <= set(r)
+        assert r["flops_per_step"] == config_step_flops(cfg)
+        assert r["steps_per_s"] > 0 and r["peak_flops"] > 0 and r["peak_mem_bytes"] > 0
+        assert r["tokens_per_s"] == pytest.approx(r["steps_per_s"] * 8 * 2 * 7)
+        assert r["mfu"] == pytest.approx(r["achieved_flops"] / r["peak_flops"])
+    assert [r["optimizer_impl"] for r in recs] == ["for_loop", "fused"]
+
+
+def test_bench_eval_times_model_and_each_baseline(tiny_cfg_dict):
+    cfg = bench_config(validate(tiny_cfg_dict), "cpu")
+    for whole in (True, False):
+        r = bench_eval(cfg, n_prompts=60, n_points=7, mem=MemoryMeter(torch.device("cpu")), threads=1, peak_n=128,
+                       whole=whole, log=lambda m: None)
+        assert FIELDS <= set(r) and r["kind"] == "eval"
+        assert set(r["baselines_s"]) == {"least_squares", "knn", "averaging"}
+        assert r["model_s"] > 0 and r["eval_s"] > 0
+    assert r["eval_s"] == pytest.approx(r["sample_s"] + r["model_s"] + r["baselines_total_s"])
+
+
+def test_peak_is_a_plausible_rate():
+    assert 1e8 < measure_peak(torch.device("cpu"), torch.float32, n=256) < 1e14
+
+
+def test_cli_bench_writes_json(tmp_path, tiny_yaml):
+    out = tmp_path / "b.json"
+    r = CliRunner().invoke(app, ["bench", str(tiny_yaml), "--quick", "--no-eval", "--device", "cpu", "--out", str(out),
+                                 "--set", "training.batch_size=4", "--threads", "1", "--seconds", "0.05"])
+    assert r.exit_code == 0, r.output
+    recs = json.loads(out.read_text())
+    assert len(recs) == 1 and FIELDS <= set(recs[0]) and recs[0]["batch_size"] == 4
+
+
+def test_cli_bench_rejects_unknown_names(tmp_path):
+    r = CliRunner().invoke(app, ["bench", "nonsense", "--out", str(tmp_path / "x.json")])
+    assert r.exit_code == 2 and "unknown benchmark 'nonsense'" in r.output
+    r = CliRunner().invoke(app, ["bench", "list"])
+    assert r.exit_code == 0 and "garg_standard" in r.output
