@@ -83,12 +83,14 @@ def eval_(
     n_points: Optional[int] = typer.Option(None, min=1, help="points per prompt, may exceed the trained length"),
     seed: Optional[int] = typer.Option(None, help="seed of the evaluation prompts (default: eval.seed)"),
     loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
+    max_loops: Optional[int] = typer.Option(None, "--max-loops", min=1,
+                                            help="looped models: error vs loops for 1..N (default: max(2b, --loops))"),
     tag: Optional[str] = typer.Option(None, help="write eval_TAG.json / error_vs_examples_TAG.png instead of eval.json"),
 ):
     """Re-evaluate a saved run (more prompts, longer prompts, another seed) and redraw its figure."""
     from iclab.runs import evaluate_run
 
-    ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag)
+    ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag, max_loops=max_loops)
     k = min(2 * ev["n_dims"], ev["n_points"] - 1)
     typer.echo(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json; error at k={k}: model {ev['model']['mean'][k]:.4f}, "
                + ", ".join(f"{b} {c['mean'][k]:.4f}" for b, c in ev["baselines"].items()))

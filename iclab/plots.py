@@ -45,10 +45,13 @@ def plot_error_curves(runs: list[tuple[str, dict]], path: Path, title: str | Non
 
 
 def plot_loop_curves(runs: list[tuple[str, dict]], path: Path, title: str | None = None) -> Path:
-    """Normalized squared error (at the last point of the prompt) vs number of loop iterations."""
+    """Normalized squared error (at the last point of the prompt) vs number of loop iterations; a dotted
+    line marks the b each run was trained with."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, lr in runs:
-        ax.plot(lr["loops"], lr["last_point"], label=label, lw=2)
+        (line,) = ax.plot(lr["loops"], lr["last_point"], label=label, lw=2)
+        if lr.get("trained_loops"):
+            ax.axvline(lr["trained_loops"], color=line.get_color(), ls=":", lw=1)
     ax.set_yscale("log")
     ax.set_xlabel("loop iterations")
     ax.set_ylabel(f"normalized squared error at {runs[0][1]['n_points'] - 1} examples")
