@@ -127,7 +127,7 @@ class ScheduleConfig(Strict):
     end: int = Field(gt=0)
     inc: int = Field(1, gt=0)
     interval: int = Field(2000, gt=0, description="step: steps per level; log: hold time of the first level; cos: period")
-    duration: int | None = Field(None, gt=0, description="linear, sqrt: steps to go from start to end (default: training.steps)")
+    duration: int | None = Field(None, gt=0, description="linear, sqrt: the steps over which the values rise (default: training.steps)")
     base: float = Field(2.0, gt=1.0, description="log: each level is held `base` times longer than the one before")
 
     @model_validator(mode="after")

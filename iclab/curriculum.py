@@ -1,17 +1,19 @@
 """Curricula: each of dims, points and loops follows a schedule, a pure function of the step.
 
-A schedule moves from `start` to `end` in `levels = ceil((end - start) / inc)` increments of `inc`.
-A shape is one function `(step, schedule) -> fraction`: the fraction of those levels reached at `step`
-(clipped to [0, 1]); the value is `start + inc * floor(fraction * levels)`, capped at `end`.
+A schedule moves from `start` to `end` in `levels = ceil((end - start) / inc)` increments of `inc`, so it
+takes levels + 1 values. A shape is one function `(step, schedule) -> increments made by that step` (a
+float, rounded down); the value is `start + inc * floor(increments)`, capped at `end` (and never below
+start).
 
 Shapes (the seed-000 experiments lengthen the time a level is held as training goes on):
 
     step    +inc every `interval` steps (Garg et al.; Yang et al.; "linear" in seed 000).
-            Every level is held `interval` steps; `end` is reached at step levels * interval.
-    linear  a straight ramp from start (step 0) to end (step `duration`), levels held equally long.
-    sqrt    fraction = sqrt(step / duration): fast early; the hold time of level i grows linearly in i
-            (level i is reached at duration * (i / levels)^2). Ends at `duration` (seed: the whole run).
-    log     hold times grow geometrically: level i (0-based) is held interval * base^i steps, so level k
+            Every value is held `interval` steps; `end` is reached at step levels * interval.
+    linear  the levels + 1 values share `duration` steps (default: the whole run) equally; `end` is
+            reached at duration * levels / (levels + 1) and held to the end.
+    sqrt    increments = (levels + 1) sqrt(step / duration): fast early, the hold time of value i grows
+            linearly in i (value i is reached at duration * (i / (levels + 1))^2). Seed 000's sqrt.
+    log     hold times grow geometrically: value i (0-based) is held interval * base^i steps, so value k
             is reached at interval * (base^k - 1) / (base - 1), i.e. k = floor(log_base(1 + step (base-1)/interval)).
             With base=2 ("log2" of seed 000) the end is reached only at interval * (2^levels - 1): for the
             seed's loops 5->20 (+2 / 500) that is step 127,500, after its 75k training steps, which is
@@ -38,28 +40,27 @@ SHAPES: Registry[Callable[[int, "Schedule"], float]] = Registry("curriculum shap
 
 @SHAPES.register("step", help="Garg et al.: +inc every `interval` steps (seed 000's 'linear')")
 def step(t: int, s: "Schedule") -> float:
-    return (t // s.interval) / s.levels
+    return t // s.interval
 
 
-@SHAPES.register("linear", help="straight ramp from start to end over `duration` steps")
+@SHAPES.register("linear", help="the values share `duration` steps equally")
 def linear(t: int, s: "Schedule") -> float:
-    return t / s.duration
+    return (s.levels + 1) * t / s.duration
 
 
 @SHAPES.register("sqrt", help="sqrt(step/duration): fast early, hold time grows linearly with the level")
 def sqrt(t: int, s: "Schedule") -> float:
-    return math.sqrt(t / s.duration)
+    return (s.levels + 1) * math.sqrt(t / s.duration)
 
 
 @SHAPES.register("log", help="level i held interval*base^i steps (seed 000's log2 with base=2)")
 def log(t: int, s: "Schedule") -> float:
-    return math.floor(math.log(1 + t * (s.base - 1) / s.interval, s.base) + 1e-9) / s.levels
+    return math.log(1 + t * (s.base - 1) / s.interval, s.base)
 
 
 @SHAPES.register("cos", help="cyclic: start -> end -> start every `interval` steps (seed 000's cos)")
 def cos(t: int, s: "Schedule") -> float:
-    # levels + 1 equal bands of the cosine's range, so that start and end are held equally long
-    return (1 - math.cos(2 * math.pi * t / s.interval)) / 2 * (s.levels + 1) / s.levels
+    return (s.levels + 1) * (1 - math.cos(2 * math.pi * t / s.interval)) / 2
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,8 @@ class Schedule:
         return math.ceil((self.end - self.start) / self.inc)
 
     def __call__(self, t: int) -> int:
-        if self.levels == 0:
-            return self.start
-        frac = min(1.0, max(0.0, SHAPES.get(self.shape)(t, self)))
-        return min(self.end, self.start + self.inc * math.floor(frac * self.levels + 1e-9))
+        k = min(self.levels, max(0, math.floor(SHAPES.get(self.shape)(t, self) + 1e-9)))
+        return min(self.end, self.start + self.inc * k)
 
 
 class Constant:

@@ -24,8 +24,8 @@ def first_step_at(s, value, limit=10**7):
 
 @pytest.mark.parametrize("s, end_step", [
     (Schedule(5, 20, "step", inc=2, interval=500), 8 * 500),         # Yang et al.'s loops T -> b: +2 / 500
-    (Schedule(2, 10, "linear", duration=1000), 1000),
-    (Schedule(2, 10, "sqrt", duration=1000), 1000),
+    (Schedule(2, 10, "linear", duration=900), 800),                 # 9 values, 100 steps each
+    (Schedule(2, 10, "sqrt", duration=8100), 6400),                 # value i at 8100 * (i / 9)^2
     (Schedule(5, 20, "log", inc=2, interval=500, base=2.0), 500 * (2**8 - 1)),
     (Schedule(1, 10, "log", interval=3000, base=1.1), math.ceil(3000 * (1.1**9 - 1) / 0.1)),
 ])
@@ -42,8 +42,8 @@ def test_hold_times_grow_as_documented():
     # log: level i is held interval * base^i steps -> the levels start at 100, 300, 700, 1500
     lg = Schedule(0, 4, "log", interval=100, base=2.0)
     assert [first_step_at(lg, v) for v in (1, 2, 3, 4)] == [100, 300, 700, 1500]
-    # sqrt: level i is reached at duration * (i / levels)^2 -> hold times 100, 300, 500, 700 for 4 levels
-    sq = Schedule(0, 4, "sqrt", duration=1600)
+    # sqrt: value i is reached at duration * (i / 5)^2 for 5 values -> hold times 100, 300, 500, 700, ...
+    sq = Schedule(0, 4, "sqrt", duration=2500)
     assert [first_step_at(sq, v) for v in (1, 2, 3, 4)] == [100, 400, 900, 1600]
     # step: every level equally long
     st = Schedule(0, 4, "step", interval=250)
