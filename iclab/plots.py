@@ -11,6 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 BASELINE_STYLE = {"least_squares": ("Least Squares", "k", "--"), "knn": ("3-Nearest Neighbors", "tab:green", ":"),
                   "averaging": ("Averaging", "tab:orange", "-.")}
+RUN_COLORS = ["tab:blue", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]  # none a baseline's
+
+
+def run_color(i: int) -> str:
+    return RUN_COLORS[i % len(RUN_COLORS)]
 
 
 def _band(ax, xs, curve, label, **kw):
@@ -23,8 +28,8 @@ def plot_error_curves(runs: list[tuple[str, dict]], path: Path, title: str | Non
     """Normalized squared error vs number of in-context examples: each run's model, and the baselines
     of the first run (all runs of one figure should share the task)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, ev in runs:
-        _band(ax, list(range(ev["n_points"])), ev["model"], label, lw=2)
+    for i, (label, ev) in enumerate(runs):
+        _band(ax, list(range(ev["n_points"])), ev["model"], label, lw=2, color=run_color(i))
     ev0 = runs[0][1]
     xs = list(range(ev0["n_points"]))
     for name, curve in ev0["baselines"].items():
@@ -48,8 +53,8 @@ def plot_loop_curves(runs: list[tuple[str, dict]], path: Path, title: str | None
     """Normalized squared error (at the last point of the prompt) vs number of loop iterations; a dotted
     line marks the b each run was trained with."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, lr in runs:
-        (line,) = ax.plot(lr["loops"], lr["last_point"], label=label, lw=2)
+    for i, (label, lr) in enumerate(runs):
+        (line,) = ax.plot(lr["loops"], lr["last_point"], label=label, lw=2, color=run_color(i))
         if lr.get("trained_loops"):
             ax.axvline(lr["trained_loops"], color=line.get_color(), ls=":", lw=1)
     ax.set_yscale("log")
