@@ -127,6 +127,8 @@ def eval_(
     n_points: Optional[int] = typer.Option(None, min=1, help="points per prompt, may exceed the trained length"),
     seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="seed of the evaluation prompts (default: eval.seed)"),
     loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
+    max_loops: Optional[int] = typer.Option(None, "--max-loops", min=1,
+                                            help="looped models: error vs loops for 1..N (default: max(2b, --loops))"),
     tag: Optional[str] = typer.Option(None, help="write eval_TAG.json / error_vs_examples_TAG.png instead of eval.json"),
     shift: Optional[str] = typer.Option(None, help="evaluate under this distribution shift (iclab list shifts); writes eval_SHIFT.json"),
     shift_option: Optional[List[str]] = typer.Option(None, "--shift-option", help="a shift option key=value, e.g. factor=3 (repeatable)"),
@@ -145,7 +147,7 @@ def eval_(
                 + ", ".join(f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()))
 
     if shift is None and task is None and not all_shifts and baselines is None:
-        ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag)
+        ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag, max_loops=max_loops)
         typer.echo(line(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json", ev))
         return
     from iclab.config import ConfigError

@@ -71,8 +71,17 @@ class ModelConfig(Strict):
     injection: Literal["add", "mul", "none"] = "add"
     pos_embedding: Literal["every_loop", "once"] = "every_loop"
     final_norm: Literal["every_loop", "once"] = "every_loop"
-    drop_tokens: int = Field(0, ge=0, description="tokens removed from the front at each further iteration")
-    min_tokens: int = Field(1, gt=0, description="never drop below this many tokens")
+    drop_tokens: int = Field(0, ge=0, description="d: iteration t (0-based) sees only the last max(2n - t*d, min_tokens) tokens")
+    min_tokens: int = Field(2, ge=2, description="k: never drop below this many tokens (>= 2, so the query's x stays)")
+    drop_positions: Literal["original", "restart"] = Field(
+        "original", description="position ids of the kept tokens: their ids in the full prompt, or 0..L-1 (seed 000's code)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data):
+        if isinstance(data, dict) and "n_layer" in data and "layers_per_loop" in data:
+            raise ValueError("n_layer and layers_per_loop are one setting (the blocks of one loop iteration); give only one")
+        return data
 
     @model_validator(mode="after")
     def _check(self):
@@ -123,17 +132,18 @@ class OptimizerConfig(Strict):
 class ScheduleConfig(Strict):
     """How one quantity (dims, points or loops) grows during training.
 
-    shape=step is Garg et al.'s: start + inc * (step // interval), capped at end.
-    Other shapes map training progress p = step / duration in [0, 1] to a fraction of the way from
-    start to end (rounded down to a multiple of inc); see iclab/curriculum.py.
+    shape=step is Garg et al.'s: start + inc * (step // interval), capped at end. Other shapes (linear,
+    sqrt, log, cos) give the fraction of the (end - start) / inc levels reached at a step; the value is
+    rounded down to start + a multiple of inc. See iclab/curriculum.py for each shape's definition.
     """
 
     shape: str = "step"
     start: int = Field(gt=0)
     end: int = Field(gt=0)
     inc: int = Field(1, gt=0)
-    interval: int = Field(2000, gt=0)
-    duration: int | None = Field(None, gt=0, description="steps to go from start to end (default: training.steps)")
+    interval: int = Field(2000, gt=0, description="step: steps per level; log: hold time of the first level; cos: period")
+    duration: int | None = Field(None, gt=0, description="linear, sqrt: the steps over which the values rise (default: training.steps)")
+    base: float = Field(2.0, gt=1.0, description="log: each level is held `base` times longer than the one before")
 
     @model_validator(mode="after")
     def _check(self):
@@ -182,6 +192,8 @@ class EvalConfig(Strict):
     batch_size: int = Field(500, gt=0)
     seed: int = Field(12345, ge=0, lt=2**63)
     loops: int | None = Field(None, gt=0, description="loop iterations at evaluation (default: model.loops)")
+    max_loops: int | None = Field(None, gt=0, description="looped models: error vs loops is drawn for 1..max_loops "
+                                  "(default: max(2 * model.loops, eval loops))")
     baselines: list[str | dict[str, Any]] | None = Field(
         None, description="names, or mappings {name, options, label} (options checked against the baseline's own); "
         "default: the task's default_baselines that are available")

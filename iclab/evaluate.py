@@ -9,13 +9,16 @@ eval.json schema (see README.md):
      "step": int | null}
 Position i (0-based) is the prediction of y_{i+1} after seeing i examples. A baseline evaluated only at some
 `positions` has null at the others.
+
+loops.json (looped models):
+    {"loops": [1..M], "last_point": [M floats], "all_points": [M floats],   # normalized error of iteration t
+     "n_points": int, "n_dims": int, "n_prompts": int, "seed": int, "trained_loops": int}
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from iclab.baselines import check_positions, resolve
@@ -42,18 +45,28 @@ def summarize(err: torch.Tensor, positions: list[int] | None = None) -> dict:
 
 
 @torch.no_grad()
-def model_predictions(model, xs, ys, loops: int | None = None) -> torch.Tensor:
-    """Final-iteration prediction at every position (B, n). With token dropping the final iteration only
-    predicts the last points, so each position i is then predicted from the prompt cut after point i."""
-    pred = model.predict(xs, ys, loops=loops)
+def per_iteration_predictions(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None,
+                              window: int = 1) -> torch.Tensor:
+    """(window, B, n): the predictions of the last `window` of `loops` iterations at every position, where
+    position i is predicted from the prompt cut after x_{i+1} (the query after i examples).
+
+    Without token dropping one forward pass gives this for every position (attention is causal). With
+    token dropping a pass predicts only the points its kept tokens hold, from a window anchored at the
+    prompt's end, so every prefix of the prompt runs as a prompt of its own (n passes)."""
     n = xs.shape[1]
-    if pred.shape[1] == n:
-        return pred
-    out = torch.empty_like(ys)
-    out[:, n - pred.shape[1] :] = pred
-    for i in range(n - pred.shape[1]):
-        out[:, i] = model.predict(xs[:, : i + 1], ys[:, : i + 1], loops=loops)[:, -1]
+    preds = model(xs, ys, loops=loops, window=window)
+    if all(p.shape[1] == n for p in preds):  # nothing was dropped, not even in the iterations before the window
+        return torch.stack(preds)
+    out = xs.new_empty(len(preds), xs.shape[0], n)
+    out[:, :, -1] = torch.stack([p[:, -1] for p in preds])
+    for i in range(n - 1):
+        out[:, :, i] = torch.stack([p[:, -1] for p in model(xs[:, : i + 1], ys[:, : i + 1], loops=loops, window=window)])
     return out
+
+
+def model_predictions(model, xs, ys, loops: int | None = None) -> torch.Tensor:
+    """Final-iteration prediction at every position (B, n), each from the prompt cut after its query."""
+    return per_iteration_predictions(model, xs, ys, loops, window=1)[-1]
 
 
 @torch.no_grad()
@@ -85,21 +98,21 @@ def evaluate(model, task: Task, *, n_prompts: int, n_points: int, n_dims: int | 
 @torch.no_grad()
 def evaluate_loops(model, task: Task, *, max_loops: int, n_prompts: int, n_points: int, n_dims: int | None = None,
                    seed: int = 12345, batch_size: int = 500, device="cpu") -> dict:
-    """Error of each loop iteration 1..max_loops, averaged over prompts, at the last position and over
-    all predicted positions. One forward pass gives every iteration."""
+    """Error of each loop iteration 1..max_loops, averaged over prompts: at the last point (the query after
+    n_points - 1 examples) and averaged over all positions (each from its own prefix, as in `evaluate`).
+    One forward pass gives every iteration (n passes with token dropping)."""
     model.eval()
     n_dims = n_dims or task.n_dims
     gen = eval_generator(seed, device)
     norm = task.zero_error(n_dims)
-    last, mean = np.zeros(max_loops), np.zeros(max_loops)
+    last = torch.zeros(max_loops, dtype=torch.float64, device=device)
+    mean = torch.zeros(max_loops, dtype=torch.float64, device=device)
     for s in range(0, n_prompts, batch_size):
         bs = min(batch_size, n_prompts - s)
         xs, ys = task.sample(bs, n_points, n_dims, gen, device)
-        preds = model(xs, ys, loops=max_loops, window=max_loops)
-        for t, p in enumerate(preds):
-            e = (p - ys[:, ys.shape[1] - p.shape[1] :]).pow(2) / norm
-            last[t] += e[:, -1].sum().item()
-            mean[t] += e.sum().item() / e.shape[1]
-    return {"loops": list(range(1, max_loops + 1)), "last_point": (last / n_prompts).tolist(),
-            "all_points": (mean / n_prompts).tolist(), "n_points": n_points, "n_dims": n_dims,
-            "n_prompts": n_prompts, "seed": seed}
+        err = (per_iteration_predictions(model, xs, ys, max_loops, window=max_loops) - ys).pow(2).double() / norm
+        last += err[:, :, -1].sum(1)
+        mean += err.mean(2).sum(1)
+    return {"loops": list(range(1, max_loops + 1)), "last_point": (last / n_prompts).cpu().tolist(),
+            "all_points": (mean / n_prompts).cpu().tolist(), "n_points": n_points, "n_dims": n_dims,
+            "n_prompts": n_prompts, "seed": seed, "trained_loops": model.cfg.loops}

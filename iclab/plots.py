@@ -23,6 +23,11 @@ def baseline_style(key: str) -> tuple[str, str | None, str]:
     if base in BASELINE_STYLE:
         return key, None, BASELINE_STYLE[base][2]  # several variants of one baseline: distinct colors
     return key, None, "--"
+RUN_COLORS = ["tab:blue", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]  # none a baseline's
+
+
+def run_color(i: int) -> str:
+    return RUN_COLORS[i % len(RUN_COLORS)]
 
 
 def _band(ax, xs, curve, label, **kw):
@@ -39,8 +44,8 @@ def plot_error_curves(runs: list[tuple[str, dict]], path: Path, title: str | Non
     """Normalized squared error vs number of in-context examples: each run's model, and the baselines
     of the first run (all runs of one figure should share the task)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, ev in runs:
-        _band(ax, list(range(ev["n_points"])), ev["model"], label, lw=2)
+    for i, (label, ev) in enumerate(runs):
+        _band(ax, list(range(ev["n_points"])), ev["model"], label, lw=2, color=run_color(i))
     ev0 = runs[0][1]
     xs = list(range(ev0["n_points"]))
     for name, curve in ev0["baselines"].items():
@@ -61,10 +66,13 @@ def plot_error_curves(runs: list[tuple[str, dict]], path: Path, title: str | Non
 
 
 def plot_loop_curves(runs: list[tuple[str, dict]], path: Path, title: str | None = None) -> Path:
-    """Normalized squared error (at the last point of the prompt) vs number of loop iterations."""
+    """Normalized squared error (at the last point of the prompt) vs number of loop iterations; a dotted
+    line marks the b each run was trained with."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, lr in runs:
-        ax.plot(lr["loops"], lr["last_point"], label=label, lw=2)
+    for i, (label, lr) in enumerate(runs):
+        (line,) = ax.plot(lr["loops"], lr["last_point"], label=label, lw=2, color=run_color(i))
+        if lr.get("trained_loops"):
+            ax.axvline(lr["trained_loops"], color=line.get_color(), ls=":", lw=1)
     ax.set_yscale("log")
     ax.set_xlabel("loop iterations")
     ax.set_ylabel(f"normalized squared error at {runs[0][1]['n_points'] - 1} examples")

@@ -135,7 +135,7 @@ def load_run_model(run_dir: Path, cfg: Config, device):
 
 def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, n_prompts: int | None = None,
                  n_points: int | None = None, seed: int | None = None, loops: int | None = None, tag: str | None = None,
-                 step: int | None = None) -> dict:
+                 step: int | None = None, max_loops: int | None = None) -> dict:
     run_dir = Path(run_dir)
     cfg = cfg or load_run_config(run_dir)
     device = resolve_device(cfg.training.device)
@@ -159,7 +159,8 @@ def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, n_prom
     write_json(run_dir / f"eval{suffix}.json", ev)
     plot_error_curves([(run_dir.name, ev)], run_dir / f"error_vs_examples{suffix}.png")
     if cfg.model.loops > 1:
-        lp = evaluate_loops(model, task, max_loops=max(2 * cfg.model.loops, loops), n_prompts=min(ev["n_prompts"], 500),
+        max_loops = max_loops or cfg.eval.max_loops or max(2 * cfg.model.loops, loops)
+        lp = evaluate_loops(model, task, max_loops=max_loops, n_prompts=min(ev["n_prompts"], 500),
                             n_points=n_points, seed=seed, batch_size=cfg.eval.batch_size, device=device)
         write_json(run_dir / f"loops{suffix}.json", lp)
         plot_loop_curves([(run_dir.name, lp)], run_dir / f"error_vs_loops{suffix}.png")

@@ -1,19 +1,32 @@
 """The in-context-learning transformer: a GPT-2-style decoder, optionally looped.
 
-    tokens  x_1, y_1, x_2, y_2, ..., x_n, y_n      (y written into coordinate 0 of a d-vector)
+One code path: the standard model is the looped model with b = 1.
+
+    tokens  x_1, y_1, x_2, y_2, ..., x_n, y_n      (y written into coordinate 0 of a d-vector; 2n tokens)
     e     = read_in(tokens)                         (B, 2n, C)
     h_0   = 0 (injection add), 1 (mul), e (none)
-    for t in 0..b-1:                                # b = loops; b = 1 is the standard model
-        u       = h_t + e | h_t * e | h_t           # input injection
-        u      += wpe                               # every iteration, or only t = 0 (pos_embedding=once)
-        h_{t+1} = blocks(u)                         # the n_layer distinct blocks, in order
-        h_{t+1} = ln_f(h_{t+1})                     # every iteration, or only for read-out (final_norm=once)
-        if t >= b - T:  predict y at x positions  = read_out(ln_f?(h_{t+1}))
-    iterations t < b - T run without gradient, so memory does not grow with b.
+    for t in 0..b-1:                                # b = model.loops; b = 1 is the standard model
+        u       = h_t + e | h_t * e | h_t           # input injection (add | mul | none)
+        u      += wpe                               # pos_embedding=every_loop: every iteration (Yang et al.'s
+                                                    # code); =once: only at t = 0
+        h_{t+1} = blocks(u)                         # the n_layer (= layers_per_loop) distinct blocks, in order
+        h_{t+1} = ln_f(h_{t+1})                     # final_norm=every_loop: h is normalized each iteration
+                                                    # (Yang et al.); =once: ln_f only on the way to read-out
+        if t >= b - T:  pred_t = read_out(ln_f?(h_{t+1}))[x positions]
+    Iterations t < b - T run under torch.no_grad, so activation memory depends on T, not on b. The
+    training loss averages the T predictions (iclab.train.prediction_loss).
 
-Token dropping (drop_tokens=d, min_tokens=k): iteration t sees only the last L_t = max(2n - t*d, k)
-tokens (never more than 2n) of h, e and the positions; it predicts at the x positions among them,
-i.e. at the last floor(L_t / 2) points. Position ids are those of the original sequence.
+Which tokens and positions an iteration sees (token dropping, drop_tokens = d > 0, min_tokens = k):
+    iteration t (0-based) works on the last L_t = min(2n, max(2n - t*d, k)) tokens only: the last L_t
+    rows of h_t and of e (the first iteration sees the whole prompt; earlier tokens are gone for good).
+    Their position ids are the ids they have in the full prompt, 2n - L_t .. 2n - 1 (drop_positions=original),
+    or 0 .. L_t - 1 (drop_positions=restart, as seed 000's code, which re-adds the embedding of a fresh
+    arange each iteration). Iteration t predicts y at the x tokens among its L_t tokens, i.e. the last
+    floor(L_t / 2) points of the prompt; the loss counts only those. Attention is causal within the kept
+    tokens, so a kept x_j attends to the kept tokens up to x_j only.
+Without dropping, attention is causal, so the prediction at x_j equals that of the prompt cut after x_j;
+with dropping it does not (the window is anchored at the prompt's end), so evaluation of error vs
+in-context examples runs every prefix separately (iclab.evaluate.per_iteration_predictions).
 """
 
 from __future__ import annotations
@@ -106,7 +119,7 @@ class ICLTransformer(nn.Module):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
     def seq_len(self, t: int, n_tokens: int) -> int:
-        """Tokens seen by loop iteration t (0-based)."""
+        """Tokens seen by loop iteration t (0-based): the last min(n_tokens, max(n_tokens - t*d, k))."""
         d, k = self.cfg.drop_tokens, self.cfg.min_tokens
         return n_tokens if d == 0 else min(n_tokens, max(n_tokens - t * d, k))
 
@@ -121,6 +134,7 @@ class ICLTransformer(nn.Module):
             raise ValueError(f"prompt of {xs.shape[1]} points needs {n_tok} positions > n_positions={cfg.n_positions}")
         e = self.read_in(interleave(xs, ys))
         pos = self.wpe(torch.arange(n_tok, device=xs.device))
+        restart = cfg.drop_positions == "restart"
         h = {"add": torch.zeros_like, "mul": torch.ones_like, "none": lambda e: e}[cfg.injection](e)
         preds = []
         for t in range(b):
@@ -129,7 +143,7 @@ class ICLTransformer(nn.Module):
                 h, e_t = h[:, -L:], e[:, -L:]
                 u = h + e_t if cfg.injection == "add" else h * e_t if cfg.injection == "mul" else h
                 if cfg.pos_embedding == "every_loop" or t == 0:
-                    u = u + pos[-L:]
+                    u = u + (pos[:L] if restart else pos[-L:])
                 u = self.drop(u)
                 call = self.train_block_call if self.training and self.train_block_call is not None else _call
                 for block in self.blocks:
