@@ -29,7 +29,7 @@ from iclab.evaluate import evaluate, evaluate_loops
 from iclab.models import make_model
 from iclab.plots import plot_error_curves, plot_loop_curves
 from iclab.tasks import make_task, resolve_baselines
-from iclab.train import Trainer, TrainingError, identity, resolve_device
+from iclab.train import Trainer, identity, resolve_device
 
 
 class RunError(RuntimeError):
@@ -133,10 +133,8 @@ def load_run_model(run_dir: Path, cfg: Config, device):
     return model.to(device)
 
 
-def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, n_prompts: int | None = None,
-                 n_points: int | None = None, seed: int | None = None, loops: int | None = None, tag: str | None = None,
-                 step: int | None = None, max_loops: int | None = None) -> dict:
-    run_dir = Path(run_dir)
+def open_run(run_dir: Path, cfg: Config | None = None, model=None, n_points: int | None = None):
+    """(config, device, model, evaluation prompt length) of a saved run, checked before any work."""
     cfg = cfg or load_run_config(run_dir)
     device = resolve_device(cfg.training.device)
     if model is None:
@@ -144,6 +142,14 @@ def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, n_prom
     n_points = n_points or cfg.eval.n_points or cfg.task.n_points
     if 2 * n_points > cfg.model.n_positions:
         raise RunError(f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}")
+    return cfg, device, model, n_points
+
+
+def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, n_prompts: int | None = None,
+                 n_points: int | None = None, seed: int | None = None, loops: int | None = None, tag: str | None = None,
+                 step: int | None = None, max_loops: int | None = None) -> dict:
+    run_dir = Path(run_dir)
+    cfg, device, model, n_points = open_run(run_dir, cfg, model, n_points)
     task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options).without_pool()  # fresh functions
     try:
         check_positions(resolve(resolve_baselines(task, cfg.eval.baselines)), n_points)

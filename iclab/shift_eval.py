@@ -108,18 +108,11 @@ def evaluate_run_shift(run_dir: Path, shift: str = "standard", shift_options: di
     from iclab.baselines import BASELINES
     from iclab.config import ConfigError
     from iclab.plots import plot_error_curves
-    from iclab.runs import RunError, load_run_config, load_run_model, write_json
+    from iclab.runs import RunError, open_run, write_json
     from iclab.tasks import make_task, resolve_baselines
-    from iclab.train import resolve_device
 
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    device = resolve_device(cfg.training.device)
-    if model is None:
-        model = load_run_model(run_dir, cfg, device)
-    n_points = n_points or cfg.eval.n_points or cfg.task.n_points
-    if 2 * n_points > cfg.model.n_positions:
-        raise RunError(f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}")
+    cfg, device, model, n_points = open_run(run_dir, model=model, n_points=n_points)
     try:
         sh = make_shift(shift, shift_options)
         if task_name is None:
