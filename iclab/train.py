@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from iclab import checkpoint as ck
-from iclab.config import Config, dump_config
+from iclab.config import Config
 from iclab.curriculum import Curriculum
-from iclab.models import count_params, make_model
+from iclab.models import make_model
 from iclab.optim import lr_factor, make_optimizer, set_lr
 from iclab.tasks import make_task
 
@@ -374,8 +374,3 @@ class _progress:
     def close(self):
         if self.bar:
             self.bar.stop()
-
-
-def describe(cfg: Config) -> str:
-    m = make_model(cfg.model, cfg.task.n_dims)
-    return dump_config(cfg) + f"# parameters: {count_params(m):,}\n"
