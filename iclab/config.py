@@ -75,6 +75,15 @@ class ModelConfig(Strict):
     min_tokens: int = Field(2, ge=2, description="k: never drop below this many tokens (>= 2, so the query's x stays)")
     drop_positions: Literal["original", "restart"] = Field(
         "original", description="position ids of the kept tokens: their ids in the full prompt, or 0..L-1 (seed 000's code)")
+    io_init: Literal["torch", "gpt2"] = Field(
+        "torch", description="init of read-in and read-out: torch = nn.Linear's default, uniform(+-1/sqrt(fan_in)), as in "
+        "Garg et al.'s and Yang et al.'s code (their read-in/out sit outside the GPT-2 backbone); gpt2 = N(0, 0.02) like "
+        "the blocks. The larger read-in leaves the ICL plateau several times sooner (see README)")
+    read_in_std: float | None = Field(
+        None, gt=0, description="if set, the read-in weights are drawn from N(0, read_in_std^2) instead (its bias per "
+        "io_init): a larger read-in leaves the plateau sooner and more reliably across seeds")
+    activation: Literal["gelu_tanh", "gelu", "relu"] = Field(
+        "gelu_tanh", description="MLP nonlinearity: gelu_tanh is GPT-2's; gelu (erf) and relu are cheaper on the CPU")
 
     @model_validator(mode="before")
     @classmethod
@@ -166,9 +175,13 @@ class TrainingConfig(Strict):
     batch_size: int = Field(64, gt=0)
     lr: float = Field(1e-4, gt=0)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    schedule: Literal["constant", "warmup_cosine"] = "constant"
+    schedule: Literal["constant", "warmup_cosine", "warmup_stable_decay"] = Field(
+        "constant", description="lr factor: constant; warmup_cosine: linear warmup, cosine to min_lr_ratio at the last "
+        "step; warmup_stable_decay: linear warmup, constant, then linear to min_lr_ratio over the last decay_fraction "
+        "of the steps")
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    decay_fraction: float = Field(0.2, gt=0.0, le=1.0, description="warmup_stable_decay: share of the steps spent decaying")
     grad_clip: float | None = Field(1.0, gt=0)
     device: str = "auto"
     compile: bool = Field(False, description="torch.compile the model (see compile_scope)")

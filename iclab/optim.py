@@ -178,6 +178,10 @@ def lr_factor(cfg, step: int) -> float:
         return 1.0
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "warmup_stable_decay":
+        decay = max(1, round(cfg.decay_fraction * cfg.steps))
+        p = min(1.0, max(0.0, (step - (cfg.steps - decay)) / decay))
+        return 1.0 - (1 - cfg.min_lr_ratio) * p
     span = max(1, cfg.steps - cfg.warmup_steps)
     p = min(1.0, (step - cfg.warmup_steps) / span)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))

@@ -38,7 +38,15 @@ def ref_ln(x, ln):
     return (x - mu) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias
 
 
-def ref_block(x, blk, n_head):
+def ref_act(z, name):
+    if name == "gelu_tanh":
+        return 0.5 * z * (1 + torch.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
+    if name == "gelu":
+        return 0.5 * z * (1 + torch.erf(z / math.sqrt(2)))
+    return z.clamp(min=0)
+
+
+def ref_block(x, blk, n_head, act="gelu_tanh"):
     B, L, C = x.shape
     hd = C // n_head
     a = ref_ln(x, blk.ln_1)
@@ -54,7 +62,7 @@ def ref_block(x, blk, n_head):
     x = x + torch.cat(heads, -1) @ blk.attn.c_proj.weight.T + blk.attn.c_proj.bias
     a = ref_ln(x, blk.ln_2)
     z = a @ blk.mlp.c_fc.weight.T + blk.mlp.c_fc.bias
-    z = 0.5 * z * (1 + torch.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
+    z = ref_act(z, act)
     return x + z @ blk.mlp.c_proj.weight.T + blk.mlp.c_proj.bias
 
 
@@ -84,7 +92,7 @@ def ref_loop(m, xs, ys, b):
             ids = list(range(L)) if c.drop_positions == "restart" else list(range(first, N))
             u = u + m.wpe.weight[ids]
         for blk in m.blocks:
-            u = ref_block(u, blk, c.n_head)
+            u = ref_block(u, blk, c.n_head, c.activation)
         h = ref_ln(u, m.ln_f) if c.final_norm == "every_loop" else u
         r = ref_ln(u, m.ln_f) @ m.read_out.weight.T + m.read_out.bias
         xpos = [j for j in range(first, N) if j % 2 == 0]  # x tokens of the full prompt that are kept
@@ -134,6 +142,8 @@ VARIANTS = {
     "drop d=2 k=4": dict(drop_tokens=2, min_tokens=4),
     "drop d=3 k=3 restart": dict(drop_tokens=3, min_tokens=3, drop_positions="restart"),
     "drop d=100 k=5": dict(drop_tokens=100, min_tokens=5),
+    "relu": dict(activation="relu"),
+    "gelu (erf), 2 blocks": dict(activation="gelu", n_layer=2),
 }
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from iclab.config import validate
+from iclab.config import ConfigError, validate
 from iclab.models import make_model
 from iclab.optim import OPTIMIZERS, MultiOptimizer, lr_factor, make_optimizer
 
@@ -47,3 +47,15 @@ def test_warmup_cosine_schedule():
     assert lr_factor(t, 10) == pytest.approx(1.0)
     assert lr_factor(t, 55) == pytest.approx(0.1 + 0.9 * 0.5)
     assert lr_factor(t, 100) == pytest.approx(0.1)
+
+
+def test_warmup_stable_decay_schedule():
+    t = validate({"training": {"steps": 100, "schedule": "warmup_stable_decay", "warmup_steps": 10,
+                               "decay_fraction": 0.2, "min_lr_ratio": 0.0}}).training
+    assert lr_factor(t, 0) == pytest.approx(0.1)
+    assert lr_factor(t, 9) == pytest.approx(1.0)
+    assert [lr_factor(t, s) for s in (10, 50, 80)] == pytest.approx([1.0, 1.0, 1.0])  # stable until the last 20 steps
+    assert lr_factor(t, 90) == pytest.approx(0.5)  # linear from 1 at step 80 to 0 at step 100
+    assert lr_factor(t, 99) == pytest.approx(0.05)
+    with pytest.raises(ConfigError, match="decay_fraction"):
+        validate({"training": {"decay_fraction": 0}})

@@ -56,15 +56,19 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y.transpose(1, 2).reshape(B, L, C))
 
 
+ACTIVATIONS = {"gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}
+
+
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.act = ACTIVATIONS[cfg.activation]
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -109,6 +113,11 @@ class ICLTransformer(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scaled init of residual projections
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.io_init == "torch":
+            self.read_in.reset_parameters()
+            self.read_out.reset_parameters()
+        if cfg.read_in_std is not None:
+            nn.init.normal_(self.read_in.weight, mean=0.0, std=cfg.read_in_std)
 
     @staticmethod
     def _init_weights(m):
