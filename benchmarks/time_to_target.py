@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from iclab.runs import read_eval
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,7 +39,7 @@ def one_run(config: Path, seed: int, overrides: list[str], target: float) -> dic
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(f"run failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
-        ev = json.loads((out / "run" / "eval.json").read_text())
+        ev = read_eval(out / "run")
     finally:
         shutil.rmtree(out, ignore_errors=True)
     k = 2 * ev["n_dims"]
