@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from iclab.baselines import BASELINES, least_squares_pinv, resolve
+from iclab.evaluation.baselines import BASELINES, least_squares_pinv, resolve
 
 LINEAR = ["least_squares", "ridge", "averaging", "knn"]
 SLOW = ["decision_tree", "xgboost", "relu_net_gd"]

@@ -20,7 +20,7 @@ import time
 import torch
 
 from iclab.config import load_config
-from iclab.train import Trainer
+from iclab.training.trainer import Trainer
 
 
 def sync(device: torch.device) -> None:

@@ -5,7 +5,7 @@
 For each configuration (suite name or YAML, at full shapes as in `iclab bench`) it prints the share of
 the step spent in matmuls, attention, GELU, layer norm, the optimizer, copies and other element-wise
 work, and the efficiency of the matmuls and of attention against the fp32 matmul peak measured in the
-same process (FLOPs from iclab/flops.py). Times are the profiler's per-operator times, which on a
+same process (FLOPs from iclab/models/flops.py). Times are the profiler's per-operator times, which on a
 busy machine include waiting for a core: read the shares, and the efficiencies only on a quiet machine.
 """
 
@@ -19,8 +19,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from iclab.bench import _peak, resolve_cases
-from iclab.flops import seq_lens, train_step_flops
-from iclab.train import Trainer
+from iclab.models.flops import seq_lens, train_step_flops
+from iclab.training.trainer import Trainer
 
 KINDS = [  # first match wins
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),

@@ -9,7 +9,7 @@ square matmul, 2048 on the CPU, 8192 on CUDA, in the training dtype: fp32 on the
 autocast); a run's `peak_flops` is the median of all its peak measurements of that dtype. Reported
 rates are medians over rounds.
 
-    flops_per_step   matmul FLOPs of one step from the config (iclab/flops.py documents the formula)
+    flops_per_step   matmul FLOPs of one step from the config (iclab/models/flops.py documents the formula)
     achieved_flops   flops_per_step * steps_per_s
     mfu              achieved_flops / peak_flops (the measured peak, not the data-sheet one)
     mfu_cpu_time     (CPU only) the same ratio with both rates taken per second of process CPU time
@@ -17,7 +17,8 @@ rates are medians over rounds.
                      does not count, which makes it the steadier number on a busy machine
     steps_per_cpu_s  (CPU only) steps per second of process CPU time (summed over threads): the steadier
                      basis for speed ratios on a busy machine
-    tokens_per_s     prompt tokens (2 per point) per second, batch_size * 2 * n_points * steps_per_s
+    tokens_per_s     tokens per second: regression, prompt tokens (2 per point), batch_size * 2 * n_points *
+                     steps_per_s; token workloads, batch_size * seq_len * steps_per_s
     peak_mem_bytes   CUDA: torch.cuda.max_memory_allocated during the timed steps. CPU: the process's
                      resident-set high-water mark (VmHWM of /proc/self/status, reset before each timing
                      by malloc_trim and writing 5 to /proc/self/clear_refs); it includes the Python
@@ -51,7 +52,7 @@ from pathlib import Path
 import torch
 
 from iclab.config import Config, ConfigError, CurriculumConfig, load_config, validate
-from iclab.flops import predict_flops, train_step_flops
+from iclab.models.flops import predict_flops
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,6 +67,8 @@ SUITE: dict[str, tuple[str, str]] = {
                        "seed 000: d=10, 20 points, 1 layer, width 256, b=20, T=5, batch 64"),
     "seed000_looped_drop": ("benchmarks/configs/seed000_looped_drop.yaml",
                             "seed 000 with token dropping: 2 fewer tokens per iteration, at least 20"),
+    "lm_char": ("benchmarks/configs/lm_char.yaml",
+                "nanoGPT shakespeare-char shape: char LM, 6 layers, width 384, 6 heads, block 256, batch 64"),
 }
 EVAL_CONFIG = "garg_standard"  # the evaluation is timed on this model: 1,000 prompts of 41 points
 
@@ -215,12 +218,12 @@ class Case:
 
     @property
     def flops(self) -> int:
-        c = self.cfg
-        return train_step_flops(c.model, n_dims=c.task.n_dims, n_points=c.task.n_points, batch=c.training.batch_size)
+        """Matmul FLOPs of a step, from the workload's formula (iclab/models/flops.py)."""
+        return self.trainer.workload.step_flops()
 
     @property
     def tokens(self) -> int:
-        return self.cfg.training.batch_size * 2 * self.cfg.task.n_points
+        return self.trainer.workload.tokens_per_step(self.cfg.training.batch_size)
 
 
 def _run_steps(case: Case, n: int) -> tuple[float, float]:
@@ -238,7 +241,7 @@ def _run_steps(case: Case, n: int) -> tuple[float, float]:
 
 
 def prepare(case: Case, warmup: int, target_s: float, min_steps: int, tmp: Path, log=print) -> None:
-    from iclab.train import Trainer
+    from iclab.training.trainer import Trainer
 
     torch.set_num_threads(case.threads)
     case.trainer = Trainer(case.cfg, tmp / re.sub(r"[^\w.-]", "_", case.name))
@@ -261,7 +264,9 @@ def record(case: Case, device: torch.device, mem_kind: str, peak: float) -> dict
         "name": case.name, "kind": "train", "device": _device_name(device), "dtype": str(amp_dtype(case)).removeprefix("torch."),
         "threads": case.threads, "compile": c.training.compile and c.training.compile_scope,
         "optimizer": c.training.optimizer.name, "optimizer_impl": _impl(case),
-        "batch_size": c.training.batch_size, "n_dims": c.task.n_dims, "n_points": c.task.n_points,
+        "task": c.task.name, "batch_size": c.training.batch_size, "n_dims": c.task.n_dims, "n_points": c.task.n_points,
+        "seq_len": getattr(case.trainer.workload, "seq_len", None),
+        "vocab_size": getattr(case.trainer.workload, "vocab_size", None),
         "n_layer": c.model.n_layer, "n_embd": c.model.n_embd, "loops": c.model.loops, "window": c.model.window,
         "drop_tokens": c.model.drop_tokens, "min_tokens": c.model.min_tokens,
         "steps_per_s": sps, "tokens_per_s": sps * case.tokens, "flops_per_step": case.flops,
@@ -276,7 +281,7 @@ def record(case: Case, device: torch.device, mem_kind: str, peak: float) -> dict
 
 
 def _impl(case: Case) -> str:
-    from iclab.optim import OPTIMIZERS, resolve_impl
+    from iclab.training.optimizers import OPTIMIZERS, resolve_impl
 
     spec = OPTIMIZERS.get(case.cfg.training.optimizer.name)
     return resolve_impl(spec, case.cfg.training.optimizer.impl, case.trainer.device)
@@ -294,14 +299,15 @@ def bench_eval(cfg: Config, n_prompts: int, n_points: int, mem: MemoryMeter, thr
     """Time the evaluation of n_prompts prompts: sampling, the model's predictions and each of the config's
     baselines, one by one on the same prompts in `evaluate`'s batches; with `whole`, also `evaluate`
     itself (`eval_s`; otherwise eval_s is the sum of the parts)."""
-    from iclab.baselines import resolve
-    from iclab.evaluate import eval_generator, evaluate, model_predictions
+    from iclab.evaluation.baselines import resolve
+    from iclab.evaluation.regression import eval_generator, evaluate, model_predictions
     from iclab.models import make_model
-    from iclab.tasks import make_task, resolve_baselines
-    from iclab.train import resolve_device
+    from iclab.workloads.regression.functions import make_task
+    from iclab.evaluation.baselines import resolve_baselines
+    from iclab.training.trainer import resolve_device
 
     device = resolve_device(cfg.training.device)
-    model = make_model(cfg.model, cfg.task.n_dims).to(device).eval()
+    model = make_model(cfg.model, "regression", n_dims=cfg.task.n_dims).to(device).eval()
     task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options)
     bs = cfg.eval.batch_size
     entries = resolve_baselines(task, cfg.eval.baselines)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from iclab.registry import MODELS, OPTIMIZERS, SHAPES, TASKS
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 PositiveInt = Field(gt=0)
@@ -25,27 +26,30 @@ class TaskConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v):
-        from iclab.tasks import TASKS
-
         TASKS.get(v)
         return v
 
-    n_dims: int = Field(20, gt=0, description="input dimension d (the model's x width)")
-    n_points: int = Field(41, gt=0, description="in-context points per training prompt (incl. the query)")
+    n_dims: int = Field(20, gt=0, description="regression: input dimension d (the model's x width)")
+    n_points: int = Field(41, gt=0, description="regression: in-context points per training prompt (incl. the query)")
+    seq_len: int | None = Field(None, gt=0, description="token workloads: the length a sequence task trains at (the "
+                                "LM's context, the numbers to sort); default: the task's own")
     options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="task-specific options")
 
     @field_validator("options")
     @classmethod
     def _check_options(cls, v, info: ValidationInfo):
-        from iclab.tasks import TASKS
-
         if "name" not in info.data:
             return v
         task_cls = TASKS.get(info.data["name"])
         opts = task_cls.Options(**v)
         if "n_dims" in info.data:
             task_cls.check(opts, info.data["n_dims"])
-        return opts.model_dump()
+        return opts.model_dump(mode="json")
+
+    @property
+    def family(self) -> str:
+        """regression (function classes, prompts of (x, y) points) or sequence (token workloads)."""
+        return TASKS.get(self.name).family
 
 
 class ModelConfig(Strict):
@@ -54,8 +58,6 @@ class ModelConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v):
-        from iclab.models import MODELS
-
         MODELS.get(v)
         return v
     n_embd: int = Field(256, gt=0)
@@ -111,8 +113,6 @@ class OptimizerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v):
-        from iclab.optim import OPTIMIZERS
-
         OPTIMIZERS.get(v)
         return v
     options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="optimizer-specific options")
@@ -123,16 +123,12 @@ class OptimizerConfig(Strict):
     @field_validator("options")
     @classmethod
     def _check_options(cls, v, info: ValidationInfo):
-        from iclab.optim import OPTIMIZERS
-
         if "name" not in info.data:
             return v
         return OPTIMIZERS.get(info.data["name"]).Options(**v).model_dump(mode="json")
 
     @model_validator(mode="after")
     def _check_impl(self):
-        from iclab.optim import OPTIMIZERS
-
         if self.impl == "fused" and not OPTIMIZERS.get(self.name).fused:
             raise ValueError(f"optimizer {self.name!r} has no fused implementation; use impl auto, foreach or for_loop")
         return self
@@ -143,7 +139,7 @@ class ScheduleConfig(Strict):
 
     shape=step is Garg et al.'s: start + inc * (step // interval), capped at end. Other shapes (linear,
     sqrt, log, cos) give the fraction of the (end - start) / inc levels reached at a step; the value is
-    rounded down to start + a multiple of inc. See iclab/curriculum.py for each shape's definition.
+    rounded down to start + a multiple of inc. See iclab/training/curriculum.py for each shape's definition.
     """
 
     shape: str = "step"
@@ -156,8 +152,6 @@ class ScheduleConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self):
-        from iclab.curriculum import SHAPES
-
         SHAPES.get(self.shape)
         if self.start > self.end:
             raise ValueError(f"start={self.start} is larger than end={self.end}")
@@ -168,6 +162,7 @@ class CurriculumConfig(Strict):
     dims: ScheduleConfig | None = None
     points: ScheduleConfig | None = None
     loops: ScheduleConfig | None = None
+    seq_len: ScheduleConfig | None = Field(None, description="token workloads: the sequence length (task.seq_len)")
 
 
 class TrainingConfig(Strict):
@@ -214,7 +209,7 @@ class EvalConfig(Strict):
     @field_validator("baselines", mode="before")
     @classmethod
     def _check_baselines(cls, v):
-        from iclab.baselines import check_entry, resolve
+        from iclab.evaluation.baselines import check_entry, resolve
 
         if v is None:
             return v
@@ -248,26 +243,13 @@ class Config(Strict):
     @model_validator(mode="after")
     def _cross_checks(self):
         t, m, c = self.task, self.model, self.curriculum
-        for key, sched, cap in (("dims", c.dims, t.n_dims), ("points", c.points, t.n_points), ("loops", c.loops, m.loops)):
-            if sched is not None and sched.end > cap:
-                where = {"dims": "task.n_dims", "points": "task.n_points", "loops": "model.loops"}[key]
-                raise ValueError(f"curriculum.{key}.end={sched.end} exceeds {where}={cap}")
+        if c.loops is not None and c.loops.end > m.loops:
+            raise ValueError(f"curriculum.loops.end={c.loops.end} exceeds model.loops={m.loops}")
         if c.loops is not None and c.loops.start < m.window:
             raise ValueError(f"curriculum.loops.start={c.loops.start} is below model.loop_window={m.window}")
-        if 2 * t.n_points > m.n_positions:
-            raise ValueError(f"task.n_points={t.n_points} needs {2 * t.n_points} positions > model.n_positions={m.n_positions}")
-        if self.eval.n_points is not None and 2 * self.eval.n_points > m.n_positions:
-            raise ValueError(
-                f"eval.n_points={self.eval.n_points} needs {2 * self.eval.n_points} positions > model.n_positions={m.n_positions}"
-            )
-        if self.eval.baselines:
-            from iclab.baselines import check_positions, resolve
-
-            check_positions(resolve(self.eval.baselines), self.eval.n_points or t.n_points)
-        if m.drop_tokens and m.min_tokens > 2 * t.n_points:
-            raise ValueError(f"model.min_tokens={m.min_tokens} exceeds the {2 * t.n_points} tokens of a prompt (task.n_points={t.n_points})")
         if self.training.warmup_steps > self.training.steps:
             raise ValueError(f"training.warmup_steps={self.training.warmup_steps} exceeds training.steps={self.training.steps}")
+        TASKS.get(t.name).check_config(self)  # the workload family's own checks (lengths, positions, baselines)
         return self
 
 

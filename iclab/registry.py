@@ -1,9 +1,16 @@
-"""A tiny name -> object registry; every pluggable part of iclab (tasks, models, optimizers,
-curriculum shapes, baselines) lives in one of these, so a new part is one file plus one decorator."""
+"""Name -> object registries: every pluggable part of iclab (tasks, models, optimizers, curriculum
+shapes, baselines, shifts) lives in one of these, so a new part is one file plus one decorator.
+
+The registries are declared here, in a module that imports nothing of iclab, and each one fills itself
+on first use by importing the packages that register its parts (`loaders`). So the config schema can
+check a name against a registry without importing the parts (no import cycle config <-> models), and
+a part registers with `@TASKS.register("name")` wherever it lives.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+import importlib
+from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -13,10 +20,18 @@ class UnknownNameError(ValueError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *loaders: str):
         self.kind = kind
+        self.loaders = loaders  # modules whose import registers the parts
+        self._loaded = not loaders
         self._items: dict[str, T] = {}
         self._help: dict[str, str] = {}
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True  # first: the loader's own imports may look names up
+            for module in self.loaders:
+                importlib.import_module(module)
 
     def register(self, name: str, help: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -30,15 +45,27 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
+        self._load()
         if name not in self._items:
             raise UnknownNameError(f"unknown {self.kind} '{name}'; valid: {', '.join(sorted(self._items))}")
         return self._items[name]
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._items
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def describe(self) -> dict[str, str]:
         return {n: self._help[n] for n in self.names()}
+
+
+# --- iclab's registries -------------------------------------------------------------------------------
+TASKS: Registry[Any] = Registry("task", "iclab.workloads.regression.functions", "iclab.workloads.sequence")
+MODELS: Registry[Any] = Registry("model", "iclab.models")
+OPTIMIZERS: Registry[Any] = Registry("optimizer", "iclab.training.optimizers")
+SHAPES: Registry[Any] = Registry("curriculum shape", "iclab.training.curriculum")
+BASELINES: Registry[Any] = Registry("baseline", "iclab.evaluation.baselines")
+SHIFTS: Registry[Any] = Registry("shift", "iclab.evaluation.shifts")

@@ -6,7 +6,7 @@
       tensorboard/             TensorBoard event files
       checkpoints/             step_XXXXXXXXX.safetensors (atomic; last `keep_last` + milestones kept)
       model.safetensors        final weights
-      eval.json                per-position errors of the model and the baselines (schema: iclab/evaluate.py)
+      eval.json                per-position errors of the model and the baselines (schema: iclab/evaluation/regression.py)
       error_vs_examples.png    the figure of eval.json
       loops.json, error_vs_loops.png   looped models: error of every loop iteration
       .lock                    held while a process writes the run
@@ -22,26 +22,16 @@ from pathlib import Path
 import yaml
 from filelock import FileLock, Timeout
 
-from iclab.baselines import check_positions, resolve
-from iclab.checkpoint import atomic_write, list_checkpoints, load_checkpoint, load_weights, save_weights
 from iclab.config import Config, ConfigError, dump_config, validate
-from iclab.evaluate import evaluate, evaluate_loops
-from iclab.models import make_model
-from iclab.plots import plot_error_curves, plot_loop_curves
-from iclab.tasks import make_task, resolve_baselines
-from iclab.train import Trainer, identity, resolve_device
+from iclab.files import write_json, write_text  # noqa: F401  (re-exported)
+from iclab.training.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_weights
+from iclab.training.trainer import Trainer, identity, resolve_device
+from iclab.workloads import make_workload
+from iclab.workloads.base import EvalError
 
 
 class RunError(RuntimeError):
     pass
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
-
-
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=1))
 
 
 @contextlib.contextmanager
@@ -111,66 +101,57 @@ def train_run(cfg: Config | None, run_dir: Path, resume: bool = False, overwrite
             trainer = Trainer(cfg, run_dir, resume=True)
         else:
             _start_run_dir(run_dir, cfg)
+            trainer.workload.start_run(run_dir)
         last = trainer.run(on_log=on_log)
-        save_weights(run_dir / "model.safetensors", trainer.model.state_dict(), identity=identity(cfg), step=trainer.step)
+        save_weights(run_dir / "model.safetensors", trainer.model.state_dict(), identity=identity(cfg, trainer.workload),
+                     step=trainer.step)
         result = {"final": last}
         if evaluate_after:
-            result["eval"] = evaluate_run(run_dir, cfg=cfg, model=trainer.model, step=trainer.step)
+            result["eval"] = evaluate_run(run_dir, cfg=cfg, model=trainer.model, step=trainer.step,
+                                          workload=trainer.workload)
+            result["summary"] = trainer.workload.summary(result["eval"])
     return result
 
 
-def load_run_model(run_dir: Path, cfg: Config, device):
+def load_run_model(run_dir: Path, cfg: Config, device, workload=None):
     """The final weights if training finished, else the latest checkpoint."""
-    model = make_model(cfg.model, cfg.task.n_dims)
+    workload = workload or make_workload(cfg, run_dir)
+    model = workload.build_model()
+    ident = identity(cfg, workload)
     final = Path(run_dir) / "model.safetensors"
     if final.is_file():
-        model.load_state_dict(load_weights(final, identity(cfg)))
+        model.load_state_dict(load_weights(final, ident))
     else:
         ckpts = list_checkpoints(Path(run_dir) / "checkpoints")
         if not ckpts:
             raise RunError(f"{run_dir} has neither model.safetensors nor a checkpoint")
-        model.load_state_dict(load_checkpoint(ckpts[-1][1], identity(cfg))["model"])
+        model.load_state_dict(load_checkpoint(ckpts[-1][1], ident)["model"])
     return model.to(device)
 
 
-def open_run(run_dir: Path, cfg: Config | None = None, model=None, n_points: int | None = None):
+def open_run(run_dir: Path, cfg: Config | None = None, model=None, n_points: int | None = None, workload=None):
     """(config, device, model, evaluation prompt length) of a saved run, checked before any work."""
     cfg = cfg or load_run_config(run_dir)
     device = resolve_device(cfg.training.device)
-    if model is None:
-        model = load_run_model(run_dir, cfg, device)
     n_points = n_points or cfg.eval.n_points or cfg.task.n_points
-    if 2 * n_points > cfg.model.n_positions:
+    if cfg.task.family == "regression" and 2 * n_points > cfg.model.n_positions:
         raise RunError(f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}")
+    if model is None:
+        model = load_run_model(run_dir, cfg, device, workload)
     return cfg, device, model, n_points
 
 
-def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, n_prompts: int | None = None,
-                 n_points: int | None = None, seed: int | None = None, loops: int | None = None, tag: str | None = None,
-                 step: int | None = None, max_loops: int | None = None) -> dict:
+def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, workload=None, **options) -> dict:
+    """Evaluate a run with its workload's evaluation (writes eval*.json and figures into the run).
+    Options are the workload's (regression: n_prompts, n_points, seed, loops, tag, step, max_loops)."""
     run_dir = Path(run_dir)
-    cfg, device, model, n_points = open_run(run_dir, cfg, model, n_points)
-    task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options).without_pool()  # fresh functions
+    cfg = cfg or load_run_config(run_dir)
+    workload = workload or make_workload(cfg, run_dir)
+    cfg, device, model, _ = open_run(run_dir, cfg, model, options.get("n_points"), workload)
     try:
-        check_positions(resolve(resolve_baselines(task, cfg.eval.baselines)), n_points)
-    except ValueError as e:
-        raise RunError(f"eval.baselines: {e}") from None
-    loops = loops or cfg.eval.loops or cfg.model.loops
-    seed = cfg.eval.seed if seed is None else seed
-    ev = evaluate(model, task, n_prompts=n_prompts or cfg.eval.n_prompts, n_points=n_points, loops=loops,
-                  baselines=resolve_baselines(task, cfg.eval.baselines), seed=seed, batch_size=cfg.eval.batch_size,
-                  device=device)
-    ev["step"] = step
-    suffix = f"_{tag}" if tag else ""
-    write_json(run_dir / f"eval{suffix}.json", ev)
-    plot_error_curves([(run_dir.name, ev)], run_dir / f"error_vs_examples{suffix}.png")
-    if cfg.model.loops > 1:
-        max_loops = max_loops or cfg.eval.max_loops or max(2 * cfg.model.loops, loops)
-        lp = evaluate_loops(model, task, max_loops=max_loops, n_prompts=min(ev["n_prompts"], 500),
-                            n_points=n_points, seed=seed, batch_size=cfg.eval.batch_size, device=device)
-        write_json(run_dir / f"loops{suffix}.json", lp)
-        plot_loop_curves([(run_dir.name, lp)], run_dir / f"error_vs_loops{suffix}.png")
-    return ev
+        return workload.evaluate(run_dir, model, device, **options)
+    except EvalError as e:
+        raise RunError(str(e)) from None
 
 
 def read_eval(run_dir: Path, tag: str | None = None, kind: str = "eval") -> dict:

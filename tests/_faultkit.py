@@ -72,7 +72,7 @@ def assert_same_metrics(a: Path, b: Path) -> None:
 
 
 def ckpt_steps(run_dir: Path) -> list[int]:
-    from iclab.checkpoint import list_checkpoints
+    from iclab.training.checkpoint import list_checkpoints
 
     return [s for s, _ in list_checkpoints(Path(run_dir) / "checkpoints")]
 
@@ -97,7 +97,7 @@ _BOOT = """
 import os, runpy, sys, time
 import torch
 torch.set_num_threads(1)
-import iclab.train as t
+import iclab.training.trainer as t
 _step = t.Trainer.train_step
 def _slow(self, step):
     time.sleep(float(os.environ["ICLAB_TEST_STEP_SLEEP"]))

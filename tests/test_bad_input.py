@@ -286,7 +286,7 @@ def test_random_invalid_configs_fail_cleanly_and_leave_nothing(tmp_path, mutatio
        seed=st.integers(0, 2**63 - 1), clip=st.sampled_from([None, 0.5]))
 def test_valid_configs_round_trip_through_config_yaml(n_dims, n_points, layers, loops, optimizer, seed, clip):
     """What resume reads back from config.yaml is exactly the config that ran (so its checkpoints match)."""
-    from iclab.train import identity
+    from iclab.training.trainer import identity
 
     d = cfg_dict(seed=seed, task={"n_dims": n_dims, "n_points": n_points, "name": "linear_regression"},
                  model={"n_layer": layers, "loops": loops, "n_positions": 2 * n_points},

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from iclab.bench import MemoryMeter, bench_config, bench_eval, measure_peak, resolve_cases, run_suite
 from iclab.cli import app
 from iclab.config import validate
-from iclab.flops import config_step_flops
+from iclab.models.flops import config_step_flops
 
 FIELDS = {"name", "device", "steps_per_s", "tokens_per_s", "flops_per_step", "achieved_flops", "peak_flops", "mfu",
           "peak_mem_bytes"}

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from iclab.cli import app
 from iclab.config import ConfigError, load_config
-from iclab.tasks import TASKS
+from iclab.registry import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -143,5 +143,5 @@ def test_throughput_benchmark_compares_configs_in_one_process(tmp_path):
                          "--warmup", "1", "--set", "training.batch_size=4", "--json", str(tmp_path / "b.json")])
     first, second = out["results"]
     assert first["ratio"] == 1.0 and second["steps_per_s"] > 0
-    assert first["curriculum"] == {"dims": 4, "points": 10, "loops": 10}  # timed at the full curriculum
+    assert first["curriculum"] == {"dims": 4, "points": 10, "loops": 10, "seq_len": 0}  # timed at the full curriculum
     assert json.loads((tmp_path / "b.json").read_text())["results"][1]["config"].endswith("drop_d100_k5.yaml")

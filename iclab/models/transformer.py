@@ -14,7 +14,7 @@ One code path: the standard model is the looped model with b = 1.
                                                     # (Yang et al.); =once: ln_f only on the way to read-out
         if t >= b - T:  pred_t = read_out(ln_f?(h_{t+1}))[x positions]
     Iterations t < b - T run under torch.no_grad, so activation memory depends on T, not on b. The
-    training loss averages the T predictions (iclab.train.prediction_loss).
+    training loss averages the T predictions (iclab.training.trainer.prediction_loss).
 
 Which tokens and positions an iteration sees (token dropping, drop_tokens = d > 0, min_tokens = k):
     iteration t (0-based) works on the last L_t = min(2n, max(2n - t*d, k)) tokens only: the last L_t
@@ -26,7 +26,7 @@ Which tokens and positions an iteration sees (token dropping, drop_tokens = d > 
     tokens, so a kept x_j attends to the kept tokens up to x_j only.
 Without dropping, attention is causal, so the prediction at x_j equals that of the prompt cut after x_j;
 with dropping it does not (the window is anchored at the prompt's end), so evaluation of error vs
-in-context examples runs every prefix separately (iclab.evaluate.per_iteration_predictions).
+in-context examples runs every prefix separately (iclab.evaluation.regression.per_iteration_predictions).
 """
 
 from __future__ import annotations
@@ -95,35 +95,39 @@ def interleave(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     return torch.stack([xs, ys_wide], dim=2).reshape(B, 2 * n, d)
 
 
-class ICLTransformer(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_dims: int):
+class Trunk(nn.Module):
+    """The shared GPT-2 trunk: position table, blocks, final norm and the loop around the blocks. A head
+    (a subclass) embeds its inputs into e (B, L, C), calls `loop`, and reads the hidden states out."""
+
+    def __init__(self, cfg: ModelConfig, *input_args):
         super().__init__()
         self.cfg = cfg
-        self.n_dims = n_dims
-        self.read_in = nn.Linear(n_dims, cfg.n_embd)
+        self.build_input(*input_args)  # the head's input layer first (GPT-2's order: wte, wpe, blocks)
         self.wpe = nn.Embedding(cfg.n_positions, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd)
-        self.read_out = nn.Linear(cfg.n_embd, 1)
         # train_block_call(block, u) -> block(u), used in training mode when set (the trainer puts a
         # torch.compile'd function here: one graph serves every block and loop iteration)
         self.train_block_call = None
+
+    def build_input(self, *args) -> None:
+        """Create the head's input layer (a read-in, a token embedding)."""
+
+    def init_weights(self) -> None:
+        """GPT-2's init: N(0, 0.02) for every linear and embedding, zero biases, and the residual
+        projections scaled by 1/sqrt(2 n_layer). Heads call this after creating their own layers."""
         self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2: scaled init of residual projections
+        for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
-        if cfg.io_init == "torch":
-            self.read_in.reset_parameters()
-            self.read_out.reset_parameters()
-        if cfg.read_in_std is not None:
-            nn.init.normal_(self.read_in.weight, mean=0.0, std=cfg.read_in_std)
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
 
     @staticmethod
     def _init_weights(m):
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
@@ -132,20 +136,19 @@ class ICLTransformer(nn.Module):
         d, k = self.cfg.drop_tokens, self.cfg.min_tokens
         return n_tokens if d == 0 else min(n_tokens, max(n_tokens - t * d, k))
 
-    def forward(self, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, window: int | None = None):
-        """Predictions of the last `window` iterations: a list of (B, m_t) tensors, where m_t is the
-        number of points iteration t predicts (all n without token dropping; then it is the last m_t points)."""
+    def loop(self, e: torch.Tensor, loops: int | None = None, window: int | None = None) -> list[torch.Tensor]:
+        """e: (B, L, C) embedded tokens -> the normalized hidden states (B, L_t, C) of the last `window`
+        loop iterations, L_t being the tokens iteration t kept (the last L_t of the sequence)."""
         cfg = self.cfg
         b = loops or cfg.loops
         T = min(window or cfg.window, b)
-        n_tok = 2 * xs.shape[1]
+        n_tok = e.shape[1]
         if n_tok > cfg.n_positions:
-            raise ValueError(f"prompt of {xs.shape[1]} points needs {n_tok} positions > n_positions={cfg.n_positions}")
-        e = self.read_in(interleave(xs, ys))
-        pos = self.wpe(torch.arange(n_tok, device=xs.device))
+            raise ValueError(f"a sequence of {n_tok} tokens exceeds n_positions={cfg.n_positions}")
+        pos = self.wpe(torch.arange(n_tok, device=e.device))
         restart = cfg.drop_positions == "restart"
         h = {"add": torch.zeros_like, "mul": torch.ones_like, "none": lambda e: e}[cfg.injection](e)
-        preds = []
+        outs = []
         for t in range(b):
             with torch.set_grad_enabled(torch.is_grad_enabled() and t >= b - T):
                 L = self.seq_len(t, n_tok)
@@ -159,9 +162,35 @@ class ICLTransformer(nn.Module):
                     u = call(block, u)
                 h = self.ln_f(u) if cfg.final_norm == "every_loop" else u
             if t >= b - T:
-                out = h if cfg.final_norm == "every_loop" else self.ln_f(h)
-                preds.append(self._read_out(out[:, L % 2 :: 2]))  # x tokens sit at even positions
-        return preds
+                outs.append(h if cfg.final_norm == "every_loop" else self.ln_f(h))
+        return outs
+
+
+class ICLTransformer(Trunk):
+    """In-context regression: read-in of (x, y) tokens, the trunk, a scalar read-out at the x tokens."""
+
+    def __init__(self, cfg: ModelConfig, n_dims: int):
+        super().__init__(cfg, n_dims)
+        self.read_out = nn.Linear(cfg.n_embd, 1)
+        self.init_weights()
+        if cfg.io_init == "torch":
+            self.read_in.reset_parameters()
+            self.read_out.reset_parameters()
+        if cfg.read_in_std is not None:
+            nn.init.normal_(self.read_in.weight, mean=0.0, std=cfg.read_in_std)
+
+    def build_input(self, n_dims: int) -> None:
+        self.n_dims = n_dims
+        self.read_in = nn.Linear(n_dims, self.cfg.n_embd)
+
+    def forward(self, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, window: int | None = None):
+        """Predictions of the last `window` iterations: a list of (B, m_t) tensors, where m_t is the
+        number of points iteration t predicts (all n without token dropping; then it is the last m_t points)."""
+        if 2 * xs.shape[1] > self.cfg.n_positions:
+            raise ValueError(f"prompt of {xs.shape[1]} points needs {2 * xs.shape[1]} positions > "
+                             f"n_positions={self.cfg.n_positions}")
+        hs = self.loop(self.read_in(interleave(xs, ys)), loops, window)
+        return [self._read_out(h[:, h.shape[1] % 2 :: 2]) for h in hs]  # x tokens sit at even positions
 
     def _read_out(self, h: torch.Tensor) -> torch.Tensor:
         """(B, m, C) -> (B, m). Under autocast (training.dtype=bfloat16) the read-out stays in fp32, so the
@@ -174,3 +203,28 @@ class ICLTransformer(nn.Module):
     def predict(self, xs, ys, loops: int | None = None):
         """Prediction of the final iteration, (B, m) for the last m points."""
         return self.forward(xs, ys, loops=loops, window=1)[-1]
+
+
+class GPTLanguageModel(Trunk):
+    """A language model: token embedding, the trunk, and an LM head tied to the embedding (GPT-2): the
+    logits are h @ wte.weight^T, so the embedding table is the model's only vocabulary-sized tensor."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__(cfg, vocab_size)
+        self.init_weights()
+
+    def build_input(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.wte = nn.Embedding(vocab_size, self.cfg.n_embd)
+
+    def forward(self, idx: torch.Tensor, loops: int | None = None, window: int | None = None) -> list[torch.Tensor]:
+        """idx: (B, L) token ids -> logits (B, L_t, V) of the last `window` iterations, for the last L_t
+        positions each iteration kept (all L without token dropping)."""
+        return [self.lm_head(h) for h in self.loop(self.wte(idx), loops, window)]
+
+    def lm_head(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.wte.weight)
+
+    def logits(self, idx: torch.Tensor, loops: int | None = None) -> torch.Tensor:
+        """Logits (B, L, V) of the final iteration."""
+        return self.forward(idx, loops=loops, window=1)[-1]

@@ -1,0 +1,136 @@
+"""`iclab train`, `iclab eval`, `iclab plot`: runs and their evaluations."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from iclab.cli.app import _clean_errors, _fmt, app
+
+@app.command()
+@_clean_errors
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (omit with --resume)"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="config overrides, e.g. training.lr=3e-4 model.n_layer=4"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default: runs/<config name>)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run directory"),
+    no_eval: bool = typer.Option(False, "--no-eval", help="skip the evaluation after training"),
+):
+    """Train a model from a config; write checkpoints, metrics, eval.json and figures into the run directory."""
+    from iclab.config import load_config
+    from iclab.runs import train_run
+
+    t0 = time.perf_counter()
+    if resume is not None:
+        if config is not None and config.suffix not in (".yaml", ".yml"):
+            overrides = [str(config)] + list(overrides or [])
+            config = None
+        if overrides:
+            raise typer.BadParameter("overrides cannot be combined with --resume (the run's saved config is used)")
+        cfg = load_config(config) if config is not None else None
+        run_dir = resume
+    else:
+        if config is None:
+            raise typer.BadParameter("a CONFIG file is required (or --resume RUN_DIR)")
+        cfg = load_config(config, overrides or [])
+        run_dir = out or Path("runs") / config.stem
+    result = train_run(cfg, run_dir, resume=resume is not None, overwrite=overwrite, evaluate_after=not no_eval)
+    msg = f"run: {run_dir}  ({time.perf_counter() - t0:.1f} s)"
+    if "eval" in result:
+        msg += "\n" + result["summary"]
+    typer.echo(msg)
+
+
+@app.command("eval")
+@_clean_errors
+def eval_(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `iclab train`"),
+    n_prompts: Optional[int] = typer.Option(None, min=1, help="prompts to average over (default: eval.n_prompts)"),
+    n_points: Optional[int] = typer.Option(None, min=1, help="points per prompt, may exceed the trained length"),
+    seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="seed of the evaluation prompts (default: eval.seed)"),
+    loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
+    max_loops: Optional[int] = typer.Option(None, "--max-loops", min=1,
+                                            help="looped models: error vs loops for 1..N (default: max(2b, --loops))"),
+    tag: Optional[str] = typer.Option(None, help="write eval_TAG.json / error_vs_examples_TAG.png instead of eval.json"),
+    shift: Optional[str] = typer.Option(None, help="evaluate under this distribution shift (iclab list shifts); writes eval_SHIFT.json"),
+    shift_option: Optional[List[str]] = typer.Option(None, "--shift-option", help="a shift option key=value, e.g. factor=3 (repeatable)"),
+    task: Optional[str] = typer.Option(None, "--task", help="evaluate on another function class (same n_dims)"),
+    task_option: Optional[List[str]] = typer.Option(None, "--task-option", help="an option of --task, key=value (repeatable)"),
+    all_shifts: bool = typer.Option(False, "--all-shifts", help="every applicable shift; eval_<shift>.json each and shifts.png"),
+    baselines: Optional[str] = typer.Option(None, help="comma-separated baselines (default: eval.baselines, else the task's defaults)"),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1, help="token workloads: the length to evaluate at"),
+    multiple_choice: Optional[Path] = typer.Option(
+        None, "--multiple-choice", help="score a multiple-choice JSONL file (ARC-Easy format) with a language-model run"),
+):
+    """Re-evaluate a saved run (more prompts, longer prompts, another seed, a distribution shift, another
+    function class; token workloads: another length, a multiple-choice file) and draw its figure."""
+    from iclab.runs import evaluate_run, load_run_config
+
+    if multiple_choice is not None:
+        from iclab.evaluation.multiple_choice import evaluate_multiple_choice, summary_line
+
+        typer.echo(summary_line(evaluate_multiple_choice(run_dir, multiple_choice, tag=tag, loops=loops)))
+        return
+    if load_run_config(run_dir).task.family == "sequence":
+        from iclab.workloads import make_workload
+
+        if shift is not None or task is not None or all_shifts or baselines is not None or n_points is not None:
+            raise typer.BadParameter("--shift, --task, --all-shifts, --baselines and --n-points are for regression runs")
+        opts = dict(n_prompts=n_prompts, seed=seed, loops=loops, tag=tag, seq_len=seq_len)
+        ev = evaluate_run(run_dir, **{k: v for k, v in opts.items() if v is not None})
+        cfg = load_run_config(run_dir)
+        typer.echo(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json: " + make_workload(cfg, run_dir).summary(ev))
+        return
+    if seq_len is not None:
+        raise typer.BadParameter("--seq-len is for token workloads; regression runs take --n-points")
+
+    def line(name, ev):
+        k = min(2 * ev["n_dims"], ev["n_points"] - 1)
+        return (f"{name}: error at k={k}: model {ev['model']['mean'][k]:.4f}, "
+                + ", ".join(f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()))
+
+    if shift is None and task is None and not all_shifts and baselines is None:
+        ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag, max_loops=max_loops)
+        typer.echo(line(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json", ev))
+        return
+    from iclab.config import ConfigError
+    from iclab.evaluation.shift_eval import evaluate_run_all_shifts, evaluate_run_shift, parse_options
+
+    try:
+        sopts, topts = parse_options(shift_option, "--shift-option"), parse_options(task_option, "--task-option")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    names = [b.strip() for b in baselines.split(",") if b.strip()] if baselines is not None else None
+    kw = dict(n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, baselines=names)
+    if all_shifts:
+        if shift is not None or tag is not None:
+            raise typer.BadParameter("--all-shifts excludes --shift and --tag")
+        results = evaluate_run_all_shifts(run_dir, task, topts, **kw)
+        for name, ev in results.items():
+            typer.echo(line(name, ev))
+        typer.echo(f"wrote {run_dir}/{'shifts_on_' + task if task else 'shifts'}.png")
+        return
+    ev = evaluate_run_shift(run_dir, shift or "standard", sopts, task, topts, tag=tag, **kw)
+    typer.echo(line(f"{ev['eval_task']} under {ev['shift']}", ev))
+
+
+@app.command()
+@_clean_errors
+def plot(
+    run_dirs: List[Path] = typer.Argument(..., help="one or more run directories"),
+    out: Path = typer.Option(Path("error_vs_examples.png"), "--out", "-o", help="output PNG"),
+    tag: Optional[str] = typer.Option(None, help="read eval_TAG.json instead of eval.json"),
+    loops: bool = typer.Option(False, "--loops", help="plot error vs loop iterations (loops.json) instead"),
+    title: Optional[str] = typer.Option(None, help="figure title"),
+):
+    """Overlay several runs' error curves in one figure."""
+    from iclab.evaluation.plots import plot_error_curves, plot_loop_curves
+    from iclab.runs import read_eval
+
+    runs = [(d.name, read_eval(d, tag, "loops" if loops else "eval")) for d in run_dirs]
+    (plot_loop_curves if loops else plot_error_curves)(runs, out, title)
+    typer.echo(f"wrote {out}")

@@ -1,0 +1,1 @@
+"""Evaluation helpers and reference baselines."""

@@ -1,0 +1,90 @@
+"""The workload interface: what the trainer trains (cf. AlgoPerf's workloads).
+
+A workload turns a config into: the model it needs (a head around the shared trunk), the batch of
+training step s (a pure function of (seed, s), made on the model's device), the loss of a batch, the
+metrics logged at log steps beside the loss, and the evaluation after training. The trainer knows
+nothing of (x, y) prompts or tokens; it calls these methods, and the optimizer never sees inside.
+
+    family      regression (iclab/workloads/regression: in-context learning of function classes)
+                sequence   (iclab/workloads/sequence: language modelling, sorting, modular arithmetic,
+                            multiple choice)
+
+The registry `TASKS` maps `task.name` to a function class (family regression, wrapped by
+`RegressionWorkload`) or to a sequence workload class; `iclab.workloads.make_workload` builds either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def step_generator(seed: int, step: int, device) -> torch.Generator:
+    """The random generator of training step `step`: seeded from (seed, step) alone, so the data of a
+    step does not depend on what ran before (resume needs no data-RNG state)."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1))
+    return g
+
+
+class EvalError(ValueError):
+    """An evaluation that cannot run as asked (the message names the option or file)."""
+
+
+class Workload:
+    """Base class of workloads; `cfg` is the run's `iclab.config.Config`."""
+
+    family: str = ""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    # --- training ------------------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        """The model (on the CPU; the trainer moves it), initialized from torch's global RNG."""
+        raise NotImplementedError
+
+    def batch(self, step: int, cur: dict[str, int], device: torch.device) -> Any:
+        """The training batch of `step` at curriculum values `cur` (a pure function of (seed, step))."""
+        raise NotImplementedError
+
+    def loss(self, forward, batch: Any, cur: dict[str, int]) -> torch.Tensor:
+        """The scalar training loss of `batch`; `forward` is the (possibly compiled) model."""
+        raise NotImplementedError
+
+    def log_metrics(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Extra metrics written beside the loss at every log step (default none)."""
+        return {}
+
+    def curriculum_keys(self) -> tuple[str, ...]:
+        """The curriculum values this workload logs (curriculum/<key> in metrics.jsonl)."""
+        return ("loops",)
+
+    # --- runs ------------------------------------------------------------------------------------------
+    def identity(self) -> dict:
+        """What a checkpoint must match besides model/task/optimizer config (e.g. the vocabulary)."""
+        return {}
+
+    def start_run(self, run_dir: Path) -> None:
+        """Called once when a run directory is created (e.g. to record the data a run trains on)."""
+
+    def tokens_per_step(self, batch_size: int) -> int:
+        """Tokens a training step reads (for throughput)."""
+        raise NotImplementedError
+
+    def step_flops(self) -> int:
+        """Matmul FLOPs of one training step at the config's full shapes (iclab/models/flops.py)."""
+        raise NotImplementedError
+
+    # --- evaluation ------------------------------------------------------------------------------------
+    def evaluate(self, run_dir: Path, model: nn.Module, device: torch.device, **options) -> dict:
+        """Evaluate a trained model, write eval*.json and figures into `run_dir`, return the record."""
+        raise NotImplementedError
+
+    def summary(self, ev: dict) -> str:
+        """One line for the terminal about an evaluation record."""
+        return ""
