@@ -190,6 +190,9 @@ class TrainingConfig(Strict):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="bfloat16: autocast matmuls to bf16 (CUDA only; the read-out and loss stay fp32); "
         "auto = bfloat16 on a CUDA device that supports it, float32 elsewhere")
+    init_from: str | None = Field(
+        None, description="fine-tuning: a run directory (its model.safetensors) or an iclab weights file whose weights "
+        "initialize the model; the architecture and the vocabulary (token workloads) must match")
     nonfinite: Literal["stop", "skip"] = "stop"
     max_skipped_steps: int = Field(10, ge=0, description="with nonfinite=skip: stop after this many bad steps")
 

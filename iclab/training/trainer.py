@@ -143,6 +143,8 @@ class Trainer:
                                     "set training.compile_scope=model")
         if resume:
             self._resume()
+        elif cfg.training.init_from:
+            self._init_from(cfg.training.init_from)
 
     # --- checkpoints --------------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -180,6 +182,24 @@ class Trainer:
             moved = ck.quarantine(bad)
             warnings.warn(f"{err}; resuming from the previous intact checkpoint {path.name} (step {self.step}) instead; "
                           f"the damaged file was renamed to {moved.name}", ResumeWarning, stacklevel=2)
+
+    def _init_from(self, src: str) -> None:
+        """Start from the final weights of another run (fine-tuning); the optimizer starts fresh."""
+        path = Path(src) / "model.safetensors" if Path(src).is_dir() else Path(src)
+        if not path.is_file():
+            raise TrainingError(f"training.init_from={src}: {path} does not exist (a finished run's directory or its "
+                                "model.safetensors)")
+        saved = json.loads(ck.read_metadata(path).get("identity", "{}"))
+        ours = identity(self.cfg, self.workload)
+        for key in ("vocab_size", "tokenizer"):
+            if key in ours and saved.get(key) != ours[key]:
+                raise TrainingError(f"training.init_from={src}: vocabulary mismatch: the weights were trained with "
+                                    f"{key}={saved.get(key)!r}, this run's data has {ours[key]!r}")
+        try:
+            self.model.load_state_dict(ck.load_weights(path))
+        except RuntimeError as e:
+            raise TrainingError(f"training.init_from={src}: the weights do not fit this model ("
+                                + " ".join(str(e).split())[:300] + ")") from None
 
     def save(self, window: dict | None = None) -> Path:
         path = ck.checkpoint_path(self.ckpt_dir, self.step)

@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from iclab.registry import TASKS
+from iclab.workloads.regression.functions.params import index_params, params_to  # noqa: F401  (re-exported)
 
 
 class TaskOptions(BaseModel):
@@ -155,16 +156,3 @@ class Task:
 
 def make_task(name: str, n_dims: int, options: dict | None = None) -> Task:
     return TASKS.get(name)(n_dims, **(options or {}))
-
-
-def index_params(params: Any, idx: torch.Tensor) -> Any:
-    """Select functions `idx` from parameters with the batch first (a tensor or a tuple of tensors)."""
-    if isinstance(params, torch.Tensor):
-        return params[idx]
-    return type(params)(index_params(p, idx) for p in params)
-
-
-def params_to(params: Any, device) -> Any:
-    if isinstance(params, torch.Tensor):
-        return params.to(device)
-    return type(params)(params_to(p, device) for p in params)

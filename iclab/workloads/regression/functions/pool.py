@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from iclab.workloads.regression.functions.base import index_params, params_to
+from iclab.workloads.regression.functions.params import index_params, params_to
 
 BLOCK = 16  # points per block of pooled prompts
 
