@@ -25,7 +25,9 @@ def list_(what: Optional[str] = typer.Argument(None, help="tasks | models | opti
             for item, help in reg.describe().items():
                 if name == "optimizers":
                     help = reg.get(item).help
-                typer.echo(f"  {item:<20} {help}")
+                if name == "tasks":
+                    help = f"[{reg.get(item).family}] {help}"
+                typer.echo(f"  {item:<24} {help}")
 
 
 @app.command()

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from iclab.files import write_json
 from iclab.workloads.base import EvalError
 from iclab.workloads.sequence.tokenizers import Tokenizer, TokenizerError
 
@@ -282,8 +283,6 @@ def evaluate_multiple_choice(run_dir: str | Path, file: str | Path, *, tag: str 
     record = {"file": str(file), "sha256": file_sha256(file), "task": cfg.task.name, "tokenizer": tokenizer.kind,
               "tokenizer_fingerprint": tokenizer.fingerprint(), "loops": loops,
               **score_questions(model, tokenizer, questions, device, loops=loops)}
-    from iclab.files import write_json
-
     write_json(run_dir / f"eval_mc_{file.stem}{'_' + tag if tag else ''}.json", record)
     return record
 

@@ -112,6 +112,7 @@ def plot_lm_eval(run_dir: Path, ev: dict, out: Path) -> None:
     ax2.set(xlabel="position in the context (tokens before it)", ylabel=f"bits per {unit}",
             title=f"after training: {ev['bits']:.3f} bits per {unit} overall")
     ax2.set_xscale("symlog", linthresh=1)
+    ax2.set_xlim(left=0)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     ax2.legend(fontsize=8)

@@ -1,6 +1,11 @@
-"""The in-context-learning transformer: a GPT-2-style decoder, optionally looped.
+"""A GPT-2-style decoder, optionally looped: one trunk, two heads.
 
-One code path: the standard model is the looped model with b = 1.
+    Trunk             position table wpe, the n_layer blocks, ln_f, and the loop below (shared)
+    ICLTransformer    in-context regression: read_in(x/y tokens) -> trunk -> read_out at the x tokens
+    GPTLanguageModel  tokens: wte(ids) -> trunk -> logits = h @ wte.weight^T (tied LM head)
+
+One code path: the standard model is the looped model with b = 1, for either head. For the regression
+head (for the LM head, e is the token embedding and every kept position is read out):
 
     tokens  x_1, y_1, x_2, y_2, ..., x_n, y_n      (y written into coordinate 0 of a d-vector; 2n tokens)
     e     = read_in(tokens)                         (B, 2n, C)

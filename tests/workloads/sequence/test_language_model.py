@@ -116,3 +116,37 @@ def test_seq_len_beyond_positions_is_a_config_error(tmp_path):
     d["task"]["seq_len"] = 32
     with pytest.raises(Exception, match="task.seq_len=32 needs 32 positions > model.n_positions=16"):
         validate(d)
+
+
+def test_init_from_loads_weights_and_refuses_another_vocabulary(tmp_path):
+    from iclab.training.trainer import Trainer
+
+    corpus = _corpus(tmp_path / "text.txt")
+    src = tmp_path / "src"
+    train_run(validate(_cfg(tmp_path, corpus)), src, evaluate_after=False)
+    d = _cfg(tmp_path, corpus)
+    d["training"]["init_from"] = str(src)
+    tr = Trainer(validate(d), tmp_path / "ft")
+    from safetensors.torch import load_file
+
+    want = load_file(str(src / "model.safetensors"))
+    assert all(torch.equal(v, want[k]) for k, v in tr.model.state_dict().items())
+    other = tmp_path / "other.txt"
+    other.write_text(corpus.read_text() + " {new} ")
+    d2 = _cfg(tmp_path, other)
+    d2["training"]["init_from"] = str(src)
+    cfg = write_yaml(tmp_path / "ft.yaml", d2)
+    _one_line_error(CliRunner().invoke(app, ["train", str(cfg), "--out", str(tmp_path / "ft2")]),
+                    "vocabulary mismatch", str(src))
+
+
+def test_a_seq_len_curriculum_lengthens_the_windows(tmp_path):
+    d = _cfg(tmp_path, _corpus(tmp_path / "text.txt"))
+    d["curriculum"] = {"seq_len": {"start": 8, "end": 16, "inc": 4, "interval": 10}}
+    run = tmp_path / "run"
+    train_run(validate(d), run, evaluate_after=False)
+    lens = [json.loads(ln)["curriculum/seq_len"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert lens == [8, 8, 12, 12]  # logged at steps 5, 10, 15, 20 for the step before each
+    d["curriculum"]["seq_len"]["end"] = 32
+    with pytest.raises(Exception, match="curriculum.seq_len.end=32 exceeds task.seq_len=16"):
+        validate(d)
