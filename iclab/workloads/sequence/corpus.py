@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from iclab.files import atomic_write
 from iclab.workloads.sequence.tokenizers import KINDS, Tokenizer, TokenizerError, make_tokenizer, \
     tokenizer_from_json
 
@@ -160,31 +160,8 @@ def _read_python_stdlib(glob: str, max_bytes: int | None) -> tuple[str, dict[str
 
 # -- preparing ---------------------------------------------------------------------------------------
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: Path, data: bytes | memoryview) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _array_bytes(arr: np.ndarray) -> memoryview:
