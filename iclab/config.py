@@ -70,6 +70,9 @@ class ModelConfig(Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     loops: int = Field(1, gt=0, description="b: how many times the block group is applied")
     loop_window: int | None = Field(None, gt=0, description="T: loss averages the last T iterations (default b)")
+    loop_loss: Literal["mean", "last"] = Field(
+        "mean", description="mean: the loss averages the predictions of the last T iterations (Yang et al.); last: "
+        "only the final iteration's prediction counts, the gradient still flows through the last T iterations")
     injection: Literal["add", "mul", "none"] = "add"
     pos_embedding: Literal["every_loop", "once"] = "every_loop"
     final_norm: Literal["every_loop", "once"] = "every_loop"

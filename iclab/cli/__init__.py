@@ -11,6 +11,7 @@ import sys
 
 from iclab.cli.app import app
 from iclab.cli import run, tokens, tools  # noqa: F401,E402  (register the commands)
+from iclab.cli import analysis  # noqa: F401,E402  (iclab surgery)
 
 __all__ = ["app", "main"]
 

@@ -134,3 +134,22 @@ def plot(
     runs = [(d.name, read_eval(d, tag, "loops" if loops else "eval")) for d in run_dirs]
     (plot_loop_curves if loops else plot_error_curves)(runs, out, title)
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+@_clean_errors
+def compare(
+    configs: List[Path] = typer.Argument(..., help="YAML configs to compare"),
+    seeds: str = typer.Option("3", "--seeds", help="a count (3 = seeds 0,1,2), a range (0-4) or a list (1,5,7)"),
+    out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="directory of the runs and the tables"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override for every run, e.g. training.steps=500"),
+):
+    """Train every config at every seed (reusing finished runs) and tabulate the headline metric, mean +- 95% CI."""
+    from iclab.compare import CompareError, compare as run_compare, parse_seeds, table
+    from iclab.config import ConfigError
+
+    try:
+        res = run_compare(configs, parse_seeds(seeds), out, set_ or [], log=lambda m: typer.echo(m, err=True))
+    except CompareError as e:
+        raise ConfigError(str(e)) from None
+    typer.echo(table(res) + f"wrote {out}/compare.json, compare.csv, compare.md, compare.png")

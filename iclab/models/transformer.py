@@ -36,6 +36,7 @@ in-context examples runs every prefix separately (iclab.evaluation.regression.pe
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -115,6 +116,29 @@ class Trunk(nn.Module):
         # train_block_call(block, u) -> block(u), used in training mode when set (the trainer puts a
         # torch.compile'd function here: one graph serves every block and loop iteration)
         self.train_block_call = None
+        self.block_order: list[int] | None = None  # analysis: the blocks each iteration applies (see `rearranged`)
+        self.taps: list | None = None  # analysis: (iteration, slot, hidden state) after every block (see `tapped`)
+
+    @contextlib.contextmanager
+    def rearranged(self, order: list[int]):
+        """Inside, every loop iteration applies blocks[order[0]], blocks[order[1]], ... (layer surgery)."""
+        if any(not 0 <= i < len(self.blocks) for i in order) or not order:
+            raise ValueError(f"block order {order} must be a non-empty list of indices 0..{len(self.blocks) - 1}")
+        old, self.block_order = self.block_order, list(order)
+        try:
+            yield self
+        finally:
+            self.block_order = old
+
+    @contextlib.contextmanager
+    def tapped(self):
+        """Inside, the loop records (t, j, u) after the j-th block of iteration t: u (B, L_t, C) is the
+        residual stream before any final norm (probes, logit lens). Yields the list it fills."""
+        old, self.taps = self.taps, []
+        try:
+            yield self.taps
+        finally:
+            self.taps = old
 
     def build_input(self, *args) -> None:
         """Create the head's input layer (a read-in, a token embedding)."""
@@ -163,8 +187,10 @@ class Trunk(nn.Module):
                     u = u + (pos[:L] if restart else pos[-L:])
                 u = self.drop(u)
                 call = self.train_block_call if self.training and self.train_block_call is not None else _call
-                for block in self.blocks:
-                    u = call(block, u)
+                for j, i in enumerate(self.block_order or range(len(self.blocks))):
+                    u = call(self.blocks[i], u)
+                    if self.taps is not None:
+                        self.taps.append((t, j, u.detach()))
                 h = self.ln_f(u) if cfg.final_norm == "every_loop" else u
             if t >= b - T:
                 outs.append(h if cfg.final_norm == "every_loop" else self.ln_f(h))

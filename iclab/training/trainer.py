@@ -109,7 +109,7 @@ def identity(cfg: Config, workload: Workload | None = None) -> dict:
             **(workload.identity() if workload is not None else {})}
 
 
-_LATER_KEYS = {"task": {"seq_len": None}}  # keys added after checkpoints already existed, with their defaults
+_LATER_KEYS = {"task": {"seq_len": None}, "model": {"loop_loss": "mean"}}  # keys added after checkpoints already existed, with their defaults
 
 
 class Trainer:

@@ -88,3 +88,8 @@ class Workload:
     def summary(self, ev: dict) -> str:
         """One line for the terminal about an evaluation record."""
         return ""
+
+    def headline(self, ev: dict) -> tuple[str, float, bool]:
+        """The one number a comparison of runs reports from an evaluation record: (name, value,
+        lower_is_better)."""
+        raise NotImplementedError

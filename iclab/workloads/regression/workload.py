@@ -44,7 +44,8 @@ class RegressionWorkload(Workload):
 
     def loss(self, forward, batch, cur):
         xs, ys = batch
-        return prediction_loss(forward(xs, ys, loops=cur["loops"], window=self.cfg.model.window), ys)
+        preds = forward(xs, ys, loops=cur["loops"], window=self.cfg.model.window)
+        return prediction_loss(preds[-1:] if self.cfg.model.loop_loss == "last" else preds, ys)
 
     def curriculum_keys(self):
         return ("dims", "points", "loops")
@@ -83,6 +84,10 @@ class RegressionWorkload(Workload):
             write_json(run_dir / f"loops{suffix}.json", lp)
             plot_loop_curves([(run_dir.name, lp)], run_dir / f"error_vs_loops{suffix}.png")
         return ev
+
+    def headline(self, ev):
+        k = min(2 * ev["n_dims"], ev["n_points"] - 1)
+        return f"error at k={k}", ev["model"]["mean"][k], True
 
     def summary(self, ev):
         k = min(2 * ev["n_dims"], ev["n_points"] - 1)

@@ -117,7 +117,8 @@ class SequenceWorkload(Workload):
 
     def loss(self, forward, batch, cur):
         inputs, targets = batch
-        return sequence_loss(forward(inputs, loops=cur["loops"], window=self.cfg.model.window), targets)
+        logits = forward(inputs, loops=cur["loops"], window=self.cfg.model.window)
+        return sequence_loss(logits[-1:] if self.cfg.model.loop_loss == "last" else logits, targets)
 
     def curriculum_keys(self):
         return ("seq_len", "loops")

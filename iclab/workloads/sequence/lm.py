@@ -180,6 +180,9 @@ class LanguageModel(SequenceWorkload):
         recs = [r for r in recs if "val/loss" in r]
         return {name: next((r["step"] for r in recs if r["val/loss"] < b["nats"]), None) for name, b in baselines.items()}
 
+    def headline(self, ev):
+        return f"val bits per {'char' if ev['tokenizer'] == 'char' else 'token'}", ev["bits"], True
+
     def summary(self, ev):
         unit = "char" if ev["tokenizer"] == "char" else "token"
         parts = [f"model {ev['bits']:.3f}"] + [f"{n} {b['bits']:.3f}" for n, b in ev["baselines"].items()]

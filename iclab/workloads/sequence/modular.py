@@ -201,6 +201,9 @@ class ModularArithmeticWorkload(SequenceWorkload):
                           title=f"{run_dir.name}: a {o.op} b mod {o.p}, train fraction {o.train_fraction}")
         return ev
 
+    def headline(self, ev):
+        return "held-out accuracy", ev["heldout"]["accuracy"], False
+
     def summary(self, ev):
         t, h = ev["train"], ev["heldout"]
         return (f"a {ev['op']} b mod {ev['p']}: train accuracy {t['accuracy']:.4f} ({t['correct']}/{t['n']}), "

@@ -138,5 +138,8 @@ class MultipleChoice(SequenceWorkload):
         write_json(Path(run_dir) / f"eval{'_' + tag if tag else ''}.json", ev)
         return ev
 
+    def headline(self, ev):
+        return "multiple-choice accuracy", ev["accuracy"], False
+
     def summary(self, ev):
         return mc.summary_line(ev)

@@ -165,6 +165,10 @@ class SortingWorkload(SequenceWorkload):
         plot_sorting(ev, run_dir / f"sorting{suffix}.png", title=run_dir.name)
         return ev
 
+    def headline(self, ev):
+        n = ev["trained_length"]
+        return f"exact match at n={n}", ev["lengths"][str(n)]["exact_match"], False
+
     def summary(self, ev):
         parts = [f"n={k}{'*' if int(k) == ev['trained_length'] else ''} {m['exact_match']:.3f} / {m['token_accuracy']:.3f}"
                  for k, m in ev["lengths"].items()]

@@ -1,0 +1,100 @@
+"""Logit lens for in-context regression: read every layer out as if it were the last.
+
+For the hidden state u after block j of loop iteration t (Trunk.tapped: the residual stream before any
+final norm) the lens prediction at the query x_{i+1} is
+
+    yhat_{t,j,i} = read_out(ln_f(u))[x token of query i]
+
+i.e. the model's own read-out path (ln_f, then the linear read-out), so the lens of the last block of the
+last iteration is exactly the model's prediction. Its error is normalized as in the evaluation:
+
+    err_{t,j}(i) = E_prompts[(yhat_{t,j,i} - y_{i+1})^2] / zero_error(d)     (1 = predicting 0)
+
+reported per number of in-context examples i = 0..n-1 and averaged over the queries with at least
+`min_examples` examples (per layer). Works for every regression task (fresh functions, task.without_pool()).
+Writes RUN_DIR/lens.json and lens.png.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from iclab.analysis.probes import ProbeError
+from iclab.files import write_json
+from iclab.runs import load_run_config, load_run_model
+from iclab.training.trainer import resolve_device
+from iclab.workloads import make_workload
+
+
+@torch.no_grad()
+def lens_predictions(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, batch: int = 500):
+    """(labels ["1.1", ...], lens predictions (layers, B, n), the model's predictions (B, n))."""
+    if model.cfg.drop_tokens:
+        raise ProbeError("probes and the logit lens need a model without token dropping (model.drop_tokens=0)")
+    model.eval()
+    lens, preds, labels = [], [], []
+    for s in range(0, len(xs), batch):
+        with model.tapped() as taps:
+            preds.append(model.predict(xs[s:s + batch], ys[s:s + batch], loops=loops))
+        lens.append(torch.stack([model._read_out(model.ln_f(u[:, 0::2])) for _, _, u in taps]))
+        labels = [f"{t + 1}.{j + 1}" for t, j, _ in taps]
+    return labels, torch.cat(lens, 1), torch.cat(preds)
+
+
+def logit_lens(run_dir: Path, n_prompts: int = 2000, seed: int = 0, loops: int | None = None,
+               min_examples: int | None = None, write: bool = True) -> dict:
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    workload = make_workload(cfg, run_dir)
+    if workload.family != "regression":
+        raise ProbeError(f"the logit lens needs an in-context regression run; this run's task is {cfg.task.name}")
+    device = resolve_device(cfg.training.device)
+    model = load_run_model(run_dir, cfg, device, workload)
+    n, d = cfg.eval.n_points or cfg.task.n_points, cfg.task.n_dims
+    min_examples = d if min_examples is None else min_examples
+    if not 0 <= min_examples < n:
+        raise ProbeError(f"--min-examples {min_examples} must be in 0..{n - 1} (prompts have {n} points)")
+    task = workload.task.without_pool()
+    xs, ys = task.sample(n_prompts, n, d, torch.Generator(device=device).manual_seed(seed), device)
+    labels, lens, preds = lens_predictions(model, xs, ys, loops)
+    z = task.zero_error(d)
+    by_pos = ((lens - ys) ** 2).mean(1).double().cpu() / z  # (layers, n)
+    model_pos = ((preds - ys) ** 2).mean(0).double().cpu() / z
+    record = {"task": cfg.task.name, "n_dims": d, "n_points": n, "n_prompts": n_prompts, "seed": seed,
+              "loops": loops or model.cfg.loops, "min_examples": min_examples, "layers": labels,
+              "error": by_pos[:, min_examples:].mean(1).tolist(), "error_last": by_pos[:, -1].tolist(),
+              "error_by_position": by_pos.tolist(), "model_error_by_position": model_pos.tolist()}
+    if write:
+        write_json(run_dir / "lens.json", record)
+        plot_lens(record, run_dir / "lens.png")
+    return record
+
+
+def plot_lens(record: dict, path: Path) -> Path:
+    from iclab.evaluation.plots import plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    xs = list(range(1, len(record["layers"]) + 1))
+    ax1.plot(xs, record["error"], marker="o", lw=2, label=f"mean over >= {record['min_examples']} examples")
+    ax1.plot(xs, record["error_last"], marker="s", lw=1.5, ls="--", label=f"at {record['n_points'] - 1} examples")
+    ax1.set_xticks(xs, record["layers"])
+    ax1.set(xlabel="layer (loop iteration . block)", ylabel="normalized squared error", title="logit lens vs layer")
+    ax1.set_yscale("log")
+    cmap = plt.cm.viridis
+    pos = list(range(record["n_points"]))
+    for k, (label, curve) in enumerate(zip(record["layers"], record["error_by_position"])):
+        ax2.plot(pos, curve, color=cmap(k / max(len(xs) - 1, 1)), lw=1.5, label=f"layer {label}")
+    ax2.plot(pos, record["model_error_by_position"], color="k", ls=":", lw=1.5, label="model")
+    ax2.axvline(record["n_dims"], color="gray", lw=0.8, ls=":", alpha=0.6)
+    ax2.set(xlabel="in-context examples", ylabel="normalized squared error", title="logit lens vs in-context examples")
+    ax2.set_ylim(-0.05, max(1.3, min(3.0, max(max(c) for c in record["error_by_position"]))))
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{record['task']}, d={record['n_dims']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
