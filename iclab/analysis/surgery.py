@@ -42,6 +42,7 @@ bars of token accuracy and loss per variant (sequence). The summary position k i
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ class Variant:
         return list(range(n_blocks)) if self.order is None else list(self.order)
 
 
-FORMATS = ("identity, duplicate:i, repeat:i-j:xN, drop:i, swap:i,j, reverse, shuffle, shuffle:SEED, loops:N")
+FORMATS = "identity, duplicate:i, repeat:i-j:xN, drop:i, swap:i,j, reverse, shuffle, shuffle:SEED, loops:N"
 
 
 def parse_op(op: str, n_blocks: int, trained_loops: int = 1) -> Variant:
@@ -141,8 +142,6 @@ def parse_ops(ops: list[str], n_blocks: int, trained_loops: int = 1) -> list[Var
 
 
 def _rearranged(model, v: Variant):
-    import contextlib
-
     return contextlib.nullcontext() if v.order is None else model.rearranged(v.order)
 
 
@@ -216,16 +215,18 @@ def plot_surgery(res: dict, path: Path, title: str | None = None) -> Path:
     if res["family"] == "regression":
         fig, ax = plt.subplots(figsize=(7, 4.5))
         xs = list(range(res["n_points"]))
-        colors = plt.get_cmap("tab20").colors
+        colors = list(plt.get_cmap("tab10").colors[1:])  # blue is the original's
         for i, (name, v) in enumerate(variants.items()):
             orig = name == "original"
-            ax.plot(xs, v["mean"], label=name, lw=3 if orig else 1.3, color="tab:blue" if orig else colors[(i + 1) % 20],
-                    zorder=3 if orig else 2)
+            style = dict(lw=3, color="tab:blue", zorder=3) if orig else dict(
+                lw=1.4, color=colors[(i - 1) % len(colors)], ls=("-", "--", "-.")[(i - 1) // len(colors) % 3])
+            ax.plot(xs, v["mean"], label=name, **style)
         for name, c in res.get("reference", {}).items():
             lab, color, ls = baseline_style(name)
             ax.plot(xs, c["mean"], label=lab, color=color, ls=ls, lw=1.5)
         ax.axvline(res["n_dims"], color="gray", lw=0.8, ls=":", alpha=0.6)
-        ax.set_yscale("log")
+        ax.set_yscale("log")  # the floor: the variants' best, not least squares' ~1e-15 beyond d examples
+        ax.set_ylim(bottom=max(0.3 * min(min(v["mean"]) for v in variants.values()), 1e-6))
         ax.set_xlabel("in-context examples")
         ax.set_ylabel("squared error / d (normalized)")
         ax.legend(fontsize=7, ncol=2)

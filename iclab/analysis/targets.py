@@ -16,8 +16,12 @@ which are exclusive cumulative sums over the prompt: one batched op for every pr
                    w_{t+1} = w_t - eta (S w_t - b) / i, with eta = 1 / lambda_max(S / i) per prefix
                    (the largest stable-and-fast step: w_1 = b / lambda_max(S)), or a fixed eta
     newton_k       k iterations of Iterative Newton for the pseudo-inverse (Fu et al. 2023):
-                   M_0 = alpha S^T, alpha = 2 / ||S S^T||_2 (= 2 / lambda_max(S)^2), M_{t+1} = 2 M_t - M_t S M_t,
-                   w_k = M_k b; M_k -> S^+ quadratically once the spectrum is reached, so newton_k -> least_squares
+                   M_0 = alpha S^T, alpha = c / ||S S^T||_2 (= c / lambda_max(S)^2), M_{t+1} = 2 M_t - M_t S M_t,
+                   w_k = M_k b. In an eigendirection of S with eigenvalue l, e_t = 1 - l m_t obeys e_{t+1} = e_t^2,
+                   e_0 = 1 - c (l / lambda_max)^2: it converges iff |e_0| < 1, then quadratically, so newton_k ->
+                   least_squares. Default c = 1. Fu et al.'s c = 2 puts the top direction on the boundary, e_0 = -1:
+                   it never converges in exact arithmetic and diverges in floating point (NaN after ~60
+                   iterations in float64); c = 2 is available (newton_c=2) for the first few iterates.
 and `<target>_pred` = <w, x_{i+1}> (B, n), the method's prediction for the query. The empty prefix (i = 0)
 has S = 0: every method's w is 0 there (true_w excepted).
 """
@@ -89,10 +93,10 @@ def gd_iterates(S: torch.Tensor, b: torch.Tensor, K: int, eta: float | None = No
     return out
 
 
-def newton_iterates(S: torch.Tensor, b: torch.Tensor, K: int) -> list[torch.Tensor]:
-    """[w_1, ..., w_K] of Iterative Newton (see the module docstring)."""
+def newton_iterates(S: torch.Tensor, b: torch.Tensor, K: int, c: float = 1.0) -> list[torch.Tensor]:
+    """[w_1, ..., w_K] of Iterative Newton with alpha = c / lambda_max(S)^2 (see the module docstring)."""
     lmax = _lambda_max(S)[..., None, None]
-    alpha = torch.where(lmax > 0, 2 / lmax.clamp_min(1e-300) ** 2, torch.zeros_like(lmax))
+    alpha = torch.where(lmax > 0, c / lmax.clamp_min(1e-300) ** 2, torch.zeros_like(lmax))
     M, out = alpha * S.transpose(-1, -2), []
     for _ in range(K):
         M = 2 * M - M @ S @ M
@@ -101,7 +105,7 @@ def newton_iterates(S: torch.Tensor, b: torch.Tensor, K: int) -> list[torch.Tens
 
 
 def compute_targets(names: list[str], xs: torch.Tensor, ys: torch.Tensor, w: torch.Tensor | None = None,
-                    ridge_lam: float = 0.1, eta: float | None = None) -> dict[str, torch.Tensor]:
+                    ridge_lam: float = 0.1, eta: float | None = None, newton_c: float = 1.0) -> dict[str, torch.Tensor]:
     """{name: (B, n, d) weights or (B, n) query predictions} for every prompt and prefix (float64)."""
     parsed = {name: parse_target(name) for name in names}
     S, b = prefix_stats(xs, ys)
@@ -119,7 +123,7 @@ def compute_targets(names: list[str], xs: torch.Tensor, ys: torch.Tensor, w: tor
             ws[method, 0] = ridge(S, b, ridge_lam)
         else:
             K = max(kk for m, kk, _ in parsed.values() if m == method)
-            its = gd_iterates(S, b, K, eta) if method == "gd" else newton_iterates(S, b, K)
+            its = gd_iterates(S, b, K, eta) if method == "gd" else newton_iterates(S, b, K, newton_c)
             ws.update({(method, kk + 1): it for kk, it in enumerate(its)})
     xq = xs.double()
     return {name: (ws[m, k] * xq).sum(-1) if pred else ws[m, k] for name, (m, k, pred) in parsed.items()}

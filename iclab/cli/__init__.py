@@ -1,8 +1,9 @@
 """The `iclab` command line. Commands live in small modules, each registering on one Typer app:
 
-    run.py      train, eval, plot
+    run.py      train, eval, plot, compare
     tokens.py   data prepare, sample (token workloads)
     tools.py    list, curriculum, bench
+    analysis.py surgery;  probe.py: probe, lens
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from iclab.cli.app import app
 from iclab.cli import run, tokens, tools  # noqa: F401,E402  (register the commands)
 from iclab.cli import analysis  # noqa: F401,E402  (iclab surgery)
+from iclab.cli import probe  # noqa: F401,E402  (iclab probe, iclab lens)
 
 __all__ = ["app", "main"]
 
