@@ -13,6 +13,11 @@ last iteration is exactly the model's prediction. Its error is normalized as in 
 reported per number of in-context examples i = 0..n-1 and averaged over the queries with at least
 `min_examples` examples (per layer). Works for every regression task (fresh functions, task.without_pool()).
 Writes RUN_DIR/lens.json and lens.png.
+
+Token workloads (language model, sorting, modular arithmetic): the LM head's own path, logits =
+ln_f(u) @ wte^T, on the batches layer surgery uses (iclab/analysis/surgery.py `eval_batches`): the
+cross-entropy (nats per counted token) and the token accuracy of every layer; the last block of the last
+iteration reproduces the model's own numbers.
 """
 
 from __future__ import annotations
@@ -48,10 +53,14 @@ def logit_lens(run_dir: Path, n_prompts: int = 2000, seed: int = 0, loops: int |
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     workload = make_workload(cfg, run_dir)
-    if workload.family != "regression":
-        raise ProbeError(f"the logit lens needs an in-context regression run; this run's task is {cfg.task.name}")
     device = resolve_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)
+    if workload.family != "regression":
+        record = token_lens(model, workload, device, n=min(n_prompts, 512), seed=seed, loops=loops)
+        if write:
+            write_json(run_dir / "lens.json", record)
+            plot_token_lens(record, run_dir / "lens.png")
+        return record
     n, d = cfg.eval.n_points or cfg.task.n_points, cfg.task.n_dims
     min_examples = d if min_examples is None else min_examples
     if not 0 <= min_examples < n:
@@ -94,6 +103,60 @@ def plot_lens(record: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"{record['task']}, d={record['n_dims']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+@torch.no_grad()
+def token_lens(model, workload, device, *, n: int, seed: int, loops: int | None = None) -> dict:
+    """Loss and token accuracy of the LM head applied after every block (see the module docstring)."""
+    import torch.nn.functional as F
+
+    from iclab.analysis.surgery import eval_batches
+    from iclab.workloads.sequence.base import IGNORE
+
+    model.eval()
+    loss_sum, right, counted, labels = None, None, 0, []
+    model_loss = 0.0
+    for x, y in eval_batches(workload, n, seed, device):
+        with model.tapped() as taps:
+            logits = model.logits(x, loops=loops)
+        keep = y != IGNORE
+        model_loss += F.cross_entropy(logits[keep].float(), y[keep], reduction="sum").item()
+        ls, rs = [], []
+        for _, _, u in taps:
+            t = y[:, y.shape[1] - u.shape[1]:]
+            k = t != IGNORE
+            lg = model.lm_head(model.ln_f(u))[k].float()
+            ls.append(F.cross_entropy(lg, t[k], reduction="sum").item())
+            rs.append((lg.argmax(-1) == t[k]).sum().item())
+        labels = [f"{t + 1}.{j + 1}" for t, j, _ in taps]
+        loss_sum = ls if loss_sum is None else [a + b for a, b in zip(loss_sum, ls)]
+        right = rs if right is None else [a + b for a, b in zip(right, rs)]
+        counted += int(keep.sum())
+    return {"task": workload.cfg.task.name, "family": "sequence", "layers": labels, "n_tokens": counted,
+            "loops": loops or model.cfg.loops, "loss": [v / counted for v in loss_sum],
+            "token_accuracy": [v / counted for v in right], "model_loss": model_loss / counted}
+
+
+def plot_token_lens(record: dict, path: Path) -> Path:
+    from iclab.evaluation.plots import plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    xs = list(range(1, len(record["layers"]) + 1))
+    ax1.plot(xs, record["loss"], marker="o", lw=2)
+    ax1.axhline(record["model_loss"], color="k", ls=":", label="model")
+    ax1.set(ylabel="cross-entropy (nats per counted token)", title="logit lens: loss vs layer")
+    ax2.plot(xs, record["token_accuracy"], marker="o", lw=2, color="tab:red")
+    ax2.set(ylabel="token accuracy", title="logit lens: accuracy vs layer", ylim=(0, 1.02))
+    for ax in (ax1, ax2):
+        ax.set_xticks(xs, record["layers"])
+        ax.set_xlabel("layer (loop iteration . block)")
+        ax.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    fig.suptitle(f"{record['task']}: {record['n_tokens']:,} tokens")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

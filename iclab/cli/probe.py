@@ -38,8 +38,8 @@ def probe(
 @app.command()
 @_clean_errors
 def lens(
-    run_dir: Path = typer.Argument(..., help="an in-context regression run directory"),
-    n_prompts: int = typer.Option(2000, "--n-prompts", min=1, help="prompts to average over"),
+    run_dir: Path = typer.Argument(..., help="a run directory (regression or token workload)"),
+    n_prompts: int = typer.Option(2000, "--n-prompts", min=1, help="prompts (token workloads: sequences, at most 512) to average over"),
     seed: int = typer.Option(0, min=0, help="prompt seed"),
     loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
     min_examples: Optional[int] = typer.Option(None, "--min-examples", min=0, help="average over queries with at least this many examples (default: d)"),
@@ -48,6 +48,13 @@ def lens(
     from iclab.analysis.lens import logit_lens
 
     rec = logit_lens(run_dir, n_prompts=n_prompts, seed=seed, loops=loops, min_examples=min_examples)
+    if rec.get("family") == "sequence":
+        lines = [f"{'layer':>6}{'loss':>9}{'accuracy':>10}"]
+        lines += [f"{lab:>6}{v:>9.4f}{a:>10.4f}" for lab, v, a in zip(rec["layers"], rec["loss"], rec["token_accuracy"])]
+        lines.append(f"(cross-entropy in nats per counted token over {rec['n_tokens']:,} tokens; the model: "
+                     f"{rec['model_loss']:.4f})\nwritten: {Path(run_dir) / 'lens.json'}, lens.png")
+        typer.echo("\n".join(lines))
+        return
     lines = [f"{'layer':>6}{'error':>9}{'at ' + str(rec['n_points'] - 1):>9}"]
     lines += [f"{lab:>6}{e:>9.4f}{el:>9.4f}" for lab, e, el in zip(rec["layers"], rec["error"], rec["error_last"])]
     lines.append(f"(normalized squared error; 'error' averages the queries with >= {rec['min_examples']} examples)")
