@@ -52,6 +52,49 @@ class TaskConfig(Strict):
         return TASKS.get(self.name).family
 
 
+class AttentionConfig(Strict):
+    """model.attention: the attention of every block (iclab/models/attention.py explains each option).
+
+    causal: GPT-2's causal self-attention (the default). reflex (seed 002): a layer splits its heads between
+    self-attention and cross heads that read the K/V of earlier layers; give `allocation` (heads for self,
+    layer i-1, layer i-2, ...; or one such list per layer) or `all_layers: true` (one head per earlier layer)."""
+
+    name: Literal["causal", "reflex"] = "causal"
+    allocation: list[int] | list[list[int]] | None = Field(
+        None, description="reflex: heads per source [self, i-1, i-2, ...] for every layer (a layer lacking a source "
+        "gives its heads to self), or a list of such lists, one per layer")
+    all_layers: bool = Field(False, description="reflex: layer i gives one head to each earlier layer, the rest to self")
+    kv_source: Literal["reuse", "reproject"] = Field(
+        "reuse", description="reuse: a cross head takes the K/V the earlier layer computed for its head index (seed); "
+        "reproject: this layer's K/V weights applied to the earlier layer's attention input")
+    combine: Literal["fixed", "linear"] = Field(
+        "fixed", description="linear: each cross head's K/V is a learned combination over the previous k layers' K/V "
+        "(k = the allocation's sources), initialized one-hot on the head's allocated layer")
+    top_k: int | None = Field(None, gt=0, description="reflex: the k cross-head groups read the k earlier layers of "
+                              "highest learned score (straight-through gradient on softmax(scores))")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.name == "causal":
+            extra = [k for k in ("allocation", "all_layers", "kv_source", "combine", "top_k")
+                     if getattr(self, k) != AttentionConfig.model_fields[k].default]
+            if extra:
+                raise ValueError(f"model.attention: {', '.join(extra)}: reflex-only option(s); set name: reflex")
+            return self
+        if (self.allocation is None) == (not self.all_layers):
+            raise ValueError("model.attention (reflex): give either allocation or all_layers: true, exactly one")
+        if self.top_k is not None:
+            if self.all_layers or self.allocation is None or isinstance(self.allocation[0], list):
+                raise ValueError("model.attention: top_k needs one uniform allocation [self, g_1, ..., g_k] (group r "
+                                 "reads the r-th best-scoring earlier layer); not all_layers or per-layer lists")
+            if len(self.allocation) - 1 != self.top_k:
+                raise ValueError(f"model.attention: top_k={self.top_k} needs {self.top_k} cross-head groups after the "
+                                 f"self heads, allocation {self.allocation} has {len(self.allocation) - 1}")
+            if self.combine != "fixed":
+                raise ValueError("model.attention: top_k and combine: linear are alternatives; use one")
+        return self
+
+
 class ModelConfig(Strict):
     name: str = "gpt2"
 
@@ -89,6 +132,7 @@ class ModelConfig(Strict):
         "io_init): a larger read-in leaves the plateau sooner and more reliably across seeds")
     activation: Literal["gelu_tanh", "gelu", "relu"] = Field(
         "gelu_tanh", description="MLP nonlinearity: gelu_tanh is GPT-2's; gelu (erf) and relu are cheaper on the CPU")
+    attention: AttentionConfig = Field(default_factory=AttentionConfig, description="causal (default) or reflex")
 
     @model_validator(mode="before")
     @classmethod
@@ -103,6 +147,9 @@ class ModelConfig(Strict):
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.loop_window is not None and self.loop_window > self.loops:
             raise ValueError(f"loop_window (T={self.loop_window}) must not exceed loops (b={self.loops})")
+        if self.attention.name == "reflex":
+            from iclab.models.attention import reflex_plan
+            reflex_plan(self.attention, self.n_layer, self.n_head)  # raises ValueError on a scheme the shape can't hold
         return self
 
     @property

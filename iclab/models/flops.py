@@ -19,7 +19,9 @@ forward for the read-in, whose input needs no gradient. Attention backward is co
 (the model FLOPs; a flash kernel that recomputes the scores does more hardware FLOPs). An evaluation
 pass (`predict`, window 1, no gradient) is readin + sum_t blocks(L_t) + readout(L_{b-1}).
 
-tests/test_flops.py checks these numbers against torch.utils.flop_counter.FlopCounterMode.
+Reflex attention (model.attention.name=reflex) changes only the K/V projections: `reflex_layer_flops`.
+tests/models/test_flops.py and tests/models/test_reflex.py check these numbers against
+torch.utils.flop_counter.FlopCounterMode.
 """
 
 from __future__ import annotations
@@ -35,7 +37,29 @@ def seq_lens(mcfg: ModelConfig, n_tokens: int, loops: int) -> list[int]:
 
 def block_flops(mcfg: ModelConfig, batch: int, L: int) -> int:
     C = mcfg.n_embd
+    if mcfg.attention.name == "reflex":
+        return sum(reflex_layer_flops(mcfg, batch, L))
     return mcfg.n_layer * (24 * batch * L * C * C + 4 * batch * L * L * C)
+
+
+def reflex_layer_flops(mcfg: ModelConfig, batch: int, L: int) -> list[int]:
+    """Forward matmul FLOPs of each reflex layer (see iclab.models.attention). Per token, with head width H:
+
+        q for all heads 2C^2 + own k/v 2C * 2H n_kv + attention output 2C^2 + MLP 16C^2, scores 4 L C (all heads)
+
+    n_kv: reuse: the heads whose K/V the layer projects for itself and for later layers (LayerPlan.kv_heads);
+    reproject: the self heads, plus the cross heads projected from each source they read, 2C * 2H n_cross
+    per source (fixed: once; linear, top_k: once per candidate layer). The K/V mixes are elementwise (free)."""
+    from iclab.models.attention import reflex_plan
+
+    C, H = mcfg.n_embd, mcfg.n_embd // mcfg.n_head
+    out = []
+    for p in reflex_plan(mcfg.attention, mcfg.n_layer, mcfg.n_head):
+        kv = len(p.kv_heads)
+        if mcfg.attention.kv_source == "reproject":
+            kv += p.n_cross * (1 if mcfg.attention.combine == "fixed" and not mcfg.attention.top_k else len(p.cands))
+        out.append(batch * L * (20 * C * C + 4 * C * H * kv) + 4 * batch * L * L * C)
+    return out
 
 
 def readout_flops(mcfg: ModelConfig, batch: int, L: int) -> int:

@@ -15,6 +15,8 @@ head (for the LM head, e is the token embedding and every kept position is read 
         u      += wpe                               # pos_embedding=every_loop: every iteration (Yang et al.'s
                                                     # code); =once: only at t = 0
         h_{t+1} = blocks(u)                         # the n_layer (= layers_per_loop) distinct blocks, in order
+                                                    # (reflex attention: block i also reads the K/V that
+                                                    # blocks i-1, i-2, ... computed in this iteration)
         h_{t+1} = ln_f(h_{t+1})                     # final_norm=every_loop: h is normalized each iteration
                                                     # (Yang et al.); =once: ln_f only on the way to read-out
         if t >= b - T:  pred_t = read_out(ln_f?(h_{t+1}))[x positions]
@@ -44,22 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from iclab.config import ModelConfig
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.n_head = cfg.n_head
-        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
-        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
-        self.dropout = cfg.dropout
-
-    def forward(self, x):
-        B, L, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, L, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        return self.c_proj(y.transpose(1, 2).reshape(B, L, C))
+from iclab.models.attention import CausalSelfAttention, make_attention  # noqa: F401 (CausalSelfAttention: old import path)
 
 
 ACTIVATIONS = {"gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}
@@ -78,15 +65,16 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = make_attention(cfg, layer)
         self.ln_2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = MLP(cfg)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, cache: list | None = None):
+        """cache: reflex attention only, the K/V (and inputs) of the earlier blocks of this loop iteration."""
+        x = x + (self.attn(self.ln_1(x)) if cache is None else self.attn(self.ln_1(x), cache))
         return x + self.mlp(self.ln_2(x))
 
 
@@ -111,10 +99,11 @@ class Trunk(nn.Module):
         self.build_input(*input_args)  # the head's input layer first (GPT-2's order: wte, wpe, blocks)
         self.wpe = nn.Embedding(cfg.n_positions, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.blocks = nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         # train_block_call(block, u) -> block(u), used in training mode when set (the trainer puts a
-        # torch.compile'd function here: one graph serves every block and loop iteration)
+        # torch.compile'd function here: one graph serves every block and loop iteration). Causal attention
+        # only: reflex blocks also take the iteration's K/V cache and always run eagerly here.
         self.train_block_call = None
         self.block_order: list[int] | None = None  # analysis: the blocks each iteration applies (see `rearranged`)
         self.taps: list | None = None  # analysis: (iteration, slot, hidden state) after every block (see `tapped`)
@@ -187,8 +176,9 @@ class Trunk(nn.Module):
                     u = u + (pos[:L] if restart else pos[-L:])
                 u = self.drop(u)
                 call = self.train_block_call if self.training and self.train_block_call is not None else _call
+                cache = [] if cfg.attention.name == "reflex" else None  # reflex: K/V of this iteration's blocks
                 for j, i in enumerate(self.block_order or range(len(self.blocks))):
-                    u = call(self.blocks[i], u)
+                    u = call(self.blocks[i], u) if cache is None else self.blocks[i](u, cache)
                     if self.taps is not None:
                         self.taps.append((t, j, u.detach()))
                 h = self.ln_f(u) if cfg.final_norm == "every_loop" else u

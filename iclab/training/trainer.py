@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from iclab.training import checkpoint as ck
-from iclab.config import Config
+from iclab.config import AttentionConfig, Config
 from iclab.training.curriculum import Curriculum
 from iclab.training.optimizers import lr_factor, make_optimizer, set_lr
 from iclab.workloads import make_workload
@@ -109,7 +109,8 @@ def identity(cfg: Config, workload: Workload | None = None) -> dict:
             **(workload.identity() if workload is not None else {})}
 
 
-_LATER_KEYS = {"task": {"seq_len": None}, "model": {"loop_loss": "mean"}}  # keys added after checkpoints already existed, with their defaults
+_LATER_KEYS = {"task": {"seq_len": None},  # keys added after checkpoints already existed, with their defaults
+               "model": {"loop_loss": "mean", "attention": AttentionConfig().model_dump(mode="json")}}  # keys added after checkpoints already existed, with their defaults
 
 
 class Trainer:
@@ -136,6 +137,9 @@ class Trainer:
         if cfg.training.compile:
             if cfg.training.compile_scope == "model":  # static: the loop count is unrolled into the graph
                 self.forward = torch.compile(self.model, backend=COMPILE_BACKEND, dynamic=False)
+            elif cfg.model.attention.name != "causal":
+                raise TrainingError(f"model.attention.name={cfg.model.attention.name} passes a K/V cache between blocks, "
+                                    "which the per-block compile hook does not take; set training.compile_scope=model")
             elif hasattr(self.model, "train_block_call"):  # one graph for every block: a bounded few compiles
                 self.model.train_block_call = torch.compile(_run_block, backend=COMPILE_BACKEND)
             else:
