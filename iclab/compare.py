@@ -10,10 +10,11 @@ twice.
 Per config the table reports the workload's headline number (regression: the error at k = 2d;
 language model: validation bits; sorting: exact match; modular arithmetic: held-out accuracy) as the
 mean over seeds with a 95% confidence interval from Student's t with n - 1 degrees of freedom, beside
-the parameters, the matmul FLOPs of a training step, the median logged steps/s and the wall time of
-a run. Outputs: OUT/compare.json, compare.csv, compare.md and compare.png (the headline per config with
-its interval and each seed's value; the training loss vs step, mean over seeds; for regression the error
-vs in-context examples, mean over seeds).
+the parameters, the matmul FLOPs of a training step, the median logged steps/s, tokens/s and achieved
+GFLOP/s, and the wall time of a run. Outputs: OUT/compare.json, compare.csv, compare.md and compare.png:
+the headline per config with its interval and each seed's value; the training loss vs step (language
+models: the validation loss vs step and vs training wall-clock, and the loss per context position), mean
+over seeds; for regression the error vs in-context examples, mean over seeds.
 """
 
 from __future__ import annotations
@@ -92,8 +93,13 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
             wl = make_workload(cfg, run)
             metric, value, lower = wl.headline(ev)
             recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+            t, clock = 0.0, []
+            for prev, r in zip([{"step": 0}] + recs, recs):  # wall-clock of training at each log step
+                t += (r["step"] - prev["step"]) / max(r["steps_per_s"], 1e-9)
+                clock.append(t)
             per_seed[s] = {"run": str(run), "value": value, "eval": ev,
-                           "loss": [(r["step"], r["loss"]) for r in recs],
+                           "loss": [(r["step"], r["loss"]) for r in recs], "clock": clock,
+                           "val": [(r["step"], r["val/loss"]) for r in recs if "val/loss" in r],
                            "steps_per_s": statistics.median(r["steps_per_s"] for r in recs),
                            "wall_s": json.loads((run / "timing.json").read_text())["wall_s"] if (run / "timing.json").is_file() else None}
         values = [v["value"] for v in per_seed.values()]
@@ -103,6 +109,8 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
                          "ci95": t_interval(values), "values": values, "seeds": list(per_seed),
                          "params": count_params(model), "flops_per_step": wl.step_flops(),
                          "steps_per_s": statistics.median(v["steps_per_s"] for v in per_seed.values()),
+                         "tokens_per_s": statistics.median(v["steps_per_s"] for v in per_seed.values())
+                         * wl.tokens_per_step(cfg.training.batch_size),
                          "wall_s": statistics.median(walls) if walls else None, "per_seed": per_seed}
     out.mkdir(parents=True, exist_ok=True)
     slim = {k: {kk: vv for kk, vv in r.items() if kk != "per_seed"} for k, r in results.items()}
@@ -116,29 +124,35 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
 def _csv(res: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["config", "metric", "mean", "ci95", "values", "params", "flops_per_step", "steps_per_s", "wall_s"])
+    w.writerow(["config", "metric", "mean", "ci95", "values", "params", "flops_per_step", "steps_per_s", "tokens_per_s",
+                "wall_s"])
     for name, r in res.items():
         w.writerow([name, r["metric"], r["mean"], r["ci95"], " ".join(f"{v:.6g}" for v in r["values"]), r["params"],
-                    r["flops_per_step"], r["steps_per_s"], r["wall_s"]])
+                    r["flops_per_step"], r["steps_per_s"], r["tokens_per_s"], r["wall_s"]])
     return buf.getvalue()
 
 
 def table(res: dict) -> str:
     metric = next(iter(res.values()))["metric"]
-    lines = [f"| config | {metric} (mean +- 95% CI) | per seed | parameters | GFLOP/step | steps/s | wall s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| config | {metric} (mean +- 95% CI) | per seed | parameters | GFLOP/step | steps/s | tokens/s | "
+             "GFLOP/s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in res.items():
         wall = f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"
         lines.append(f"| {name} | {r['mean']:.4f} +- {r['ci95']:.4f} | {', '.join(f'{v:.4f}' for v in r['values'])} | "
-                     f"{r['params']:,} | {r['flops_per_step'] / 1e9:.2f} | {r['steps_per_s']:.1f} | {wall} |")
+                     f"{r['params']:,} | {r['flops_per_step'] / 1e9:.2f} | {r['steps_per_s']:.2f} | "
+                     f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] * r['steps_per_s'] / 1e9:.1f} | {wall} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_compare(results: dict, out: Path) -> None:
     from iclab.evaluation.plots import plt, run_color
 
-    regression = all("model" in s["eval"] for r in results.values() for s in r["per_seed"].values())
-    fig, axes = plt.subplots(1, 3 if regression else 2, figsize=(15 if regression else 10, 4))
+    seeds = [s for r in results.values() for s in r["per_seed"].values()]
+    regression = all("model" in s["eval"] for s in seeds)
+    val = all(s["val"] for s in seeds)  # a language model: validation loss logged during training
+    per_pos = all("loss_per_position" in s["eval"] for s in seeds)
+    n_panels = 2 + regression + val + per_pos
+    fig, axes = plt.subplots(1, n_panels, figsize=(5 * n_panels, 4))
     ax = axes[0]
     names = list(results)
     for i, (name, r) in enumerate(results.items()):
@@ -146,18 +160,47 @@ def plot_compare(results: dict, out: Path) -> None:
         ax.scatter([i] * len(r["values"]), r["values"], color=run_color(i), alpha=0.4, s=12)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     first = next(iter(results.values()))
-    ax.set(ylabel=first["metric"], title=f"mean +- 95% CI over {len(first['values'])} seeds (dots: seeds)")
+    title = f"mean +- 95% CI over {len(first['values'])} seeds (dots: seeds)"
+    if all(v >= 0 for r in results.values() for v in r["values"]) and any(r["mean"] < r["ci95"] for r in results.values()):
+        ax.set_ylim(bottom=0)  # a t interval of skewed values can reach below 0; the metric cannot
+        title += ", axis from 0"
+    ax.set(ylabel=first["metric"], title=title)
     ax.grid(alpha=0.3)
     ax = axes[1]
+    key = "val" if val else "loss"
     for i, (name, r) in enumerate(results.items()):
-        curves = [dict(s["loss"]) for s in r["per_seed"].values()]
+        curves = [dict(s[key]) for s in r["per_seed"].values()]
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         ax.plot(steps, [statistics.fmean(c[t] for c in curves) for t in steps], color=run_color(i), label=name)
-    ax.set(xlabel="training step", ylabel="training loss (mean over seeds)", yscale="log")
+    ax.set(xlabel="training step", ylabel=f"{'validation' if val else 'training'} loss (mean over seeds)",
+           yscale="linear" if val else "log")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    k = 2
+    if val:  # the same curves against training wall-clock (from the logged steps/s)
+        ax = axes[k]
+        k += 1
+        for i, (name, r) in enumerate(results.items()):
+            for j, s in enumerate(r["per_seed"].values()):
+                at = dict(zip((st for st, _ in s["loss"]), s["clock"]))
+                ax.plot([at[st] for st, _ in s["val"]], [v for _, v in s["val"]], color=run_color(i), alpha=0.7,
+                        lw=1, label=name if j == 0 else None)
+        ax.set(xlabel="training wall-clock (s)", ylabel="validation loss (each seed)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if per_pos:  # language model: loss at each context position after training
+        ax = axes[k]
+        k += 1
+        for i, (name, r) in enumerate(results.items()):
+            pp = [s["eval"]["loss_per_position"] for s in r["per_seed"].values()]
+            n = min(len(p) for p in pp)
+            ax.plot(range(n), [statistics.fmean(p[q] for p in pp) for q in range(n)], color=run_color(i), label=name)
+        ax.set(xlabel="position in the context", ylabel="validation loss (mean over seeds)", xscale="symlog")
+        ax.set_xlim(left=0)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     if regression:
-        ax = axes[2]
+        ax = axes[k]
         for i, (name, r) in enumerate(results.items()):
             evs = [s["eval"] for s in r["per_seed"].values()]
             n = min(len(e["model"]["mean"]) for e in evs)
