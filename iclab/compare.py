@@ -11,7 +11,8 @@ Per config the table reports the workload's headline number (regression: the err
 language model: validation bits; sorting: exact match; modular arithmetic: held-out accuracy) as the
 mean over seeds with a 95% confidence interval from Student's t with n - 1 degrees of freedom, beside
 the parameters, the matmul FLOPs of a training step, the median logged steps/s, tokens/s and achieved
-GFLOP/s, and the wall time of a run. Outputs: OUT/compare.json, compare.csv, compare.md and compare.png:
+GFLOP/s, the MFU against the device's matmul peak measured at the end (in the runs' dtype and thread
+count, as `iclab bench` measures it; runs that shared the machine show a lower MFU), and the wall time. Outputs: OUT/compare.json, compare.csv, compare.md and compare.png:
 the headline per config with its interval and each seed's value; the training loss vs step (language
 models: the validation loss vs step and vs training wall-clock, and the loss per context position), mean
 over seeds; for regression the error vs in-context examples, mean over seeds.
@@ -112,6 +113,10 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
                          "tokens_per_s": statistics.median(v["steps_per_s"] for v in per_seed.values())
                          * wl.tokens_per_step(cfg.training.batch_size),
                          "wall_s": statistics.median(walls) if walls else None, "per_seed": per_seed}
+    peak = measure_peak(rows[0][2][seeds[0]])
+    for r in results.values():
+        r["peak_flops"] = peak
+        r["mfu"] = r["flops_per_step"] * r["steps_per_s"] / peak
     out.mkdir(parents=True, exist_ok=True)
     slim = {k: {kk: vv for kk, vv in r.items() if kk != "per_seed"} for k, r in results.items()}
     write_json(out / "compare.json", {"seeds": seeds, "overrides": overrides or [], "configs": slim})
@@ -121,26 +126,43 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
     return slim
 
 
+def measure_peak(cfg: Config) -> float:
+    """The matmul FLOP/s of the runs' device, dtype and thread count, measured now (as `iclab bench` does)."""
+    import torch
+
+    from iclab.bench import measure_peak as peak_of
+    from iclab.training.trainer import resolve_amp_dtype, resolve_device
+
+    device = resolve_device(cfg.training.device)
+    old = torch.get_num_threads()
+    if cfg.training.threads:
+        torch.set_num_threads(cfg.training.threads)
+    try:
+        return peak_of(device, resolve_amp_dtype(cfg.training.dtype, device) or torch.float32)
+    finally:
+        torch.set_num_threads(old)
+
+
 def _csv(res: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["config", "metric", "mean", "ci95", "values", "params", "flops_per_step", "steps_per_s", "tokens_per_s",
-                "wall_s"])
+                "mfu", "wall_s"])
     for name, r in res.items():
         w.writerow([name, r["metric"], r["mean"], r["ci95"], " ".join(f"{v:.6g}" for v in r["values"]), r["params"],
-                    r["flops_per_step"], r["steps_per_s"], r["tokens_per_s"], r["wall_s"]])
+                    r["flops_per_step"], r["steps_per_s"], r["tokens_per_s"], r["mfu"], r["wall_s"]])
     return buf.getvalue()
 
 
 def table(res: dict) -> str:
     metric = next(iter(res.values()))["metric"]
     lines = [f"| config | {metric} (mean +- 95% CI) | per seed | parameters | GFLOP/step | steps/s | tokens/s | "
-             "GFLOP/s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+             "GFLOP/s | MFU | wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in res.items():
         wall = f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"
         lines.append(f"| {name} | {r['mean']:.4f} +- {r['ci95']:.4f} | {', '.join(f'{v:.4f}' for v in r['values'])} | "
                      f"{r['params']:,} | {r['flops_per_step'] / 1e9:.2f} | {r['steps_per_s']:.2f} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] * r['steps_per_s'] / 1e9:.1f} | {wall} |")
+                     f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] * r['steps_per_s'] / 1e9:.1f} | {r['mfu']:.1%} | {wall} |")
     return "\n".join(lines) + "\n"
 
 
