@@ -148,7 +148,7 @@ class ModelConfig(Strict):
         if self.loop_window is not None and self.loop_window > self.loops:
             raise ValueError(f"loop_window (T={self.loop_window}) must not exceed loops (b={self.loops})")
         if self.attention.name == "reflex":
-            from iclab.models.attention import reflex_plan
+            from iclab.models.reflex_plan import reflex_plan
             reflex_plan(self.attention, self.n_layer, self.n_head)  # raises ValueError on a scheme the shape can't hold
         return self
 
