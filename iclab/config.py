@@ -358,7 +358,8 @@ def read_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if data is None:
-        data = {}
+        raise ConfigError(f"config file {path} is empty (write at least the keys you change; an empty file would "
+                          "silently run every default, a paper-scale 500k-step run)")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
     return data

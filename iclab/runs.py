@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 from iclab.config import Config, ConfigError, dump_config, validate
 from iclab.files import write_json, write_text  # noqa: F401  (re-exported)
 from iclab.training.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_weights
-from iclab.training.trainer import Trainer, identity, resolve_device
+from iclab.training.trainer import Trainer, identity, run_device
 from iclab.workloads import make_workload
 from iclab.workloads.base import EvalError
 
@@ -132,7 +132,7 @@ def load_run_model(run_dir: Path, cfg: Config, device, workload=None):
 def open_run(run_dir: Path, cfg: Config | None = None, model=None, n_points: int | None = None, workload=None):
     """(config, device, model, evaluation prompt length) of a saved run, checked before any work."""
     cfg = cfg or load_run_config(run_dir)
-    device = resolve_device(cfg.training.device)
+    device = run_device(cfg.training.device)
     n_points = n_points or cfg.eval.n_points or cfg.task.n_points
     if cfg.task.family == "regression" and 2 * n_points > cfg.model.n_positions:
         raise RunError(f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}")

@@ -29,7 +29,7 @@ import torch
 from iclab.analysis.probes import ProbeError
 from iclab.files import write_json
 from iclab.runs import load_run_config, load_run_model
-from iclab.training.trainer import resolve_device
+from iclab.training.trainer import run_device
 from iclab.workloads import make_workload
 
 
@@ -53,7 +53,7 @@ def logit_lens(run_dir: Path, n_prompts: int = 2000, seed: int = 0, loops: int |
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     workload = make_workload(cfg, run_dir)
-    device = resolve_device(cfg.training.device)
+    device = run_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)
     if workload.family != "regression":
         record = token_lens(model, workload, device, n=min(n_prompts, 512), seed=seed, loops=loops)

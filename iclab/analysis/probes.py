@@ -34,7 +34,7 @@ import torch
 from iclab.analysis.targets import TargetError, compute_targets
 from iclab.files import write_json
 from iclab.runs import RunError, load_run_config, load_run_model
-from iclab.training.trainer import resolve_device
+from iclab.training.trainer import run_device
 from iclab.workloads import make_workload
 
 LAMBDAS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -159,7 +159,7 @@ def run_probes(run_dir: Path, targets: list[str], n_train: int = 2000, n_val: in
         compute_targets(targets, torch.zeros(1, 1, 1), torch.zeros(1, 1), torch.zeros(1, 1))  # names, before any work
     except TargetError as e:
         raise ProbeError(str(e)) from None
-    device = resolve_device(cfg.training.device)
+    device = run_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)
     n, d = cfg.eval.n_points or cfg.task.n_points, cfg.task.n_dims
     if not 0 <= min_examples < n:

@@ -60,7 +60,7 @@ def sample(
     import torch
 
     from iclab.runs import RunError, load_run_config, load_run_model
-    from iclab.training.trainer import resolve_device
+    from iclab.training.trainer import run_device
     from iclab.workloads import make_workload
     from iclab.workloads.sequence.generate import generate
 
@@ -69,7 +69,7 @@ def sample(
     tok = getattr(workload, "tokenizer", None)
     if tok is None:
         raise RunError(f"{run_dir}: task {cfg.task.name} has no text tokenizer; `iclab sample` needs a language-model run")
-    device = resolve_device(cfg.training.device)
+    device = run_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)
     ids = tok.encode(prompt or "\n")
     idx = torch.as_tensor(ids.astype("int64"), device=device).unsqueeze(0)

@@ -266,7 +266,7 @@ def evaluate_multiple_choice(run_dir: str | Path, file: str | Path, *, tag: str 
                              loops: int | None = None) -> dict:
     """Score a language-model run on a question file; writes RUN_DIR/eval_mc_<file stem>[_<tag>].json."""
     from iclab.runs import load_run_config, load_run_model
-    from iclab.training.trainer import resolve_device
+    from iclab.training.trainer import run_device
     from iclab.workloads import make_workload
 
     run_dir, file = Path(run_dir), Path(file)
@@ -277,7 +277,7 @@ def evaluate_multiple_choice(run_dir: str | Path, file: str | Path, *, tag: str 
         raise MultipleChoiceError(f"task {cfg.task.name} has no text tokenizer; multiple choice needs a "
                                   f"language-model run")
     questions = read_questions(file)  # before loading the model: a bad file fails fast
-    device = resolve_device(cfg.training.device)
+    device = run_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)
     loops = loops or cfg.eval.loops or cfg.model.loops
     record = {"file": str(file), "sha256": file_sha256(file), "task": cfg.task.name, "tokenizer": tokenizer.kind,

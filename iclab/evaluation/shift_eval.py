@@ -148,11 +148,11 @@ def evaluate_run_all_shifts(run_dir: Path, task_name: str | None = None, task_op
     """Every applicable shift; eval_<shift>.json each and one summary figure shifts[_on_<task>].png."""
     from iclab.runs import load_run_config, load_run_model
     from iclab.workloads.regression.functions import make_task
-    from iclab.training.trainer import resolve_device
+    from iclab.training.trainer import run_device
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    model = load_run_model(run_dir, cfg, resolve_device(cfg.training.device))
+    model = load_run_model(run_dir, cfg, run_device(cfg.training.device))
     task = make_task(task_name or cfg.task.name, cfg.task.n_dims, task_options if task_name else cfg.task.options)
     results = {}
     for name in shifts:

@@ -71,6 +71,16 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def run_device(name: str) -> torch.device:
+    """The device to load a saved run onto (evaluation, sampling, analyses): its training device when this
+    machine has it, else the CPU, with a warning (a run trained on CUDA is still evaluated on a laptop)."""
+    try:
+        return resolve_device(name)
+    except TrainingError as e:
+        warnings.warn(f"{e}; loading the run on the CPU instead", ResumeWarning, stacklevel=2)
+        return torch.device("cpu")
+
+
 def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """training.dtype -> the autocast dtype of the step (None: plain fp32)."""
     if name == "float32":

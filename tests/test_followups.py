@@ -1,0 +1,34 @@
+"""Follow-ups found by trying the project as a new user: an empty config file, a CUDA run evaluated
+on a CPU-only machine."""
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from _faultkit import cfg_dict
+from iclab.cli import app
+from iclab.config import ConfigError, load_config
+from iclab.runs import train_run
+from iclab.config import validate
+
+
+def test_an_empty_config_file_is_an_error_not_a_paper_scale_run(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(empty)
+    r = CliRunner().invoke(app, ["train", str(empty), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "is empty" in r.output and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_run_is_evaluated_on_the_cpu_with_a_warning(tmp_path):
+    run = tmp_path / "run"
+    train_run(validate(cfg_dict(training={"steps": 10})), run, evaluate_after=False)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["training"]["device"] = "cuda"  # as if it had been trained on a GPU machine
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = CliRunner().invoke(app, ["eval", str(run)])
+    assert r.exit_code == 0, r.output
+    assert "loading the run on the CPU instead" in r.output and (run / "eval.json").is_file()
