@@ -58,11 +58,11 @@ def _done(run: Path) -> bool:
 def run_one(cfg: Config, run: Path, log=print) -> None:
     from iclab.runs import train_run
 
-    t0 = time.perf_counter()
-    resume = (run / "config.yaml").is_file() and not _done(run)
     if _done(run):
         log(f"  {run}: finished, reused")
         return
+    t0 = time.perf_counter()
+    resume = (run / "config.yaml").is_file()
     log(f"  {run}: {'resuming' if resume else 'training'}")
     train_run(None if resume else cfg, run, resume=resume, overwrite=not resume and run.exists())
     prev = json.loads((run / "timing.json").read_text())["wall_s"] if resume and (run / "timing.json").is_file() else 0.0
@@ -86,12 +86,12 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
     results = {}
     for name, path, cfgs in rows:
         log(f"{name} ({path})")
-        per_seed = {}
+        per_seed, wl = {}, None
         for s, cfg in cfgs.items():
             run = out / name / f"seed{s}"
             run_one(cfg, run, log)
             ev = json.loads((run / "eval.json").read_text())
-            wl = make_workload(cfg, run)
+            wl = wl or make_workload(cfg, run)  # the seeds differ in nothing a workload reads
             metric, value, lower = wl.headline(ev)
             recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
             t, clock = 0.0, []

@@ -15,7 +15,7 @@ reported per number of in-context examples i = 0..n-1 and averaged over the quer
 Writes RUN_DIR/lens.json and lens.png.
 
 Token workloads (language model, sorting, modular arithmetic): the LM head's own path, logits =
-ln_f(u) @ wte^T, on the batches layer surgery uses (iclab/analysis/surgery.py `eval_batches`): the
+ln_f(u) @ wte^T, on the workload's fixed analysis batches (`SequenceWorkload.fixed_batches`, as layer surgery): the
 cross-entropy (nats per counted token) and the token accuracy of every layer; the last block of the last
 iteration reproduces the model's own numbers.
 """
@@ -114,13 +114,12 @@ def token_lens(model, workload, device, *, n: int, seed: int, loops: int | None 
     """Loss and token accuracy of the LM head applied after every block (see the module docstring)."""
     import torch.nn.functional as F
 
-    from iclab.analysis.surgery import eval_batches
     from iclab.workloads.sequence.base import IGNORE
 
     model.eval()
     loss_sum, right, counted, labels = None, None, 0, []
     model_loss = 0.0
-    for x, y in eval_batches(workload, n, seed, device):
+    for x, y in workload.fixed_batches(n, seed, device):
         with model.tapped() as taps:
             logits = model.logits(x, loops=loops)
         keep = y != IGNORE

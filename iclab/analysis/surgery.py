@@ -170,21 +170,8 @@ def regression_surgery(model, workload, variants: list[Variant], *, n_prompts: i
 # --- token sequences -----------------------------------------------------------------------------------
 def eval_batches(workload, n: int, seed: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The fixed (inputs, targets) batches every variant of a sequence run is measured on."""
-    bs, L = workload.cfg.eval.batch_size, workload.seq_len
-    if hasattr(workload, "_val_windows"):  # language model: evenly spaced validation windows
-        x, y = workload._val_windows(n, L)
-        return [(x[i: i + bs].to(device), y[i: i + bs].to(device)) for i in range(0, n, bs)]
-    if hasattr(workload, "eval_batches"):  # sorting: its own evaluation sequences at the trained length
-        return list(workload.eval_batches(L, n, seed, device))
-    if hasattr(workload, "splits"):  # modular arithmetic: the held-out equations
-        from iclab.workloads.sequence.modular import to_batch
-
-        held = workload.splits(device)[1]
-        return [to_batch(c) for c in held.split(bs)]
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    try:
-        return [workload.sample(min(bs, n - i), L, gen, device) for i in range(0, n, bs)]
+    try:  # the workload's own: validation windows (LM), its evaluation sequences (sorting), held-out pairs
+        return workload.fixed_batches(n, seed, device)
     except NotImplementedError:
         raise SurgeryError(f"task {workload.cfg.task.name!r} has no sampler; surgery supports regression, "
                            f"language_model, sorting, modular_arithmetic and tasks with `sample`") from None

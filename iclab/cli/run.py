@@ -75,15 +75,16 @@ def eval_(
 
         typer.echo(summary_line(evaluate_multiple_choice(run_dir, multiple_choice, tag=tag, loops=loops)))
         return
-    if load_run_config(run_dir).task.family == "sequence":
+    if load_run_config(run_dir).task.family == "sequence":  # (loads config.yaml only)
         from iclab.workloads import make_workload
 
         if shift is not None or task is not None or all_shifts or baselines is not None or n_points is not None:
             raise typer.BadParameter("--shift, --task, --all-shifts, --baselines and --n-points are for regression runs")
         opts = dict(n_prompts=n_prompts, seed=seed, loops=loops, tag=tag, seq_len=seq_len)
-        ev = evaluate_run(run_dir, **{k: v for k, v in opts.items() if v is not None})
         cfg = load_run_config(run_dir)
-        typer.echo(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json: " + make_workload(cfg, run_dir).summary(ev))
+        workload = make_workload(cfg, run_dir)  # prepares (or reuses) the data once
+        ev = evaluate_run(run_dir, cfg, workload=workload, **{k: v for k, v in opts.items() if v is not None})
+        typer.echo(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json: " + workload.summary(ev))
         return
     if seq_len is not None:
         raise typer.BadParameter("--seq-len is for token workloads; regression runs take --n-points")

@@ -45,11 +45,19 @@ def sequence_loss(logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Te
     return total / len(logits)
 
 
+def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B, L) cross-entropy of every position (IGNORE positions get the loss of token 0: mask them)."""
+    return F.cross_entropy(logits.transpose(1, 2).float(), targets.clamp_min(0), reduction="none")
+
+
 @torch.no_grad()
-def batch_metrics(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-row sums on the device: loss_sum, correct, counted (tokens) and exact (0/1) for (B, L, V) logits."""
+def batch_metrics(logits: torch.Tensor, targets: torch.Tensor, ce: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-row sums on the device: loss_sum, correct, counted (tokens) and exact (0/1) for (B, L, V) logits;
+    `ce` (B, L), the per-token cross-entropy, when the caller already has it."""
     counted = targets != IGNORE
-    ce = F.cross_entropy(logits.transpose(1, 2).float(), targets.clamp_min(0), reduction="none") * counted
+    if ce is None:
+        ce = token_cross_entropy(logits, targets)
+    ce = ce * counted
     right = (logits.argmax(-1) == targets) & counted
     return {"loss_sum": ce.sum(1), "correct": right.sum(1), "counted": counted.sum(1),
             "exact": (right.sum(1) == counted.sum(1)).long()}
@@ -134,6 +142,15 @@ class SequenceWorkload(Workload):
                                    seq_len=self.tokens_needed(self.cfg, self.seq_len))
 
     # --- evaluation helpers ------------------------------------------------------------------------------
+    def fixed_batches(self, n: int, seed: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """n (inputs, targets) sequences that analyses (layer surgery, the logit lens) measure every variant
+        on, in batches of eval.batch_size: here n fresh sequences at the trained length from a generator
+        seeded by `seed`; a workload with its own evaluation data overrides this."""
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+        bs = self.cfg.eval.batch_size
+        return [self.sample(min(bs, n - i), self.seq_len, gen, device) for i in range(0, n, bs)]
+
     @torch.no_grad()
     def metrics_of(self, model, batches, loops: int | None = None) -> dict[str, float]:
         """Loss, token accuracy and exact match of `model` (final iteration) over (inputs, targets) batches."""

@@ -303,6 +303,11 @@ def _pair(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.ascontiguousarray(rows[:, :-1])), torch.from_numpy(np.ascontiguousarray(rows[:, 1:]))
 
 
+def windows_at(tokens: np.ndarray, offsets: np.ndarray, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) int64 CPU tensors (len(offsets), length) of the windows starting at `offsets`."""
+    return _pair(_gather(tokens, np.asarray(offsets, dtype=np.int64), length))
+
+
 def sample_windows(tokens: np.ndarray, batch: int, length: int,
                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """`batch` random windows: inputs tokens[o:o+length], targets tokens[o+1:o+length+1], as int64

@@ -33,8 +33,9 @@ from iclab.evaluation.ngram import ngram_baselines
 from iclab.files import write_json
 from iclab.registry import TASKS
 from iclab.workloads.base import EvalError, step_generator
-from iclab.workloads.sequence.base import SequenceOptions, SequenceWorkload, batch_metrics, summarize_metrics
-from iclab.workloads.sequence.corpus import iter_windows, load_prepared, prepare, sample_windows
+from iclab.workloads.sequence.base import SequenceOptions, SequenceWorkload, batch_metrics, summarize_metrics, \
+    token_cross_entropy
+from iclab.workloads.sequence.corpus import iter_windows, load_prepared, prepare, sample_windows, windows_at
 from iclab.workloads.sequence.tokenizers import tokenizer_from_json
 
 NGRAM_ORDERS = (1, 2, 3, 5)
@@ -66,7 +67,7 @@ class LanguageModel(SequenceWorkload):
     def __init__(self, cfg, run_dir=None):
         super().__init__(cfg, run_dir)
         o = self.opts
-        path, self.reused = prepare(o.corpus, o.tokenizer, val_fraction=o.val_fraction, data_root=Path(o.data_dir),
+        path, _ = prepare(o.corpus, o.tokenizer, val_fraction=o.val_fraction, data_root=Path(o.data_dir),
                                     glob=o.glob, max_bytes=o.max_bytes)
         self.data = load_prepared(path, check_ids=False)
         self.tokenizer = self.data.tokenizer
@@ -100,20 +101,18 @@ class LanguageModel(SequenceWorkload):
         pin = device.type == "cuda"
         return (x.pin_memory() if pin else x).to(device, non_blocking=pin), (y.pin_memory() if pin else y).to(device, non_blocking=pin)
 
-    def _val_windows(self, n: int, length: int):
-        """n windows evenly spaced over the val split (fixed for a run)."""
-        starts = np.linspace(0, len(self.data.val) - length - 1, n).astype(np.int64)
-        rows = np.asarray(self.data.val[starts[:, None] + np.arange(length + 1)], dtype=np.int64)
-        return torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy())
+    def fixed_batches(self, n, seed, device):
+        """n windows of seq_len evenly spaced over the val split (the same for every call; `seed` does not apply)."""
+        x, y = windows_at(self.data.val, np.linspace(0, len(self.data.val) - self.seq_len - 1, n), self.seq_len)
+        bs = self.opts.eval_batch_size
+        return [(x[i:i + bs].to(device), y[i:i + bs].to(device)) for i in range(0, n, bs)]
 
     def log_metrics(self, model, device):
         n = self.opts.log_val_windows
         if n == 0:
             return {}
         if self._log_batches is None:
-            x, y = self._val_windows(n, self.seq_len)
-            bs = self.opts.eval_batch_size
-            self._log_batches = [(x[i:i + bs].to(device), y[i:i + bs].to(device)) for i in range(0, n, bs)]
+            self._log_batches = self.fixed_batches(n, 0, device)
         m = self.metrics_of(model, self._log_batches)
         return {"val/loss": m["loss"], "val/bits": m["bits"]}
 
@@ -142,8 +141,8 @@ class LanguageModel(SequenceWorkload):
         for x, y in iter_windows(self.data.val, L, self.opts.eval_batch_size):
             x, y = x.to(device), y.to(device)
             logits = model.logits(x, loops=loops)
-            parts.append(batch_metrics(logits, y))
-            ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), y, reduction="none")
+            ce = token_cross_entropy(logits, y)  # every position counts in a language model
+            parts.append(batch_metrics(logits, y, ce))
             pos_sum[: x.shape[1]] += ce.sum(0).double().cpu()
             pos_n[: x.shape[1]] += x.shape[0]
         model.train(was)

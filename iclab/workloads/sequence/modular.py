@@ -139,6 +139,10 @@ class ModularArithmeticWorkload(SequenceWorkload):
             self._on_device[key] = (self.train_eqs.to(device), self.heldout_eqs.to(device))
         return self._on_device[key]
 
+    def fixed_batches(self, n, seed, device):
+        """The held-out equations (all of them: `n` and `seed` do not apply)."""
+        return [to_batch(c) for c in self.splits(device)[1].split(self.cfg.eval.batch_size)]
+
     def batch(self, step, cur, device):
         train = self.splits(device)[0]
         B = self.cfg.training.batch_size

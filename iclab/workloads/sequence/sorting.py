@@ -129,6 +129,9 @@ class SortingWorkload(SequenceWorkload):
         for start in range(0, n_prompts, bs):
             yield self.sample(min(bs, n_prompts - start), n, gen, device)
 
+    def fixed_batches(self, n, seed, device):
+        return list(self.eval_batches(self.seq_len, n, seed, device))
+
     @torch.no_grad()
     def per_position_accuracy(self, model, batches, loops: int | None = None) -> list[float]:
         """Accuracy of each sorted output position (teacher forcing) over the batches."""
