@@ -220,10 +220,11 @@ class TrainingConfig(Strict):
     batch_size: int = Field(64, gt=0)
     lr: float = Field(1e-4, gt=0)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    schedule: Literal["constant", "warmup_cosine", "warmup_stable_decay"] = Field(
+    schedule: Literal["constant", "warmup_cosine", "warmup_stable_decay", "linear_decay", "inverse_sqrt"] = Field(
         "constant", description="lr factor: constant; warmup_cosine: linear warmup, cosine to min_lr_ratio at the last "
         "step; warmup_stable_decay: linear warmup, constant, then linear to min_lr_ratio over the last decay_fraction "
-        "of the steps")
+        "of the steps; linear_decay: linear warmup, then linear to min_lr_ratio at the last step; inverse_sqrt: linear "
+        "warmup, then sqrt(warmup_steps / (step + 1)), floored at min_lr_ratio (iclab/training/optim/schedules.py)")
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
     decay_fraction: float = Field(0.2, gt=0.0, le=1.0, description="warmup_stable_decay: share of the steps spent decaying")
@@ -245,6 +246,17 @@ class TrainingConfig(Strict):
         "initialize the model; the architecture and the vocabulary (token workloads) must match")
     nonfinite: Literal["stop", "skip"] = "stop"
     max_skipped_steps: int = Field(10, ge=0, description="with nonfinite=skip: stop after this many bad steps")
+
+    @model_validator(mode="after")
+    def _schedule_free(self):
+        if OPTIMIZERS.get(self.optimizer.name).schedule_free:
+            if self.schedule != "constant":
+                raise ValueError(f"schedule={self.schedule}: optimizer {self.optimizer.name} is schedule-free and "
+                                 "replaces the LR schedule; use schedule constant")
+            if self.warmup_steps:
+                raise ValueError(f"warmup_steps={self.warmup_steps} is not used by schedule constant; optimizer "
+                                 f"{self.optimizer.name} warms up itself: set training.optimizer.options.warmup_steps")
+        return self
 
 
 class EvalConfig(Strict):
@@ -278,6 +290,10 @@ class LoggingConfig(Strict):
     ckpt_every: int = Field(1000, gt=0)
     keep_last: int = Field(2, gt=0, description="recent checkpoints kept besides milestones")
     milestone_every: int | None = Field(None, gt=0, description="checkpoints at multiples of this are kept forever")
+    val_examples: int = Field(0, ge=0, description="regression and sorting: at every log step, the validation metric on "
+                              "this many fixed fresh prompts/sequences (val/error; val/exact_match, val/token_accuracy, "
+                              "val/loss); 0: none (the LM's is task.options.log_val_windows, modular arithmetic "
+                              "and classification log their whole held-out set)")
     tensorboard: bool = True
     wandb: bool = False
     wandb_project: str = "iclab"
@@ -286,6 +302,9 @@ class LoggingConfig(Strict):
 
 class Config(Strict):
     seed: int = Field(0, ge=0, lt=2**63, description="seeds the model init and the data of every step")
+    init_seed: int | None = Field(
+        None, ge=0, lt=2**63, description="if set, seeds the model init (and dropout) instead of `seed`, which then seeds "
+        "only the data: separates what the initialization decides from what the data order decides")
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

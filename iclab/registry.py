@@ -63,9 +63,11 @@ class Registry(Generic[T]):
 
 
 # --- iclab's registries -------------------------------------------------------------------------------
-TASKS: Registry[Any] = Registry("task", "iclab.workloads.regression.functions", "iclab.workloads.sequence")
+TASKS: Registry[Any] = Registry("task", "iclab.workloads.regression.functions", "iclab.workloads.sequence",
+                                "iclab.workloads.classification")
 MODELS: Registry[Any] = Registry("model", "iclab.models")
-OPTIMIZERS: Registry[Any] = Registry("optimizer", "iclab.training.optimizers")
+OPTIMIZERS: Registry[Any] = Registry("optimizer", "iclab.training.optim")
 SHAPES: Registry[Any] = Registry("curriculum shape", "iclab.training.curriculum")
 BASELINES: Registry[Any] = Registry("baseline", "iclab.evaluation.baselines")
 SHIFTS: Registry[Any] = Registry("shift", "iclab.evaluation.shifts")
+REPRODUCTIONS: Registry[Any] = Registry("reproduction", "iclab.reproduce.entries")

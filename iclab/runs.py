@@ -125,7 +125,11 @@ def load_run_model(run_dir: Path, cfg: Config, device, workload=None):
         ckpts = list_checkpoints(Path(run_dir) / "checkpoints")
         if not ckpts:
             raise RunError(f"{run_dir} has neither model.safetensors nor a checkpoint")
-        model.load_state_dict(load_checkpoint(ckpts[-1][1], ident)["model"])
+        state = load_checkpoint(ckpts[-1][1], ident)
+        model.load_state_dict(state["model"])
+        from iclab.training.optim import eval_weights_from_state
+
+        eval_weights_from_state(model, cfg.training, state["optim"])  # schedule-free: the checkpoint holds y; x is evaluated
     return model.to(device)
 
 

@@ -63,11 +63,11 @@ def metrics(run_dir: Path) -> list[dict]:
 
 
 def assert_same_metrics(a: Path, b: Path) -> None:
-    """Same records (steps_per_s aside: it is a timing), no step logged twice."""
+    """Same records (steps_per_s and train_seconds aside: they are timings), no step logged twice."""
     ma, mb = metrics(a), metrics(b)
     steps = [r["step"] for r in mb]
     assert steps == sorted(set(steps)), f"duplicate or unordered steps in {b}: {steps}"
-    strip = lambda recs: [{k: v for k, v in r.items() if k != "steps_per_s"} for r in recs]  # noqa: E731
+    strip = lambda recs: [{k: v for k, v in r.items() if k not in ("steps_per_s", "train_seconds")} for r in recs]  # noqa: E731
     assert strip(ma) == strip(mb)
 
 

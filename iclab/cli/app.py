@@ -60,13 +60,14 @@ def _clean_errors(fn):
         from iclab.registry import UnknownNameError
         from iclab.runs import RunError
         from iclab.training.checkpoint import CheckpointError
+        from iclab.training.distributed import DistributedError
         from iclab.training.trainer import Interrupted, TrainingError
         from iclab.workloads.base import EvalError
         from iclab.workloads.sequence.corpus import CorpusError
         from iclab.workloads.sequence.tokenizers import TokenizerError
 
         expected = (ConfigError, RunError, CheckpointError, TrainingError, UnknownNameError, OSError, EvalError,
-                    CorpusError, TokenizerError, MultipleChoiceError)
+                    CorpusError, TokenizerError, MultipleChoiceError, DistributedError)
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning

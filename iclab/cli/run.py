@@ -19,10 +19,13 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run directory"),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip the evaluation after training"),
+    nproc: Optional[int] = typer.Option(None, "--nproc", min=1,
+                                        help="data-parallel processes on this machine (runs the same command under torchrun)"),
 ):
     """Train a model from a config; write checkpoints, metrics, eval.json and figures into the run directory."""
     from iclab.config import load_config
     from iclab.runs import train_run
+    from iclab.training import distributed
 
     t0 = time.perf_counter()
     if resume is not None:
@@ -38,6 +41,15 @@ def train(
             raise typer.BadParameter("a CONFIG file is required (or --resume RUN_DIR)")
         cfg = load_config(config, overrides or [])
         run_dir = out or Path("runs") / config.stem
+    if nproc is not None and nproc > 1 and not distributed.in_torchrun():  # checked here, then torchrun runs us N times
+        distributed.check_batch(cfg, nproc, run_dir, resume is not None)
+        argv = ["train", *([str(config)] if config else []), *(overrides or []), "--out", str(run_dir),
+                *(["--resume", str(resume)] if resume is not None else []), *(["--overwrite"] if overwrite else []),
+                *(["--no-eval"] if no_eval else [])]
+        raise typer.Exit(distributed.launch(nproc, argv))
+    if distributed.env_rank() > 0:  # torchrun: ranks other than 0 train only (rank 0 writes and evaluates)
+        distributed.train_rank(cfg, run_dir, resume is not None, overwrite)
+        return
     result = train_run(cfg, run_dir, resume=resume is not None, overwrite=overwrite, evaluate_after=not no_eval)
     msg = f"run: {run_dir}  ({time.perf_counter() - t0:.1f} s)"
     if "eval" in result:

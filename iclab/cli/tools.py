@@ -24,7 +24,7 @@ def list_(what: Optional[str] = typer.Argument(None, help="tasks | models | opti
             typer.secho(name, bold=True)
             for item, help in reg.describe().items():
                 if name == "optimizers":
-                    help = reg.get(item).help
+                    help = f"[{reg.get(item).source}] {reg.get(item).help}"
                 if name == "tasks":
                     help = f"[{reg.get(item).family}] {help}"
                 typer.echo(f"  {item:<24} {help}")

@@ -28,11 +28,16 @@ from pathlib import Path
 import torch
 
 from iclab.training import checkpoint as ck
+from iclab.training import distributed
 from iclab.config import AttentionConfig, Config
 from iclab.training.curriculum import Curriculum
 from iclab.training.optimizers import lr_factor, make_optimizer, set_lr
+from iclab.training.optim import eval_mode, train_mode, under_eval_weights
 from iclab.workloads import make_workload
 from iclab.workloads.base import Workload, step_generator  # noqa: F401  (step_generator: re-exported)
+
+
+INIT_WEIGHTS = "init.safetensors"  # the weights at step 0, saved by every run (iclab landscape --directions init)
 
 
 class TrainingError(RuntimeError):
@@ -129,24 +134,29 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.device = resolve_device(cfg.training.device)
+        self.dist = distributed.current(self.device)  # rank 0 of 1 unless under torchrun (data parallel)
+        self.device = self.dist.device(self.device)
+        distributed.check_batch(cfg, self.dist.world)
         if cfg.training.threads is not None:
             torch.set_num_threads(cfg.training.threads)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
         self.workload = make_workload(cfg)
         self.model = self.workload.build_model().to(self.device)
+        self.wrapped = distributed.wrap(self.model, self.dist, self.device)  # DDP when data-parallel, else the model
         self.opt = make_optimizer(self.model, cfg.training)
         self.curriculum = Curriculum(cfg)
         self.step = 0
         self.skipped = 0
         self.window = {"loss_sum": 0.0, "n_ok": 0, "n": 0}  # the log interval in progress (restored on resume)
+        self.train_seconds = 0.0  # time in training steps only (no logging/evaluation/checkpoints); restored on resume
         self.resumed_from: Path | None = None
         if cfg.logging.wandb and importlib.util.find_spec("wandb") is None:
             raise TrainingError("logging.wandb=true but wandb is not installed (pip install 'iclab[wandb]')")
         self.amp_dtype = resolve_amp_dtype(cfg.training.dtype, self.device)
-        self.forward = self.model
+        self.forward = self.wrapped
         if cfg.training.compile:
             if cfg.training.compile_scope == "model":  # static: the loop count is unrolled into the graph
-                self.forward = torch.compile(self.model, backend=COMPILE_BACKEND, dynamic=False)
+                self.forward = torch.compile(self.wrapped, backend=COMPILE_BACKEND, dynamic=False)
             elif cfg.model.attention.name != "causal":
                 raise TrainingError(f"model.attention.name={cfg.model.attention.name} passes a K/V cache between blocks, "
                                     "which the per-block compile hook does not take; set training.compile_scope=model")
@@ -163,7 +173,8 @@ class Trainer:
     # --- checkpoints --------------------------------------------------------------------------------
     def _resume(self) -> None:
         """Load the newest intact checkpoint (call with the run's lock held). See the module docstring."""
-        ck.remove_stale_temps(self.ckpt_dir)
+        if self.dist.is_main:
+            ck.remove_stale_temps(self.ckpt_dir)
         ckpts = ck.list_checkpoints(self.ckpt_dir)
         if not ckpts:
             warnings.warn(f"no checkpoint in {self.ckpt_dir}: the run restarts from step 0", ResumeWarning, stacklevel=2)
@@ -188,11 +199,14 @@ class Trainer:
             self.step = int(tr["step"])
             self.skipped = int(tr.get("skipped", 0))
             self.window = {k: tr.get("window", {}).get(k, 0) for k in self.window}
+            self.train_seconds = float(tr.get("train_seconds", 0.0))
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
             msg = " ".join(str(e).split())
             raise ck.IncompatibleCheckpointError(f"checkpoint {path} does not fit this run's model/optimizer: {msg}") from None
         self.resumed_from = path
-        for bad, err in damaged:
+        self.dist.same(self.step, "the step to resume from")  # every rank read the same checkpoint
+        self.dist.barrier()  # ... before rank 0 renames a damaged one
+        for bad, err in damaged if self.dist.is_main else []:
             moved = ck.quarantine(bad)
             warnings.warn(f"{err}; resuming from the previous intact checkpoint {path.name} (step {self.step}) instead; "
                           f"the damaged file was renamed to {moved.name}", ResumeWarning, stacklevel=2)
@@ -217,11 +231,20 @@ class Trainer:
 
     def save(self, window: dict | None = None) -> Path:
         path = ck.checkpoint_path(self.ckpt_dir, self.step)
+        if not self.dist.is_main:  # data parallel: rank 0 writes, every rank holds the same state
+            return path
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        trainer = {"step": self.step, "skipped": self.skipped, "window": window or {"loss_sum": 0.0, "n_ok": 0, "n": 0}}
+        trainer = {"step": self.step, "skipped": self.skipped, "window": window or {"loss_sum": 0.0, "n_ok": 0, "n": 0},
+                   "train_seconds": self.train_seconds}
         ck.save_checkpoint(path, model_state=self.model.state_dict(), optim_state=self.opt.state_dict(),
                            rng=ck.rng_state(self.device), trainer=trainer, identity=identity(self.cfg, self.workload))
         ck.prune_checkpoints(self.ckpt_dir, self.cfg.logging.keep_last, self.cfg.logging.milestone_every)
+        return path
+
+    def save_init(self) -> Path:
+        """The weights before step 1 (`init.safetensors`): the start of the loss-landscape interpolation."""
+        path = self.run_dir / INIT_WEIGHTS
+        ck.save_weights(path, self.model.state_dict(), identity=identity(self.cfg, self.workload), step=0)
         return path
 
     # --- one step ---------------------------------------------------------------------------------------
@@ -229,8 +252,12 @@ class Trainer:
         cfg = self.cfg
         cur = self.curriculum.at(step)
         batch = self.workload.batch(step, cur, self.device)
+        if self.dist.parallel:  # this rank's slice of the step's global batch; its dropout from (seed, step, rank)
+            batch = self.workload.shard(batch, self.dist.rank, self.dist.world)
+            torch.manual_seed(distributed.step_seed(cfg.seed, step, self.dist.rank))
         set_lr(self.opt, lr_factor(cfg.training, step))
         self.model.train()
+        train_mode(self.opt)  # schedule-free optimizers step at y (no-op for the others)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss = self.workload.loss(self.forward, batch, cur)
         self.opt.zero_grad(set_to_none=True)
@@ -256,7 +283,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------------------
     def run(self, on_log=None) -> dict:
         cfg, lg = self.cfg, self.cfg.logging
-        writer = _Writers(self.run_dir, cfg, start_step=self.step)
+        writer = _Writers(self.run_dir, cfg, start_step=self.step) if self.dist.is_main else distributed.NoWriter()
         interrupted = {"flag": False}
 
         def _on_signal(signum, frame):
@@ -273,7 +300,10 @@ class Trainer:
         bad_loss = torch.zeros((), device=self.device)
         bad_gnorm = torch.zeros((), device=self.device)
         n_timed, t_last, last = 0, time.perf_counter(), {}
-        progress = _progress(cfg.training.steps, self.step, enabled=lg.progress)
+        progress = _progress(cfg.training.steps, self.step, enabled=lg.progress and self.dist.is_main)
+        if self.step == 0 and self.dist.is_main:
+            self.save_init()
+        t_mark = time.perf_counter()  # train_seconds counts from here to the next log/checkpoint boundary
         try:
             while self.step < cfg.training.steps:
                 loss, ok = self.train_step(self.step)
@@ -289,22 +319,29 @@ class Trainer:
                 progress.advance()
                 at_log = self.step % lg.log_every == 0 or self.step == cfg.training.steps
                 at_ckpt = self.step % lg.ckpt_every == 0 or self.step == cfg.training.steps
-                if at_log or at_ckpt or interrupted["flag"]:
+                stop = interrupted["flag"]
+                if self.dist.parallel:  # the ranks agree on the loss and on stopping at log/checkpoint steps only
+                    stop = False
+                    if at_log or at_ckpt:
+                        loss_sum, stop = self.dist.window(loss_sum, interrupted["flag"])
+                if at_log or at_ckpt or stop:
                     if cfg.training.nonfinite == "stop" and int(bad_step) >= 0:
                         raise TrainingError(
                             f"non-finite loss or gradient at step {int(bad_step)} (loss={float(bad_loss)}, grad norm="
                             f"{float(bad_gnorm)}); the run stopped and its last good checkpoint is kept in {self.ckpt_dir}. "
                             f"Lower training.lr or set training.grad_clip (edit {self.run_dir / 'config.yaml'}, then "
                             f"--resume), or use training.nonfinite=skip")
+                    self.train_seconds += time.perf_counter() - t_mark
                 if at_log:
                     now = time.perf_counter()
                     cur = self.curriculum.at(self.step - 1)
                     n = int(n_ok)
                     last = {"step": self.step, "loss": float(loss_sum) / n if n else float("nan"),
                             "lr": cfg.training.lr * lr_factor(cfg.training, self.step - 1),
-                            "steps_per_s": n_timed / max(now - t_last, 1e-9),
+                            "steps_per_s": n_timed / max(now - t_last, 1e-9), "train_seconds": self.train_seconds,
                             **{f"curriculum/{k}": cur[k] for k in self.workload.curriculum_keys()},
-                            **self.workload.log_metrics(self.model, self.device)}
+                            **(under_eval_weights(self.opt, self.workload.log_metrics, self.model, self.device)
+                               if self.dist.is_main else {})}
                     if cfg.training.nonfinite == "skip":
                         last["skipped"] = self.skipped
                     writer.log(last)
@@ -314,15 +351,22 @@ class Trainer:
                     loss_sum.zero_()
                     n_ok.zero_()
                     n_in_window, n_timed, t_last = 0, 0, now
-                if at_ckpt or interrupted["flag"]:
+                if at_ckpt or stop:
                     path = self.save({"loss_sum": float(loss_sum), "n_ok": int(n_ok), "n": n_in_window})
-                if interrupted["flag"]:
+                if stop:
                     raise Interrupted(self.step, path)
+                if at_log or at_ckpt:
+                    t_mark = time.perf_counter()
+        except RuntimeError as e:  # data parallel: a collective failed because another rank died
+            if self.dist.parallel and distributed.lost_peer(e):
+                raise distributed.DistributedError(distributed.rank_failed_message(e)) from None
+            raise
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
             progress.close()
             writer.close()
+        eval_mode(self.opt)  # finished: a schedule-free model now holds x (model.safetensors, evaluation)
         return last
 
 

@@ -56,6 +56,13 @@ class Workload:
         """The scalar training loss of `batch`; `forward` is the (possibly compiled) model."""
         raise NotImplementedError
 
+    def shard(self, batch: Any, rank: int, world: int) -> Any:
+        """Data-parallel training: rank `rank`'s part of the global batch of a step (default: a contiguous
+        1/world of the rows of every tensor; the loss of equal parts averages to the loss of the whole)."""
+        from iclab.training.distributed import shard_batch
+
+        return shard_batch(batch, rank, world)
+
     def log_metrics(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Extra metrics written beside the loss at every log step (default none)."""
         return {}

@@ -50,6 +50,25 @@ class RegressionWorkload(Workload):
     def curriculum_keys(self):
         return ("dims", "points", "loops")
 
+    @torch.no_grad()
+    def log_metrics(self, model, device):
+        """With logging.val_examples = N > 0: `val/error`, the normalized squared error at k = min(2d, n-1)
+        examples (the headline position) on N fixed fresh prompts at the full dims and points (eval.seed)."""
+        n = self.cfg.logging.val_examples
+        if n == 0:
+            return {}
+        if getattr(self, "_val_prompts", None) is None:
+            task, d = self.task.without_pool(), self.cfg.task.n_dims
+            gen = torch.Generator(device=device).manual_seed(self.cfg.eval.seed)
+            self._val_prompts = (*task.sample(n, self.cfg.task.n_points, d, gen, device), task.zero_error(d))
+        xs, ys, norm = self._val_prompts
+        k = min(2 * self.cfg.task.n_dims, self.cfg.task.n_points - 1)
+        was = model.training
+        model.eval()
+        pred = model(xs[:, : k + 1], ys[:, : k + 1], loops=self.cfg.model.loops, window=1)[-1][:, -1]
+        model.train(was)
+        return {"val/error": ((pred - ys[:, k]) ** 2).mean().item() / norm}
+
     def tokens_per_step(self, batch_size):
         return batch_size * 2 * self.cfg.task.n_points
 

@@ -35,13 +35,18 @@ class SequenceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def sequence_loss(logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+def sequence_loss(logits: list[torch.Tensor], targets: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over counted targets, averaged over iterations; logits[i] is (B, L_i, V) for the
-    last L_i positions."""
+    last L_i positions. `counts` (L,), when given, replaces this batch's number of counted targets per
+    position as the divisor (data parallel: the global batch's counts / world, see `SequenceWorkload.shard`)."""
     total = 0.0
     for lg in logits:
         t = targets[:, targets.shape[1] - lg.shape[1]:]
-        total = total + F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), t.reshape(-1), ignore_index=IGNORE)
+        if counts is None:
+            total = total + F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), t.reshape(-1), ignore_index=IGNORE)
+        else:
+            ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), t.reshape(-1), ignore_index=IGNORE, reduction="sum")
+            total = total + ce / counts[counts.shape[0] - lg.shape[1]:].sum().clamp_min(1e-12)
     return total / len(logits)
 
 
@@ -124,9 +129,17 @@ class SequenceWorkload(Workload):
         return self.sample(self.cfg.training.batch_size, cur.get("seq_len") or self.seq_len, gen, device)
 
     def loss(self, forward, batch, cur):
-        inputs, targets = batch
+        inputs, targets, *counts = batch  # counts: from `shard` (data parallel)
         logits = forward(inputs, loops=cur["loops"], window=self.cfg.model.window)
-        return sequence_loss(logits[-1:] if self.cfg.model.loop_loss == "last" else logits, targets)
+        return sequence_loss(logits[-1:] if self.cfg.model.loop_loss == "last" else logits, targets, *counts)
+
+    def shard(self, batch, rank, world):
+        """Data parallel: this rank's rows, plus the global batch's counted targets per position / world, so
+        that each rank divides its summed cross-entropy by the global count and the mean over ranks (what
+        DDP averages) is the global batch's mean even when ranks hold unequal numbers of counted tokens."""
+        inputs, targets = batch[:2]
+        counts = (targets != IGNORE).sum(0).to(torch.float32) / world
+        return (*super().shard((inputs, targets), rank, world), counts)
 
     def curriculum_keys(self):
         return ("seq_len", "loops")

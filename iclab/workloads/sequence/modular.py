@@ -53,6 +53,9 @@ class ModularOptions(SequenceOptions):
     op: Literal["+", "-", "*", "/"] = Field("/", description="the operation; '/' multiplies by the inverse of b != 0")
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="share of the table trained on; the rest is held out")
     split_seed: int = Field(0, ge=0, description="seed of the permutation that splits the table")
+    embed_std: float | None = Field(None, gt=0, description="if set, the token embedding (tied to the LM head) starts "
+                                    "from N(0, embed_std^2) instead of GPT-2's N(0, 0.02^2): a larger start delays "
+                                    "generalization past memorization (Liu et al. 2023, Omnigrok)")
 
 
 def is_prime(n: int) -> bool:
@@ -132,6 +135,12 @@ class ModularArithmeticWorkload(SequenceWorkload):
         super().check_config(cfg)
 
     # --- training ------------------------------------------------------------------------------------
+    def build_model(self):
+        model = super().build_model()
+        if self.opts.embed_std is not None:
+            torch.nn.init.normal_(model.wte.weight, mean=0.0, std=self.opts.embed_std)
+        return model
+
     def splits(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(train, held-out) equations on `device` (copied there once)."""
         key = str(torch.device(device))

@@ -132,6 +132,17 @@ class SortingWorkload(SequenceWorkload):
     def fixed_batches(self, n, seed, device):
         return list(self.eval_batches(self.seq_len, n, seed, device))
 
+    def log_metrics(self, model, device):
+        """With logging.val_examples = N > 0: val/loss, val/token_accuracy, val/exact_match on N fixed fresh
+        sequences at the trained length (eval.seed)."""
+        n = self.cfg.logging.val_examples
+        if n == 0:
+            return {}
+        if getattr(self, "_val_batches", None) is None:
+            self._val_batches = self.fixed_batches(n, self.cfg.eval.seed, device)
+        m = self.metrics_of(model, self._val_batches)
+        return {"val/loss": m["loss"], "val/token_accuracy": m["token_accuracy"], "val/exact_match": m["exact_match"]}
+
     @torch.no_grad()
     def per_position_accuracy(self, model, batches, loops: int | None = None) -> list[float]:
         """Accuracy of each sorted output position (teacher forcing) over the batches."""

@@ -1,0 +1,431 @@
+"""Loss landscapes of a trained run: lines and planes through weight space (seed 004's lecture).
+
+    iclab landscape RUN [RUN ...] [--checkpoint STEP] [--dims 1|2] [--range A,B] [--points N]
+                    [--directions random|pca|init] [--batches N] [--seed S] [--out FIG.png]
+
+With theta the weights at `--checkpoint` (default: the final ones) the loss is evaluated at
+
+    init     1-D: L(theta_0 + a (theta - theta_0)), a in [A, B] (default -0.5..1.5): the straight line from the
+             initial weights (RUN/init.safetensors, written by the trainer before step 1) through the final ones
+             (Goodfellow et al. 2015); every parameter moves.
+    random   1-D: L(theta + a d1); 2-D: L(theta + a d1 + b d2) (default a, b in [-1, 1]) with d1, d2 random
+             filter-normalized directions (Li et al. 2018): d ~ N(0, I), then each filter (a row along dim 0 of a
+             weight matrix or embedding table) is rescaled to the norm of the same filter of theta; 1-D
+             parameters (biases, LayerNorm gains and shifts) get 0 in the direction ("ignore biasbn").
+    pca      2-D: the plane through theta spanned by the first two principal directions of the trajectory
+             theta_i - theta over the saved checkpoints (init, every checkpoint kept, final); the
+             trajectory's coordinates in that plane are drawn on the contour (save checkpoints often:
+             logging.ckpt_every, logging.milestone_every). Axes are in units of the directions (unit norm),
+             the range defaults to the trajectory's extent plus a margin; the explained variance is recorded.
+
+The loss is the run's own training loss (`workload.loss`, the model in eval mode, so dropout is off) averaged
+over a fixed, stated set of batches: `workload.batch(step)` for the step ids 10**12 + i, i < --batches (batches
+of the training distribution that training never drew, at the curriculum's final values), each evaluated as
+one batch. The same batches are used at every point and for every run compared. Outputs, into RUN:
+
+    landscape_<directions>_<dims>d[_step<S>].json  {"run", "step", "directions", "dims", "alphas", ["betas"],
+                    "loss": [..] or [[..]] (loss[i][j] at alphas[i], betas[j]), "center_loss", "batches": {...},
+                    "trajectory": [{"step", "x", "y"}] (pca), "explained_variance" (pca), "seconds"}
+    landscape_<directions>_<dims>d[_step<S>].png   1-D: the curve; 2-D: contours (+ trajectory) and a 3-D surface
+
+Several runs given at once are computed the same way (each its own seed-identical directions, filter-normalized
+to its own weights) and drawn side by side into --out (default RUN1/landscape_compare_<directions>_<dims>d.png).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iclab.files import write_json
+
+EVAL_STEP0 = 10**12  # the step ids of the evaluation batches: far past any training step
+DIRECTIONS = ("random", "pca", "init")
+
+
+class LandscapeError(ValueError):
+    pass
+
+
+# --- weights of a run -------------------------------------------------------------------------------------
+def open_model(run_dir: Path):
+    """(cfg, workload, model on its device) of a saved run, with the final weights loaded."""
+    from iclab.runs import load_run_config, open_run
+    from iclab.workloads import make_workload
+
+    cfg = load_run_config(run_dir)
+    workload = make_workload(cfg, run_dir)
+    cfg, device, model, _ = open_run(run_dir, cfg, workload=workload)
+    model.eval()
+    return cfg, workload, model, device
+
+
+def run_weights(run_dir: Path, cfg, workload, step: int | None) -> tuple[dict[str, torch.Tensor], int]:
+    """The state dict of `run_dir` at `step` (None: the final weights; 0: init.safetensors) and its step."""
+    from iclab.training import checkpoint as ck
+    from iclab.training.trainer import INIT_WEIGHTS, identity
+
+    run_dir, ident = Path(run_dir), identity(cfg, workload)
+    if step is None:
+        final = run_dir / "model.safetensors"
+        if final.is_file():
+            meta = ck.read_metadata(final)
+            return ck.load_weights(final, ident), int(meta.get("step", cfg.training.steps))
+        ckpts = ck.list_checkpoints(run_dir / "checkpoints")
+        if not ckpts:
+            raise LandscapeError(f"{run_dir} has neither model.safetensors nor a checkpoint")
+        step = ckpts[-1][0]
+    if step == 0:
+        path = run_dir / INIT_WEIGHTS
+        if not path.is_file():
+            raise LandscapeError(f"{path} not found: the run was trained before iclab saved the initial weights "
+                                 f"(--directions init and --checkpoint 0 need it); train it again")
+        return ck.load_weights(path, ident), 0
+    path = ck.checkpoint_path(run_dir / "checkpoints", step)
+    if not path.is_file():
+        have = [s for s, _ in ck.list_checkpoints(run_dir / "checkpoints")]
+        raise LandscapeError(f"--checkpoint {step}: {path} does not exist; the run has steps 0 (init), "
+                             f"{', '.join(map(str, have)) or 'no checkpoints'} and the final weights")
+    return ck.load_checkpoint(path, ident)["model"], step
+
+
+def trajectory(run_dir: Path, cfg, workload) -> list[tuple[int, dict[str, torch.Tensor]]]:
+    """(step, state) of the init, every kept checkpoint and the final weights, in step order."""
+    from iclab.training import checkpoint as ck
+
+    states = {0: run_weights(run_dir, cfg, workload, 0)[0]}
+    for step, _ in ck.list_checkpoints(Path(run_dir) / "checkpoints"):
+        states[step] = run_weights(run_dir, cfg, workload, step)[0]
+    final, fstep = run_weights(run_dir, cfg, workload, None)
+    states[fstep] = final
+    return sorted(states.items())
+
+
+# --- parameter vectors (dicts name -> tensor over the model's parameters) ---------------------------------
+def param_names(model) -> list[str]:
+    return [n for n, _ in model.named_parameters()]
+
+
+def select(state: dict[str, torch.Tensor], names: list[str], device) -> dict[str, torch.Tensor]:
+    return {n: state[n].detach().to(device=device, dtype=torch.float32) for n in names}
+
+
+def dot(a: dict, b: dict) -> float:
+    return float(sum((a[k].double() * b[k].double()).sum() for k in a))
+
+
+def combine(base: dict, terms: list[tuple[float, dict]]) -> dict:
+    """base + sum_i c_i d_i."""
+    out = {k: v.clone() for k, v in base.items()}
+    for c, d in terms:
+        for k in out:
+            out[k].add_(d[k], alpha=c)
+    return out
+
+
+def filter_normalized_direction(weights: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """A random direction (Li et al. 2018): N(0, I) drawn on the CPU from `gen`, each filter (row along dim 0)
+    rescaled to the norm of the same filter of `weights`; parameters with one dimension (biases, norm gains)
+    are zero ("ignore biasbn")."""
+    out = {}
+    for name, w in weights.items():
+        if w.dim() <= 1:
+            out[name] = torch.zeros_like(w)
+            continue
+        d = torch.randn(w.shape, generator=gen, dtype=torch.float32).to(w.device)
+        wf, df = w.reshape(w.shape[0], -1), d.reshape(d.shape[0], -1)
+        scale = wf.norm(dim=1, keepdim=True) / (df.norm(dim=1, keepdim=True) + 1e-10)
+        out[name] = (df * scale).reshape(w.shape)
+    return out
+
+
+def pca_directions(states: list[dict[str, torch.Tensor]], center: dict[str, torch.Tensor]):
+    """The first two principal directions of (state_i - center), each of unit norm, the trajectory's
+    coordinates in them ((n, 2) array) and the fraction of variance each explains."""
+    names = list(center)
+    M = torch.stack([torch.cat([(s[k] - center[k]).reshape(-1).double() for k in names]) for s in states])
+    _, S, Vh = torch.linalg.svd(M, full_matrices=False)  # rows of Vh: unit principal directions
+    if len(S) < 2 or S[1] <= 0:
+        raise LandscapeError("--directions pca needs a trajectory that spans a plane: save more checkpoints "
+                             "(logging.ckpt_every, logging.keep_last / milestone_every) and train again")
+    coords = (M @ Vh[:2].T).numpy()
+    explained = (S[:2] ** 2 / (S**2).sum()).tolist()
+    dirs = []
+    for v in Vh[:2]:
+        d, i = {}, 0
+        for k in names:
+            n = center[k].numel()
+            d[k] = v[i: i + n].reshape(center[k].shape).to(center[k].device, torch.float32)
+            i += n
+        dirs.append(d)
+    return dirs, coords, explained
+
+
+# --- the loss on fixed batches -----------------------------------------------------------------------------
+def eval_batches(cfg, workload, n: int, device) -> list:
+    """The fixed batches: `workload.batch(step)` for step ids EVAL_STEP0 + i (i < n), at the curriculum's final
+    values."""
+    from iclab.training.curriculum import Curriculum
+
+    cur = Curriculum(cfg).at(max(cfg.training.steps - 1, 0))
+    return [workload.batch(EVAL_STEP0 + i, cur, device) for i in range(n)], cur
+
+
+class LossFn:
+    """Mean training loss of the model over fixed batches, at any weights (loaded into the model in place)."""
+
+    def __init__(self, cfg, workload, model, n_batches: int, device):
+        self.workload, self.model = workload, model
+        self.batches, self.cur = eval_batches(cfg, workload, n_batches, device)
+        self.params = dict(model.named_parameters())
+
+    @torch.no_grad()
+    def __call__(self, weights: dict[str, torch.Tensor]) -> float:
+        for k, v in weights.items():
+            self.params[k].copy_(v)
+        self.model.eval()
+        total = torch.zeros((), device=next(iter(weights.values())).device)
+        for b in self.batches:
+            total += self.workload.loss(self.model, b, self.cur).float()
+        return float(total) / len(self.batches)
+
+    def describe(self, cfg) -> dict:
+        return {"how": "workload.batch(step) at the curriculum's final values, model in eval mode",
+                "steps": [EVAL_STEP0, EVAL_STEP0 + len(self.batches) - 1], "n_batches": len(self.batches),
+                "batch_size": cfg.training.batch_size, "seed": cfg.seed, "curriculum": self.cur}
+
+
+# --- one run ------------------------------------------------------------------------------------------------
+def parse_range(text: str | None, directions: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise LandscapeError(f"--range {text!r}: expected two numbers A,B (e.g. -1,1)") from None
+    if not (math.isfinite(a) and math.isfinite(b) and a < b):
+        raise LandscapeError(f"--range {text!r}: expected A < B, both finite")
+    return a, b
+
+
+def landscape(run_dir: Path, *, directions: str = "random", dims: int = 2, step: int | None = None,
+              rng: tuple[float, float] | None = None, points: int = 21, n_batches: int = 4, seed: int = 0,
+              write: bool = True) -> dict:
+    """Compute one run's landscape (see the module docstring); write its JSON and figure into the run."""
+    if directions not in DIRECTIONS:
+        raise LandscapeError(f"--directions {directions!r}: expected one of {', '.join(DIRECTIONS)}")
+    if dims not in (1, 2):
+        raise LandscapeError(f"--dims {dims}: expected 1 or 2")
+    if directions == "init" and dims != 1:
+        raise LandscapeError("--directions init is a line (initial -> final weights): use --dims 1")
+    if directions == "pca" and dims != 2:
+        raise LandscapeError("--directions pca is a plane (the first two PCA directions): use --dims 2")
+    if points < 2:
+        raise LandscapeError(f"--points {points}: need at least 2")
+    if n_batches < 1:
+        raise LandscapeError(f"--batches {n_batches}: need at least 1")
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    cfg, workload, model, device = open_model(run_dir)
+    names = param_names(model)
+    state, step = run_weights(run_dir, cfg, workload, step)
+    center = select(state, names, device)
+    loss_fn = LossFn(cfg, workload, model, n_batches, device)
+    rec = {"run": str(run_dir), "task": cfg.task.name, "step": step, "directions": directions, "dims": dims,
+           "points": points, "seed": seed, "batches": loss_fn.describe(cfg)}
+    if directions == "init":
+        start = select(run_weights(run_dir, cfg, workload, 0)[0], names, device)
+        d = combine(center, [(-1.0, start)])
+        lo, hi = rng or (-0.5, 1.5)
+        alphas = np.linspace(lo, hi, points)
+        rec.update(alphas=alphas.tolist(), loss=[loss_fn(combine(start, [(float(a), d)])) for a in alphas],
+                   distance=math.sqrt(dot(d, d)), center_loss=loss_fn(center), init_loss=loss_fn(start))
+    elif directions == "random":
+        gen = torch.Generator().manual_seed(seed)
+        d1 = filter_normalized_direction(center, gen)
+        lo, hi = rng or (-1.0, 1.0)
+        alphas = np.linspace(lo, hi, points)
+        if dims == 1:
+            loss = [loss_fn(combine(center, [(float(a), d1)])) for a in alphas]
+            rec.update(alphas=alphas.tolist(), loss=loss)
+        else:
+            d2 = filter_normalized_direction(center, gen)
+            loss = [[loss_fn(combine(center, [(float(a), d1), (float(b), d2)])) for b in alphas] for a in alphas]
+            rec.update(alphas=alphas.tolist(), betas=alphas.tolist(), loss=loss,
+                       cosine_d1_d2=dot(d1, d2) / math.sqrt(dot(d1, d1) * dot(d2, d2)))
+        rec["center_loss"] = loss_fn(center)
+    else:
+        traj = trajectory(run_dir, cfg, workload)
+        (d1, d2), coords, explained = pca_directions([select(s, names, device) for _, s in traj], center)
+        if rng is None:
+            ext = float(np.abs(coords).max()) * 1.25 or 1.0
+            xlo, xhi = min(coords[:, 0].min(), 0) - 0.25 * ext, max(coords[:, 0].max(), 0) + 0.25 * ext
+            ylo, yhi = min(coords[:, 1].min(), 0) - 0.25 * ext, max(coords[:, 1].max(), 0) + 0.25 * ext
+        else:
+            (xlo, xhi), (ylo, yhi) = rng, rng
+        alphas, betas = np.linspace(xlo, xhi, points), np.linspace(ylo, yhi, points)
+        loss = [[loss_fn(combine(center, [(float(a), d1), (float(b), d2)])) for b in betas] for a in alphas]
+        rec.update(alphas=alphas.tolist(), betas=betas.tolist(), loss=loss, explained_variance=explained,
+                   trajectory=[{"step": s, "x": float(x), "y": float(y)} for (s, _), (x, y) in zip(traj, coords)],
+                   center_loss=loss_fn(center))
+    rec["seconds"] = time.perf_counter() - t0
+    if write:
+        base = run_dir / f"landscape_{directions}_{dims}d{'' if step == cfg.training.steps else f'_step{step}'}"
+        write_json(base.with_suffix(".json"), rec)
+        rec["figure"] = str(plot_landscape(rec, base.with_suffix(".png"), title=f"{run_dir.name}"))
+        rec["path"] = str(base.with_suffix(".json"))
+    return rec
+
+
+# --- figures --------------------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _xlabel(rec: dict) -> str:
+    return {"init": "a  (0: initial weights, 1: final)", "random": "a  (filter-normalized direction 1)",
+            "pca": "PC 1"}[rec["directions"]]
+
+
+def _draw_1d(ax, rec: dict, label: str | None = None, color=None):
+    ax.plot(rec["alphas"], rec["loss"], lw=2, label=label, color=color)
+    if rec["directions"] == "init":
+        for a in (0, 1):
+            ax.axvline(a, color="gray", ls=":", lw=0.8)
+    else:
+        ax.axvline(0, color="gray", ls=":", lw=0.8)
+    ax.set_xlabel(_xlabel(rec))
+    ax.set_ylabel("loss")
+    if min(rec["loss"]) > 0 and max(rec["loss"]) / min(rec["loss"]) > 30:
+        ax.set_yscale("log")
+
+
+def _levels(Z: np.ndarray, lo: float | None = None, hi: float | None = None, n: int = 25) -> np.ndarray:
+    """Contour levels spaced in log (loss spans decades near a minimum)."""
+    Zp = Z[np.isfinite(Z) & (Z > 0)]
+    lo = lo if lo is not None else float(Zp.min())
+    hi = hi if hi is not None else float(Zp.max())
+    if hi <= lo * 1.0001:
+        hi = lo * 1.01 + 1e-12
+    return np.geomspace(lo, hi, n)
+
+
+def _draw_contour(ax, rec: dict, levels=None):
+    A, B = np.meshgrid(rec["alphas"], rec["betas"], indexing="ij")
+    Z = np.asarray(rec["loss"], dtype=float)
+    cs = ax.contourf(A, B, Z, levels=levels if levels is not None else _levels(Z), cmap="viridis",
+                     norm=_lognorm(levels if levels is not None else _levels(Z)))
+    ax.contour(A, B, Z, levels=cs.levels[::3], colors="white", linewidths=0.4, alpha=0.6)
+    if "trajectory" in rec:
+        xs = [p["x"] for p in rec["trajectory"]]
+        ys = [p["y"] for p in rec["trajectory"]]
+        ax.plot(xs, ys, "-o", color="red", ms=3, lw=1.2, label="trajectory")
+        ax.annotate(f"step {rec['trajectory'][0]['step']}", (xs[0], ys[0]), color="red", fontsize=7)
+        ax.plot(0, 0, "*", color="white", ms=10, mec="k", label=f"step {rec['step']}")
+        ev = rec["explained_variance"]
+        ax.set_xlabel(f"PC 1 ({100 * ev[0]:.1f}% of variance)")
+        ax.set_ylabel(f"PC 2 ({100 * ev[1]:.1f}%)")
+        ax.legend(fontsize=7, loc="upper right")
+    else:
+        ax.plot(0, 0, "*", color="white", ms=10, mec="k")
+        ax.set_xlabel("a  (direction 1)")
+        ax.set_ylabel("b  (direction 2)")
+    return cs
+
+
+def _lognorm(levels):
+    from matplotlib.colors import LogNorm
+
+    return LogNorm(vmin=levels[0], vmax=levels[-1])
+
+
+def _draw_surface(ax, rec: dict, zlim=None):
+    A, B = np.meshgrid(rec["alphas"], rec["betas"], indexing="ij")
+    Z = np.log10(np.clip(np.asarray(rec["loss"], dtype=float), 1e-12, None))
+    ax.plot_surface(A, B, Z, cmap="viridis", linewidth=0, antialiased=True, alpha=0.95)
+    ax.set_xlabel("a" if rec["directions"] != "pca" else "PC 1", fontsize=8)
+    ax.set_ylabel("b" if rec["directions"] != "pca" else "PC 2", fontsize=8)
+    ax.set_zlabel("log10 loss", fontsize=8)
+    if zlim:
+        ax.set_zlim(*zlim)
+    ax.tick_params(labelsize=6)
+
+
+def plot_landscape(rec: dict, path: Path, title: str = "") -> Path:
+    plt = _plt()
+    what = f"{rec['directions']} directions, step {rec['step']}"
+    if rec["dims"] == 1:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        _draw_1d(ax, rec)
+        ax.set_title(f"{title}: loss along a line ({what})", fontsize=9)
+    else:
+        fig = plt.figure(figsize=(12, 5))
+        ax = fig.add_subplot(1, 2, 1)
+        cs = _draw_contour(ax, rec)
+        fig.colorbar(cs, ax=ax, label="loss (log scale)")
+        ax.set_title("contours", fontsize=9)
+        ax3 = fig.add_subplot(1, 2, 2, projection="3d")
+        _draw_surface(ax3, rec)
+        ax3.set_title("surface", fontsize=9)
+        fig.suptitle(f"{title}: loss on a plane ({what})", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_compare(recs: list[dict], labels: list[str], path: Path) -> Path:
+    """Several runs side by side: 1-D curves overlaid (and each in its own panel); 2-D contours on a shared
+    log scale with the 3-D surfaces under them."""
+    plt = _plt()
+    n = len(recs)
+    what = f"{recs[0]['directions']} directions"
+    if recs[0]["dims"] == 1:
+        fig, axes = plt.subplots(1, n + 1, figsize=(4.2 * (n + 1), 3.8), squeeze=False)
+        colors = plt.get_cmap("tab10").colors
+        for i, (r, lab) in enumerate(zip(recs, labels)):
+            _draw_1d(axes[0, 0], r, lab, colors[i % 10])
+            _draw_1d(axes[0, i + 1], r, lab, colors[i % 10])
+            axes[0, i + 1].set_title(f"{lab} (step {r['step']})", fontsize=9)
+        axes[0, 0].legend(fontsize=8)
+        axes[0, 0].set_title("all runs", fontsize=9)
+    else:
+        allz = np.concatenate([np.asarray(r["loss"], dtype=float).ravel() for r in recs])
+        allz = allz[np.isfinite(allz) & (allz > 0)]
+        levels = _levels(allz, float(allz.min()), float(allz.max()))
+        zlim = (math.log10(levels[0]), math.log10(levels[-1]))
+        fig = plt.figure(figsize=(5.2 * n, 9))
+        for i, (r, lab) in enumerate(zip(recs, labels)):
+            ax = fig.add_subplot(2, n, i + 1)
+            cs = _draw_contour(ax, r, levels)
+            ax.set_title(f"{lab} (step {r['step']}, loss at center {r['center_loss']:.3g})", fontsize=9)
+            ax3 = fig.add_subplot(2, n, n + i + 1, projection="3d")
+            _draw_surface(ax3, r, zlim)
+        fig.colorbar(cs, ax=fig.axes[: 2 * n : 2], label="loss (log scale, shared)", shrink=0.6)
+    fig.suptitle(f"loss landscapes compared ({what}; the same batches and direction seed for every run)", fontsize=10)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare(run_dirs: list[Path], out: Path | None = None, **kw) -> tuple[list[dict], Path]:
+    recs = [landscape(r, **kw) for r in run_dirs]
+    labels = [Path(r).name for r in run_dirs]
+    out = Path(out) if out else Path(run_dirs[0]) / f"landscape_compare_{recs[0]['directions']}_{recs[0]['dims']}d.png"
+    return recs, plot_compare(recs, labels, out)
+
+
+def read(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

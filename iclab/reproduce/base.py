@@ -1,0 +1,120 @@
+"""What a reproduction entry is: a claim of a paper or seed, the configs that test it, and a check.
+
+An `Entry` names its configs per scale (paths under the repository's `configs/`, each with a label),
+how many seeds it runs by default, and two functions of the finished runs: `check` turns them into a
+`Verdict` (PASS or FAIL with the numbers the claim is about) and `figure` draws the paper's figure.
+`evaluate` (optional) adds evaluations a run needs beyond the one done after training (another prompt
+length, the shifts, the loop sweep); it is called once per run and its outputs are files in the run, so
+a second `iclab reproduce` reuses them.
+
+A `Planned` entry is a claim whose capability another issue builds: `iclab reproduce --list` shows it as
+not built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from iclab.config import Config
+
+
+@dataclass
+class Run:
+    label: str
+    seed: int
+    dir: Path
+    cfg: Config
+
+    def json(self, name: str) -> dict:
+        return json.loads((self.dir / name).read_text())
+
+    @property
+    def eval(self) -> dict:
+        return self.json("eval.json")
+
+    def metrics(self) -> list[dict]:
+        return [json.loads(ln) for ln in (self.dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+
+
+Runs = dict[str, list[Run]]  # label -> one run per seed
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    summary: str  # one line: the numbers the criterion is about
+    numbers: dict = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)  # further lines (per-seed values, spreads)
+
+
+@dataclass
+class Entry:
+    name: str
+    source: str
+    claim: str
+    criterion: str
+    configs: dict[str, dict[str, str]]  # scale -> {label: config path relative to the repository root}
+    check: Callable[[Runs], Verdict]
+    figure: Callable[[Runs, Path], None]
+    seeds: dict[str, int] = field(default_factory=lambda: {"tiny": 5, "full": 3})
+    minutes: dict[str, float] = field(default_factory=dict)  # expected wall time per scale (2 CPU cores / 1 GPU)
+    overrides: dict[str, list[str]] = field(default_factory=dict)  # scale -> extra `key=value` for every config
+    evaluate: Callable[[Run], None] | None = None
+    built: bool = True
+
+
+@dataclass
+class Planned:
+    """A headline result whose capability is built by another issue."""
+
+    name: str
+    source: str
+    claim: str
+    issue: str
+    built: bool = False
+
+
+# --- small helpers the checks share ---------------------------------------------------------------------
+def at(curve: dict, k: int) -> float:
+    """The mean error at k in-context examples of an eval.json curve."""
+    return float(curve["mean"][k])
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (0 for one value)."""
+    from iclab.compare import t_interval
+
+    vals = [float(v) for v in values]
+    return statistics.fmean(vals), t_interval(vals)
+
+
+def fmt_ci(values: list[float], digits: int = 3) -> str:
+    m, h = mean_ci(values)
+    return f"{m:.{digits}f} +- {h:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def per_seed(values: list[float], digits: int = 3) -> str:
+    return "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"
+
+
+def k2d(ev: dict) -> int:
+    """k = 2d, or the last position when the prompt is shorter."""
+    return min(2 * ev["n_dims"], ev["n_points"] - 1)
+
+
+def mean_curve(evs: list[dict], key: str | None = None) -> list[float]:
+    """Mean over seeds of the model's (key=None) or a baseline's error curve; None where a baseline is absent."""
+    curves = [ev["model"]["mean"] if key is None else ev["baselines"][key]["mean"] for ev in evs]
+    out = []
+    for vals in zip(*curves):
+        out.append(None if any(v is None for v in vals) else statistics.fmean(vals))
+    return out
+
+
+def finite(x: float) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,61 @@
+"""Figures of the reproduction entries: curves averaged over seeds with a 95% band across seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from iclab.evaluation.plots import baseline_style, run_color  # noqa: E402
+from iclab.reproduce.base import Run, mean_ci  # noqa: E402
+
+
+def seed_band(ax, xs, curves: list[list[float]], label: str, color: str, **kw) -> None:
+    """Mean over seeds, a band of the 95% t-interval of the mean, and each seed as a thin line."""
+    stats = [mean_ci([c[i] for c in curves]) for i in range(len(xs))]
+    m = [s[0] for s in stats]
+    h = [s[1] for s in stats]
+    ax.plot(xs, m, color=color, lw=2, label=f"{label} (mean of {len(curves)} seeds)" if len(curves) > 1 else label, **kw)
+    if len(curves) > 1:
+        ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], color=color, alpha=0.2, lw=0)
+        for c in curves:
+            ax.plot(xs, c, color=color, lw=0.6, alpha=0.45)
+
+
+def error_vs_examples(ax, groups: dict[str, list[dict]], baselines: list[str], title: str, mark_k: int | None = None,
+                      ylim: float | None = 1.5) -> None:
+    """groups: label -> eval.json records (one per seed). Baselines are drawn from the first group's records."""
+    for i, (label, evs) in enumerate(groups.items()):
+        xs = list(range(len(evs[0]["model"]["mean"])))
+        seed_band(ax, xs, [ev["model"]["mean"] for ev in evs], label, run_color(i))
+    first = next(iter(groups.values()))
+    for b in baselines:
+        if b not in first[0]["baselines"]:
+            continue
+        name, color, ls = baseline_style(b)
+        curve = first[0]["baselines"][b]["mean"]
+        xs = [k for k, v in enumerate(curve) if v is not None]
+        vals = [sum(ev["baselines"][b]["mean"][k] for ev in first) / len(first) for k in xs]
+        ax.plot(xs, vals, color=color, ls=ls or "--", lw=1.5, label=name)
+    if mark_k is not None:
+        ax.axvline(mark_k, color="0.6", ls=":", lw=1)
+    ax.set_xlabel("in-context examples k")
+    ax.set_ylabel("normalized squared error")
+    if ylim is not None:
+        ax.set_ylim(0, ylim)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evals(runs: list[Run], name: str = "eval.json") -> list[dict]:
+    return [r.json(name) for r in runs]

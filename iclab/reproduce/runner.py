@@ -1,0 +1,140 @@
+"""Run a reproduction entry: train (or reuse) its runs, evaluate, check, draw, write the result and a report.
+
+Runs live in OUT/runs/<config stem>-<digest>/seed<s>, the digest taken over the whole config except the
+seed and the settings that do not change results (threads, progress bar, TensorBoard), so entries that
+share a config share its runs, a finished run is reused, an interrupted one resumed, and a config edited
+since gets new runs instead of stale ones. Each entry writes OUT/<name>/<scale>/result.json, figure.png
+and report.html.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import iclab
+from iclab.config import Config, load_config
+from iclab.files import write_json
+from iclab.registry import REPRODUCTIONS
+from iclab.reproduce.base import Entry, Planned, Run, Verdict
+
+
+class ReproduceError(ValueError):
+    pass
+
+
+REPO = Path(iclab.__file__).resolve().parents[1]
+_VOLATILE = {("training", "threads"), ("logging", "progress"), ("logging", "tensorboard")}
+
+
+def config_path(rel: str) -> Path:
+    path = REPO / rel
+    if not path.is_file():
+        raise ReproduceError(f"{path} not found: `iclab reproduce` reads the configs of the repository it is installed "
+                             "from (pip install -e .)")
+    return path
+
+
+def config_digest(cfg: Config) -> str:
+    data = cfg.model_dump(mode="json")
+    data.pop("seed")
+    for section, key in _VOLATILE:
+        data[section].pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def entries() -> list[Entry | Planned]:
+    return [REPRODUCTIONS.get(n) for n in REPRODUCTIONS.names()]
+
+
+def get_entry(name: str) -> Entry:
+    entry = REPRODUCTIONS.get(name)
+    if not entry.built:
+        raise ReproduceError(f"reproduction '{name}' is not built yet ({entry.issue}); see `iclab reproduce --list`")
+    return entry
+
+
+def plan(entry: Entry, scale: str, seeds: int | None, out: Path, overrides: list[str] | None = None) -> dict[str, list[Run]]:
+    """The runs of an entry at a scale: label -> [Run per seed] (nothing is trained)."""
+    if scale not in entry.configs:
+        raise ReproduceError(f"reproduction '{entry.name}' has no '{scale}' scale; it has: {', '.join(entry.configs)}")
+    n = seeds if seeds is not None else entry.seeds.get(scale, 1)
+    if n < 1:
+        raise ReproduceError(f"--seeds {n}: give at least 1")
+    runs: dict[str, list[Run]] = {}
+    for label, rel in entry.configs[scale].items():
+        path = config_path(rel)
+        runs[label] = []
+        for s in range(n):
+            cfg = load_config(path, [f"seed={s}", *entry.overrides.get(scale, []), *(overrides or [])])
+            run_dir = Path(out) / "runs" / f"{path.stem}-{config_digest(cfg)}" / f"seed{s}"
+            runs[label].append(Run(label, s, run_dir, cfg))
+    return runs
+
+
+def _wall(run: Run) -> float:
+    t = run.dir / "timing.json"
+    return json.loads(t.read_text()).get("wall_s", 0.0) if t.is_file() else 0.0
+
+
+def reproduce(name: str, scale: str = "tiny", seeds: int | None = None, out: Path = Path("runs/reproduce"),
+              overrides: list[str] | None = None, workers: int = 1, report: bool = True, log=print) -> dict:
+    from iclab.compare import run_one
+
+    entry = get_entry(name)
+    out = Path(out)
+    runs = plan(entry, scale, seeds, out, overrides)
+    flat = [r for rs in runs.values() for r in rs]
+    log(f"{entry.name} ({entry.source}), scale {scale}: {len(runs)} config(s) x {len(flat) // len(runs)} seed(s)")
+    t0 = time.perf_counter()
+    _train_all(flat, workers, log)
+    for r in flat:
+        if entry.evaluate is not None:
+            entry.evaluate(r)
+    verdict: Verdict = entry.check(runs)
+    dest = out / entry.name / scale
+    dest.mkdir(parents=True, exist_ok=True)
+    entry.figure(runs, dest / "figure.png")
+    result = {
+        "name": entry.name, "source": entry.source, "claim": entry.claim, "criterion": entry.criterion,
+        "scale": scale, "seeds": len(flat) // len(runs), "passed": verdict.passed, "summary": verdict.summary,
+        "numbers": verdict.numbers, "details": verdict.details,
+        "train_wall_s": round(sum(_wall(r) for r in flat), 1),  # the runs' own training + evaluation time
+        "this_call_s": round(time.perf_counter() - t0, 1),
+        "runs": {label: [str(r.dir) for r in rs] for label, rs in runs.items()},
+    }
+    write_json(dest / "result.json", result)
+    if report:
+        from iclab.report import write_report
+
+        write_report([dest] + sorted({r.dir.parent for r in flat}), dest / "report.html",
+                     title=f"iclab reproduce {entry.name} ({scale})")
+    log(f"{'PASS' if verdict.passed else 'FAIL'} {entry.name}: {verdict.summary}")
+    for line in verdict.details:
+        log(f"  {line}")
+    return result
+
+
+def _train_all(runs: list[Run], workers: int, log) -> None:
+    from iclab.compare import _done, run_one
+
+    todo = [r for r in runs if not _done(r.dir)]
+    for r in runs:
+        if _done(r.dir):
+            log(f"  {r.dir}: finished, reused")
+    if not todo:
+        return
+    if workers > 1:
+        try:
+            from iclab.sweep import run_many
+        except ImportError:
+            run_many = None
+        if run_many is not None:
+            run_many([(r.cfg, r.dir) for r in todo], workers=workers)
+            return
+    for r in todo:
+        cfg = r.cfg.model_copy(deep=True)
+        cfg.logging.progress = False
+        run_one(cfg, r.dir, log=log)

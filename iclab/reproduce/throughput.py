@@ -1,0 +1,39 @@
+"""Training steps per second of several configs, timed back to back in one process (rounds interleave
+the configs, so a change in the machine's load hits them alike). Used where a claim is about speed."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+import torch
+
+from iclab.config import Config
+
+
+def steps_per_s(cfgs: list[Config], steps: int = 5, rounds: int = 3, warmup: int = 2, threads: int = 1) -> list[float]:
+    """Median steps/s of each config at its last training step's curriculum (full dims, points, loops)."""
+    from iclab.training.trainer import Trainer
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        trainers = []
+        for cfg in cfgs:
+            t = Trainer(cfg, tempfile.mkdtemp(prefix="iclab-throughput-"))
+            trainers.append(t)
+            for _ in range(warmup):
+                t.train_step(cfg.training.steps - 1)
+        rates = [[] for _ in trainers]
+        for _ in range(rounds):
+            for i, t in enumerate(trainers):
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    t.train_step(t.cfg.training.steps - 1)
+                if t.device.type == "cuda":
+                    torch.cuda.synchronize(t.device)
+                rates[i].append(steps / (time.perf_counter() - t0))
+        return [statistics.median(r) for r in rates]
+    finally:
+        torch.set_num_threads(old)

@@ -1,0 +1,221 @@
+"""A sweep's table: per grid point, each final metric as mean +- 95% CI over seeds (Student's t, as
+`iclab compare`), and the time to a target when one is named.
+
+Final metrics of a run: the workload's headline number from eval.json (regression: the error at k = 2d;
+language model: validation bits; ...) and every numeric key of the last metrics.jsonl record except the
+step, lr, steps_per_s and curriculum values (loss, and e.g. val/loss or heldout/accuracy), plus the
+training wall time (timing.json) and the median steps/s. Time to target (`--target loss<=0.1`): the first
+logged step whose metric is at or past the value, and the training wall-clock to that step (the logged
+`train_seconds`, time in training steps only; for runs without it, summed from the logged steps/s); a seed that never reaches it counts as not reached (the table says k/n reached, and the
+mean is over those that did).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+
+from iclab.compare import t_interval
+
+_SKIP = {"step", "lr", "steps_per_s", "skipped"}
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    recs = []
+    for ln in path.read_text().splitlines():
+        try:
+            recs.append(json.loads(ln))
+        except json.JSONDecodeError:  # a line cut short by a crash
+            continue
+    return recs
+
+
+def time_to_target(recs: list[dict], target: tuple[str, str, float]) -> dict | None:
+    """{"step", "seconds"} of the first record meeting `target`, None if none does."""
+    key, op, value = target
+    t = 0.0
+    prev = 0
+    for r in recs:
+        t += (r["step"] - prev) / max(r.get("steps_per_s", 0.0), 1e-9)
+        prev = r["step"]
+        v = r.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v) and (v <= value if op == "<=" else v >= value):
+            return {"step": r["step"], "seconds": float(r.get("train_seconds", t))}
+    return None
+
+
+def run_summary(run_dir: Path, workload=None, target=None) -> dict:
+    """The final metrics of one finished run."""
+    run_dir = Path(run_dir)
+    out: dict = {}
+    recs = read_metrics(run_dir)
+    if recs:
+        for k, v in recs[-1].items():
+            if k not in _SKIP and not k.startswith("curriculum/") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = float(v)
+        out["steps_per_s"] = statistics.median(r["steps_per_s"] for r in recs if "steps_per_s" in r)
+    ev_path = run_dir / "eval.json"
+    if workload is not None and ev_path.is_file():
+        name, value, _ = workload.headline(json.loads(ev_path.read_text()))
+        out[f"eval: {name}"] = float(value)
+    try:
+        out["wall_s"] = float(json.loads((run_dir / "timing.json").read_text())["wall_s"])
+    except (OSError, ValueError, KeyError):
+        pass
+    if target is not None:
+        out["target"] = time_to_target(recs, target)
+    return out
+
+
+def aggregate(points: list[dict], target=None) -> list[dict]:
+    """points: [{"name", "values": {key: value}, "runs": {seed: summary or None}}] -> table rows:
+    {"name", "values", "n_done", "n_runs", "metrics": {metric: {"mean", "ci95", "values"}}, "target": {...}}"""
+    rows = []
+    for p in points:
+        done = {s: r for s, r in p["runs"].items() if r is not None}
+        keys: list[str] = []
+        for r in done.values():
+            keys += [k for k in r if k != "target" and k not in keys]
+        metrics = {}
+        for k in keys:
+            vals = [r[k] for r in done.values() if k in r]
+            if vals:
+                metrics[k] = {"mean": statistics.fmean(vals), "ci95": t_interval(vals), "values": vals}
+        row = {"name": p["name"], "values": p["values"], "n_done": len(done), "n_runs": len(p["runs"]),
+               "seeds": sorted(done), "metrics": metrics}
+        if target is not None:
+            hits = [r["target"] for r in done.values() if r.get("target")]
+            row["target"] = {"reached": len(hits), "of": len(done),
+                             **{k: ({"mean": statistics.fmean(h[k] for h in hits), "ci95": t_interval([h[k] for h in hits]),
+                                     "values": [h[k] for h in hits]} if hits else None) for k in ("step", "seconds")}}
+        rows.append(row)
+    return rows
+
+
+def _pm(m: dict | None, digits: int = 4) -> str:
+    if m is None:
+        return "-"
+    return f"{m['mean']:.{digits}g} +- {m['ci95']:.2g}"
+
+
+def metric_names(rows: list[dict]) -> list[str]:
+    names: list[str] = []
+    for r in rows:
+        names += [k for k in r["metrics"] if k not in names]
+    first = [k for k in names if k.startswith("eval: ")] + [k for k in ("loss",) if k in names]
+    last = [k for k in ("steps_per_s", "wall_s") if k in names]
+    return first + [k for k in names if k not in first and k not in last] + last
+
+
+def table(rows: list[dict], target=None) -> str:
+    names = metric_names(rows)
+    head = ["point", "seeds done"] + names + ([f"step to {''.join(map(str, target))}", "seconds to target"] if target else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], f"{r['n_done']}/{r['n_runs']}"] + [_pm(r["metrics"].get(k)) for k in names]
+        if target:
+            t = r["target"]
+            cells += [f"{_pm(t['step'], 5)} ({t['reached']}/{t['of']} reached)", _pm(t["seconds"], 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict], target=None) -> str:
+    names = metric_names(rows)
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r["values"] if k not in keys]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = ["point", *keys, "n_done", "n_runs"] + [f"{n}{s}" for n in names for s in ("_mean", "_ci95")]
+    if target:
+        head += ["target_reached", "target_step_mean", "target_step_ci95", "target_seconds_mean", "target_seconds_ci95"]
+    w.writerow(head)
+    for r in rows:
+        cells = [r["name"], *[json.dumps(r["values"].get(k)) for k in keys], r["n_done"], r["n_runs"]]
+        for n in names:
+            m = r["metrics"].get(n)
+            cells += [m["mean"], m["ci95"]] if m else ["", ""]
+        if target:
+            t = r["target"]
+            cells += [t["reached"]] + [x for k in ("step", "seconds") for x in ((t[k]["mean"], t[k]["ci95"]) if t[k] else ("", ""))]
+        w.writerow(cells)
+    return buf.getvalue()
+
+
+def plot(rows: list[dict], curves: dict[str, list[list[tuple[int, float]]]], out: Path, target=None) -> None:
+    """Left: the headline metric per point (mean +- 95% CI, dots: seeds); x = the first grid key when it is
+    numeric (log axis when its values span 3x or more), one line per value of the other keys. Right: the
+    training loss vs step, mean over seeds, per point. With a target: the steps to it per point."""
+    from iclab.evaluation.plots import plt, run_color
+
+    names = metric_names(rows)
+    main = names[0] if names else None
+    n_panels = 2 + (target is not None)
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2))
+    ax = axes[0]
+    keys = list(rows[0]["values"]) if rows else []
+    numeric = bool(keys) and all(isinstance(r["values"][keys[0]], (int, float)) and not isinstance(r["values"][keys[0]], bool)
+                                 for r in rows)
+    if main:
+        groups: dict[str, list[dict]] = {}
+        for r in rows:
+            label = ", ".join(f"{k}={r['values'][k]}" for k in keys[1:]) if numeric else ""
+            groups.setdefault(label, []).append(r)
+        for gi, (label, rs) in enumerate(groups.items()):
+            rs = [r for r in rs if main in r["metrics"]]
+            if not rs:
+                continue
+            xs = [r["values"][keys[0]] for r in rs] if numeric else [rows.index(r) for r in rs]
+            ms = [r["metrics"][main] for r in rs]
+            ax.errorbar(xs, [m["mean"] for m in ms], yerr=[m["ci95"] for m in ms], fmt="o-" if numeric else "o",
+                        color=run_color(gi), capsize=4, label=label or None)
+            for x, m in zip(xs, ms):
+                ax.scatter([x] * len(m["values"]), m["values"], color=run_color(gi), alpha=0.35, s=12)
+        if numeric:
+            vals = sorted({r["values"][keys[0]] for r in rows})
+            if min(vals) > 0 and max(vals) / min(vals) >= 3:
+                ax.set_xscale("log")
+                ax.minorticks_off()
+            ax.set_xticks(vals, [f"{v:g}" for v in vals])
+            ax.set_xlabel(keys[0])
+            if len(groups) > 1:
+                ax.legend(fontsize=7)
+        else:
+            ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
+        ax.set(ylabel=main.removeprefix("eval: "), title="mean +- 95% CI over seeds (dots: seeds)")
+        ax.grid(alpha=0.3)
+    ax = axes[1]
+    for i, r in enumerate(rows):
+        runs = curves.get(r["name"], [])
+        if not runs:
+            continue
+        by_step = [dict(c) for c in runs]
+        steps = sorted(set.intersection(*(set(c) for c in by_step)))
+        ax.plot(steps, [statistics.fmean(c[s] for c in by_step) for s in steps], color=run_color(i), label=r["name"])
+    ax.set(xlabel="training step", ylabel="training loss (mean over seeds)", yscale="log")
+    if rows:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    if target is not None:
+        ax = axes[2]
+        for i, r in enumerate(rows):
+            t = r["target"]
+            if t["step"]:
+                ax.errorbar([i], [t["step"]["mean"]], yerr=[t["step"]["ci95"]], fmt="o", color=run_color(i), capsize=4)
+                ax.scatter([i] * len(t["step"]["values"]), t["step"]["values"], color=run_color(i), alpha=0.35, s=12)
+            ax.annotate(f"{t['reached']}/{t['of']}", (i, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                        fontsize=7)
+        ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
+        ax.set(ylabel="steps to target", title=f"first logged step with {''.join(map(str, target))} (k/n reached)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

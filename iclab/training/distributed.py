@@ -1,0 +1,280 @@
+"""Data-parallel training: the process group, ranks, the `--nproc` launcher, FSDP2 wrapping.
+
+One large run uses torch's own engines, nothing of iclab's:
+
+    torchrun --nproc_per_node N -m iclab train CFG.yaml [key=value ...]     # or: iclab train CFG.yaml --nproc N
+    torchrun --nnodes M --nproc_per_node N --rdzv_backend c10d --rdzv_endpoint HOST:PORT -m iclab train CFG.yaml
+
+Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK in the environment) the trainer joins the process group on
+first use: NCCL when training on CUDA (each rank on cuda:LOCAL_RANK), gloo on the CPU. How the pieces fit:
+
+- The global batch is the config's `training.batch_size`; every rank builds the global batch of step s
+  from (seed, s) and keeps its own contiguous 1/world of it (`Workload.shard`), so the data of step s on
+  rank r is a pure function of (seed, s, r) and 2 ranks x B/2 train exactly as 1 process x B (up to
+  floating-point order). A batch whose rows do not divide by the world size is an error. Sequence
+  workloads whose loss is a mean over counted (non-ignored) tokens divide each rank's sum by the global
+  count, so unequal counts per rank still give the global mean (see `SequenceWorkload.shard`).
+- The model is wrapped in DistributedDataParallel (gradients averaged over ranks); `training.threads`
+  still sets each rank's CPU threads. With FSDP2 (`ICLAB_FSDP=1`, CUDA only) the blocks and the root are
+  `fully_shard`-ed instead.
+- Rank 0 alone writes metrics, TensorBoard, checkpoints, the final weights and the evaluation; every rank
+  loads the checkpoint on resume. The logged loss is the mean over ranks (one all-reduce per log or
+  checkpoint step, none in the other steps). Ctrl-C / SIGTERM are agreed on at the next log or checkpoint
+  step, where a checkpoint is saved and every rank stops.
+- A rank that dies makes torchrun stop the others (its agent tears the group down); the survivors' failed
+  collectives become `TrainingError: data-parallel rank failed ...`, and the checkpoints, written atomically
+  by rank 0, stay as they were: resume with `--resume RUN_DIR` (same or another number of processes).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+ENV_TIMEOUT = "ICLAB_DIST_TIMEOUT_S"  # seconds a collective may wait for a missing rank (default 600)
+
+
+class DistributedError(RuntimeError):
+    """Data-parallel set-up or a collective failed; the message says which rank and what to do."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """The device of this rank: cuda:LOCAL_RANK when training on CUDA, else `device`."""
+        if self.parallel and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    # --- collectives (no-ops in a single process) -----------------------------------------------------------
+    def barrier(self) -> None:
+        if self.parallel:
+            with collective("barrier"):
+                dist.barrier()
+
+    def window(self, loss_sum: torch.Tensor, stop: bool) -> tuple[torch.Tensor, bool]:
+        """At a log/checkpoint step: the window's loss sum averaged over ranks, and whether any rank was
+        interrupted (one all-reduce)."""
+        if not self.parallel:
+            return loss_sum, stop
+        buf = torch.stack([loss_sum.detach().double(), torch.full((), float(stop), dtype=torch.float64,
+                                                                    device=loss_sum.device)])
+        with collective("all_reduce"):
+            dist.all_reduce(buf)
+        return (buf[0] / self.world).to(loss_sum.dtype), bool(buf[1] > 0)
+
+    def same(self, value: int, what: str) -> None:
+        """Check that every rank holds the same integer (e.g. the step it resumed from)."""
+        if not self.parallel:
+            return
+        t = torch.tensor([value, -value], dtype=torch.float64, device=_coll_device(self))
+        with collective("all_reduce"):
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if int(t[0]) != value or int(-t[1]) != value:
+            raise DistributedError(f"the ranks disagree on {what} (rank {self.rank}: {value}, range "
+                                   f"{int(-t[1])}..{int(t[0])}); are all ranks reading the same run directory?")
+
+
+def _coll_device(d: Dist) -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if d.backend == "nccl" else torch.device("cpu")
+
+
+class collective:
+    """Turns a collective that failed because another rank died into one clear DistributedError."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        if exc is None or not isinstance(exc, RuntimeError) or isinstance(exc, DistributedError):
+            return False
+        raise DistributedError(rank_failed_message(f"{self.what}: {exc}")) from None
+
+
+_PEER_LOST = ("connection closed", "connection reset", "broken pipe", "timed out", "timeout", "gloo", "nccl",
+              "socket", "peer", "transport")
+
+
+def lost_peer(e: BaseException) -> bool:
+    """Whether an error raised in a training step is a failed collective (another rank gone)."""
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    msg = str(e).lower()
+    return any(k in msg for k in _PEER_LOST)
+
+
+def rank_failed_message(detail) -> str:
+    detail = " ".join(str(detail).split())[:200]
+    d = current()
+    return (f"data-parallel rank failed: rank {d.rank} of {d.world} lost its peers ({detail}); another rank "
+            "probably died (see torchrun's report for which and why). Checkpoints are written atomically by rank 0: "
+            "the latest one is intact; continue with --resume RUN_DIR")
+
+
+def in_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+_STATE: Dist | None = None
+
+
+def current(device: torch.device | None = None) -> Dist:
+    """This process's place in the data-parallel group, joining it on first use under torchrun
+    (`device` decides the backend: nccl for CUDA, gloo otherwise)."""
+    global _STATE
+    if _STATE is not None:
+        return _STATE
+    if not in_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
+        _STATE = Dist()
+        return _STATE
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        timeout = datetime.timedelta(seconds=float(os.environ.get(ENV_TIMEOUT, 600)))
+        try:
+            dist.init_process_group(backend, timeout=timeout,
+                                    **({"device_id": torch.device("cuda", local)} if backend == "nccl" else {}))
+        except (RuntimeError, ValueError) as e:
+            raise DistributedError(f"cannot join the data-parallel group (rank {rank} of {world}, {backend}): "
+                                   f"{' '.join(str(e).split())[:300]}") from None
+    _STATE = Dist(rank, world, local, backend)
+    return _STATE
+
+
+def shutdown() -> None:
+    global _STATE
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _STATE = None
+
+
+def shard_batch(batch, rank: int, world: int):
+    """Rank `rank`'s contiguous 1/world of a batch: a tensor, or a tuple/list of batch-first tensors."""
+    if isinstance(batch, torch.Tensor):
+        rows = batch.shape[0]
+        if rows % world:
+            raise DistributedError(f"training.batch_size: this step's batch has {rows} rows, which do not divide "
+                                   f"over {world} data-parallel ranks; choose a batch size divisible by {world}")
+        n = rows // world
+        return batch[rank * n:(rank + 1) * n]
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(shard_batch(b, rank, world) for b in batch)
+    raise DistributedError(f"cannot split a batch of type {type(batch).__name__} over ranks; the workload must "
+                           "override Workload.shard")
+
+
+def wrap(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module:
+    """The module the step calls: DDP around `model` (or FSDP2 with ICLAB_FSDP=1), `model` itself alone."""
+    if not d.parallel:
+        return model
+    if os.environ.get("ICLAB_FSDP") == "1":
+        return fsdp(model, device)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    with collective("broadcast of the initial weights"):
+        return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def fsdp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """FSDP2: every block, then the root, `fully_shard`-ed (parameters become DTensors sharded over ranks).
+    CUDA only, and untested in this repository (no GPU in CI): checkpoints gather full state dicts."""
+    if device.type != "cuda":
+        raise DistributedError("ICLAB_FSDP=1 (FSDP2) is for CUDA training; on the CPU use plain data parallelism")
+    from torch.distributed.fsdp import fully_shard
+
+    for block in getattr(model, "blocks", []):
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """`iclab train ... --nproc N`: run `python -m iclab <argv>` under torch.distributed.run on this machine
+    (a standalone rendezvous); returns the exit code (0, or 1 with a one-line report of the failed rank)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args(["--standalone", "--nnodes", "1", "--nproc_per_node", str(nproc),
+                                         "--module", "iclab", *argv])
+    try:
+        run(args)
+    except ChildFailedError as e:
+        first = min(e.failures.items(), key=lambda kv: kv[1].timestamp) if e.failures else None
+        if first is not None:
+            rank, f = first
+            why = f"exit code {f.exitcode}" if f.exitcode >= 0 else f"signal {-f.exitcode}"
+            sys.stderr.write(f"error: data-parallel rank {rank} failed first ({why}); the other ranks were stopped. "
+                             "The latest checkpoint is intact: continue with iclab train --resume RUN_DIR "
+                             f"--nproc {nproc}\n")
+        return 1
+    return 0
+
+
+class NoWriter:
+    """The metrics writer of ranks other than 0."""
+
+    def log(self, rec: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def env_rank() -> int:
+    """This process's rank from torchrun's environment (0 outside torchrun), without joining the group."""
+    return int(os.environ.get("RANK", 0)) if in_torchrun() else 0
+
+
+def check_batch(cfg, world: int, run_dir=None, resume: bool = False) -> None:
+    """training.batch_size must divide over the ranks (`cfg` None with resume: read the run's config)."""
+    if cfg is None and resume and run_dir is not None:
+        from iclab.runs import load_run_config
+
+        cfg = load_run_config(run_dir)
+    if cfg is not None and world > 1 and cfg.training.batch_size % world:
+        raise DistributedError(f"training.batch_size={cfg.training.batch_size} does not divide over {world} data-parallel "
+                               f"processes: the global batch is split evenly; choose a multiple of {world}")
+
+
+def train_rank(cfg, run_dir, resume: bool, overwrite: bool) -> None:
+    """A rank other than 0: the same checks as rank 0, then train (no files written)."""
+    from pathlib import Path
+
+    from iclab.runs import prepare_run_dir
+    from iclab.training.trainer import Trainer
+
+    cfg = prepare_run_dir(Path(run_dir), cfg, resume, overwrite)
+    Trainer(cfg, Path(run_dir), resume=resume).run()
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of torch's global RNG (dropout) for `step` on `rank`: each rank draws its own masks, and a
+    resumed run draws the same ones as an uninterrupted run (with dropout, 2 ranks x B/2 equal 1 x B in
+    distribution, not bit for bit: the masks of a row depend on the rank that holds it)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, step, rank, 0x5EED]).generate_state(1, dtype=np.uint64)[0] >> 1)

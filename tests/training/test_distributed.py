@@ -1,0 +1,146 @@
+"""Data-parallel training on the CPU (gloo): 2 ranks x B/2 train as 1 process x B; resume of a 2-process
+run matches the uninterrupted one; a rank killed mid-run stops the run with one clear message and leaves
+the checkpoints intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from _faultkit import REPO, write_yaml
+from iclab.cli import app
+from iclab.config import validate
+from iclab.runs import train_run
+from iclab.training import checkpoint as ck
+from iclab.training.distributed import shard_batch
+from iclab.workloads.sequence.base import IGNORE, sequence_loss
+
+
+def _cfg(steps=20, **training):
+    return {"seed": 1, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+            "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
+            "training": {"steps": steps, "batch_size": 8, "lr": 3e-3, "device": "cpu", "threads": 1,
+                         "optimizer": {"name": "adamw"}, **training},
+            "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
+            "logging": {"log_every": 5, "ckpt_every": 10, "keep_last": 50, "tensorboard": False, "progress": False}}
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return ck.load_weights(run / "model.safetensors")
+
+
+def _launch(args: list[str], cwd: Path, tag: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "ICLAB_TEST_TAG": tag or uuid.uuid4().hex, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "iclab", "train", *args, "--nproc", "2"], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _rank_pid(tag: str, rank: int) -> int | None:
+    """The pid of the worker with RANK=rank among the processes started with ICLAB_TEST_TAG=tag."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            env = dict(kv.split("=", 1) for kv in (d / "environ").read_text().split("\0") if "=" in kv)
+        except OSError:
+            continue
+        if env.get("ICLAB_TEST_TAG") == tag and env.get("RANK") == str(rank) and "TORCHELASTIC_RUN_ID" in env:
+            return int(d.name)
+    return None
+
+
+def test_shard_splits_rows_and_refuses_an_uneven_batch():
+    x, y = torch.arange(8).reshape(4, 2), torch.arange(4)
+    a, b = shard_batch((x, y), 0, 2), shard_batch((x, y), 1, 2)
+    assert torch.equal(torch.cat([a[0], b[0]]), x) and torch.equal(torch.cat([a[1], b[1]]), y)
+    with pytest.raises(Exception, match="do not divide over 3"):
+        shard_batch((x, y), 0, 3)
+
+
+def test_sequence_shards_average_to_the_global_token_mean():
+    """Rows with unequal numbers of counted tokens: each rank divides by the global count / world, so the
+    mean over ranks (what DDP averages) is the global batch's mean, for every loop iteration's suffix."""
+    from iclab.workloads.sequence.base import SequenceWorkload
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 6, 5, generator=g)
+    targets = torch.randint(0, 5, (4, 6), generator=g)
+    targets[0, :5] = IGNORE  # row 0 counts 1 token, the others 6 (ranks: 7 vs 12 tokens)
+    targets[2, 1] = IGNORE
+    whole = sequence_loss([logits, logits[:, 2:]], targets)
+    ranks = []
+    for r in range(2):
+        inputs, t, counts = SequenceWorkload.shard(SequenceWorkload.__new__(SequenceWorkload), (logits, targets), r, 2)
+        ranks.append(sequence_loss([inputs, inputs[:, 2:]], t, counts))
+    assert torch.allclose((ranks[0] + ranks[1]) / 2, whole, atol=1e-6)
+    naive = (sequence_loss([logits[:2], logits[:2, 2:]], targets[:2]) + sequence_loss([logits[2:], logits[2:, 2:]], targets[2:])) / 2
+    assert not torch.allclose(naive, whole, atol=1e-3)  # the per-rank means would not
+
+
+def test_nproc_refuses_a_batch_that_does_not_divide(tmp_path):
+    cfg = write_yaml(tmp_path / "c.yaml", _cfg(batch_size=7))
+    r = CliRunner().invoke(app, ["train", str(cfg), "--out", str(tmp_path / "r"), "--nproc", "2"])
+    assert r.exit_code == 2 and "training.batch_size=7 does not divide over 2" in r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
+    steps = 300
+    d = _cfg(steps=steps)
+    d["logging"].update(log_every=10, ckpt_every=50)
+    cfg_path = write_yaml(tmp_path / "c.yaml", d)
+    # 1 process x batch 8, in this process
+    one = tmp_path / "one"
+    train_run(validate(d), one, evaluate_after=False)
+    # 2 processes x batch 4, uninterrupted
+    p = _launch([str(cfg_path), "--out", "two", "--no-eval"], tmp_path)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+    two = tmp_path / "two"
+    l1, l2 = _losses(one), _losses(two)
+    assert [s for s, _ in l1] == [s for s, _ in l2]
+    assert torch.allclose(torch.tensor([v for _, v in l2]), torch.tensor([v for _, v in l1]), rtol=1e-4, atol=1e-6), (l1, l2)
+    w1, w2 = _weights(one), _weights(two)
+    for k in w1:  # the attention's key bias gets a zero gradient up to rounding, which Adam scales up to lr-size
+        a, b = w1[k].clone(), w2[k].clone()  # steps: its rounding noise is not comparable; every other weight is
+        if k.endswith("attn.c_attn.bias"):
+            a[16:32] = b[16:32] = 0
+        assert torch.allclose(a, b, rtol=0, atol=2e-5), (k, (a - b).abs().max())
+    # 2 processes again; kill rank 1 once the first checkpoint exists
+    tag = uuid.uuid4().hex
+    p = _launch([str(cfg_path), "--out", "killed", "--no-eval"], tmp_path, tag)
+    killed = tmp_path / "killed"
+    deadline = time.time() + 120
+    while not ck.list_checkpoints(killed / "checkpoints") and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    pid = _rank_pid(tag, 1)
+    assert pid is not None and p.poll() is None, "the run ended before rank 1 could be killed"
+    os.kill(pid, signal.SIGKILL)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode != 0
+    assert "data-parallel rank 1 failed first (signal 9)" in out and "--resume" in out, out
+    assert not (killed / "model.safetensors").exists()
+    ckpts = ck.list_checkpoints(killed / "checkpoints")
+    assert ckpts and ckpts[-1][0] < steps
+    ck.load_checkpoint(ckpts[-1][1])  # intact: the hash verifies
+    # resume with 2 processes: ends exactly where the uninterrupted 2-process run ended
+    p = subprocess.run([sys.executable, "-m", "iclab", "train", "--resume", "killed", "--nproc", "2", "--no-eval"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _losses(killed) == _losses(two)
+    wk = _weights(killed)
+    assert all(torch.equal(wk[k], w2[k]) for k in w2)
