@@ -69,7 +69,10 @@ def run_one(cfg: Config, run: Path, log=print) -> None:
     write_json(run / "timing.json", {"wall_s": prev + time.perf_counter() - t0})
 
 
-def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[str] | None = None, log=print) -> dict:
+def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[str] | None = None, log=print,
+            backend: str | None = None, workers: int | None = None) -> dict:
+    """`backend` (local | ray | slurm): train the missing runs through `iclab.sweep.run_many` first, `workers` at a
+    time (default: one after another in this process)."""
     from iclab.models import count_params
     from iclab.workloads import make_workload
 
@@ -83,6 +86,13 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
     for name, path in zip(names, configs):
         cfgs = {s: load_config(path, list(overrides or []) + [f"seed={s}"]) for s in seeds}  # all checked first
         rows.append((name, path, cfgs))
+    if backend is not None:
+        from iclab.sweep import Job, run_many
+
+        jobs = [Job(cfg, out / name / f"seed{s}") for name, _, cfgs in rows for s, cfg in cfgs.items()]
+        failed = [r for r in run_many(jobs, backend=backend, workers=workers, log=log) if r.state != "reused" and r.state != "done"]
+        if failed:
+            raise CompareError(f"{len(failed)} run(s) did not finish: " + "; ".join(f"{r.run_dir}: {r.error}" for r in failed))
     results = {}
     for name, path, cfgs in rows:
         log(f"{name} ({path})")

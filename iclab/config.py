@@ -238,6 +238,9 @@ class TrainingConfig(Strict):
         "loops and prompt length; after torch._dynamo.config.recompile_limit=8 of them, falls back to eager)")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (torch.set_num_threads); default: torch's, "
                                 "one per core. 1 is faster for small models and on a CPU shared with other jobs")
+    fsdp: bool = Field(False, description="data parallel (torchrun / --nproc): shard parameters, gradients and optimizer "
+                       "state over the ranks with FSDP2 (fully_shard per block, then the root) instead of DDP's full copy "
+                       "per rank, for models that do not fit one device; no effect in a single process")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="bfloat16: autocast matmuls to bf16 (CUDA only; the read-out and loss stay fp32); "
         "auto = bfloat16 on a CUDA device that supports it, float32 elsewhere")

@@ -103,11 +103,12 @@ def train_run(cfg: Config | None, run_dir: Path, resume: bool = False, overwrite
             _start_run_dir(run_dir, cfg)
             trainer.workload.start_run(run_dir)
         last = trainer.run(on_log=on_log)
-        save_weights(run_dir / "model.safetensors", trainer.model.state_dict(), identity=identity(cfg, trainer.workload),
+        model = trainer.full_model()  # the model itself; data parallel with FSDP: gathered from every rank
+        save_weights(run_dir / "model.safetensors", model.state_dict(), identity=identity(cfg, trainer.workload),
                      step=trainer.step)
         result = {"final": last}
         if evaluate_after:
-            result["eval"] = evaluate_run(run_dir, cfg=cfg, model=trainer.model, step=trainer.step,
+            result["eval"] = evaluate_run(run_dir, cfg=cfg, model=model, step=trainer.step,
                                           workload=trainer.workload)
             result["summary"] = trainer.workload.summary(result["eval"])
     return result

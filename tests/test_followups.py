@@ -32,3 +32,12 @@ def test_a_cuda_run_is_evaluated_on_the_cpu_with_a_warning(tmp_path):
     r = CliRunner().invoke(app, ["eval", str(run)])
     assert r.exit_code == 0, r.output
     assert "loading the run on the CPU instead" in r.output and (run / "eval.json").is_file()
+
+
+def test_error_curves_say_what_the_error_is_divided_by():
+    """The tree task is normalized by 1, sparse by s, noisy by d + sigma^2: the y label must not say d."""
+    from iclab.evaluation.plots import error_label
+
+    assert error_label({"normalization": 1.0}) == "squared error / 1  (1 = predicting 0)"
+    assert error_label({"normalization": 5.25}).startswith("squared error / 5.25")
+    assert error_label({}) == "normalized squared error"

@@ -215,7 +215,7 @@ def plot_surgery(res: dict, path: Path, title: str | None = None) -> Path:
         ax.set_yscale("log")  # the floor: the variants' best, not least squares' ~1e-15 beyond d examples
         ax.set_ylim(bottom=max(0.3 * min(min(v["mean"]) for v in variants.values()), 1e-6))
         ax.set_xlabel("in-context examples")
-        ax.set_ylabel("squared error / d (normalized)")
+        ax.set_ylabel("normalized squared error (1 = predicting 0)")
         ax.legend(fontsize=7, ncol=2)
     else:
         names = list(variants)

@@ -17,13 +17,15 @@ app.add_typer(dynamics, name="dynamics")
 
 
 def _as_run_error(fn, *a, **kw):
+    """Call fn; the analyses' own errors (bad options) become one-line RunErrors (exit 2)."""
+    from iclab.analysis.initialization import InitError
     from iclab.analysis.landscape import LandscapeError
     from iclab.analysis.sharpness import SharpnessError
     from iclab.runs import RunError
 
     try:
         return fn(*a, **kw)
-    except (LandscapeError, SharpnessError) as e:
+    except (LandscapeError, SharpnessError, InitError) as e:
         raise RunError(str(e)) from None
 
 
@@ -117,14 +119,14 @@ def init_cmd(
     out: Path = typer.Option(..., "--out", help="output directory"),
     seed: int = typer.Option(0, "--seed", min=0),
     depth: Optional[List[int]] = typer.Option(None, "--depth", help="MLP depths (repeatable; default 20 and 50)"),
-    width: int = typer.Option(128, "--width", min=2),
+    width: int = typer.Option(64, "--width", min=2),
     steps: int = typer.Option(300, "--steps", min=1),
     lr: float = typer.Option(0.01, "--lr", min=0.0),
 ):
     """Initialization of deep MLPs: naive N(0, s^2), Xavier, Kaiming with ReLU and tanh."""
     from iclab.analysis.initialization import run_initialization
 
-    rec = run_initialization(out, seed=seed, depths=list(depth or [20, 50]), width=width, steps=steps, lr=lr)
+    rec = _as_run_error(run_initialization, out, seed=seed, depths=list(depth or [20, 50]), width=width, steps=steps, lr=lr)
     lines = [f"{'depth':>6} {'act':>5} {'init':>14}{'loss 0':>9}{'loss end':>10}{'grad L1/LL':>12}"]
     for r in rec["runs"]:
         g = r["grad_norms"]
@@ -132,4 +134,30 @@ def init_cmd(
         lines.append(f"{r['depth']:>6} {r['activation']:>5} {r['init']:>14}{r['loss'][0]:>9.3f}{r['loss'][-1]:>10.3f}"
                      f"{ratio:>12.3g}")
     lines.append(f"({rec['seconds']:.1f} s) -> {rec['path']}, {', '.join(rec['figures'])}")
+    typer.echo("\n".join(lines))
+
+
+@dynamics.command("grokking")
+@_clean_errors
+def grokking_cmd(
+    run_dirs: List[Path] = typer.Argument(..., help="modular-arithmetic run directories"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    memorized: float = typer.Option(0.99, "--memorized", min=0.0, max=1.0, help="train accuracy that counts as memorized"),
+    grokked: float = typer.Option(0.95, "--grokked", min=0.0, max=1.0, help="held-out accuracy that counts as generalized"),
+):
+    """Grokking runs compared: steps to memorize and to generalize, vs training fraction and weight decay."""
+    from iclab.analysis.grokking import GrokkingError, compare_runs
+    from iclab.runs import RunError
+
+    try:
+        rec = compare_runs(run_dirs, out, memorized, grokked)
+    except GrokkingError as e:
+        raise RunError(str(e)) from None
+    lines = [f"{'run':<24}{'p':>4}{'frac':>6}{'wd':>6}{'memorized':>11}{'generalized':>13}{'ratio':>7}{'held-out':>10}"]
+    for r in rec["runs"]:
+        f = lambda x: "never" if x is None else str(x)  # noqa: E731
+        ratio = "" if r["delay_ratio"] is None else f"{r['delay_ratio']:.1f}"
+        lines.append(f"{r['name'][:23]:<24}{r['p']:>4}{r['train_fraction']:>6}{str(r['weight_decay']):>6}"
+                     f"{f(r['memorized_at']):>11}{f(r['generalized_at']):>13}{ratio:>7}{r['final_heldout_accuracy']:>10.3f}")
+    lines.append(f"-> {rec['path']}, {rec['figure']}")
     typer.echo("\n".join(lines))

@@ -36,6 +36,7 @@ def reproduce(
     out: Path = typer.Option(Path("runs/reproduce"), help="runs and results (finished runs are reused)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="key=value override for every config (changes the runs)"),
     workers: int = typer.Option(1, min=1, help="runs trained in parallel (through iclab sweep's local backend)"),
+    summary: bool = typer.Option(False, "--summary", help="print a Markdown table of every result under OUT"),
 ):
     """Train (or reuse) the runs of a headline result, check its criterion and print PASS or FAIL with the numbers.
 
@@ -45,6 +46,14 @@ def reproduce(
 
     if list_:
         typer.echo(_list())
+        return
+    if summary:
+        from iclab.reproduce.runner import summary_table
+
+        try:
+            typer.echo(summary_table(out), nl=False)
+        except ReproduceError as e:
+            raise RunError(str(e)) from None
         return
     if all_:
         names = [e.name for e in entries() if e.built]

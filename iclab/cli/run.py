@@ -50,7 +50,10 @@ def train(
     if distributed.env_rank() > 0:  # torchrun: ranks other than 0 train only (rank 0 writes and evaluates)
         distributed.train_rank(cfg, run_dir, resume is not None, overwrite)
         return
-    result = train_run(cfg, run_dir, resume=resume is not None, overwrite=overwrite, evaluate_after=not no_eval)
+    try:
+        result = train_run(cfg, run_dir, resume=resume is not None, overwrite=overwrite, evaluate_after=not no_eval)
+    finally:
+        distributed.shutdown()  # torchrun: leave the process group before exiting (no-op otherwise)
     msg = f"run: {run_dir}  ({time.perf_counter() - t0:.1f} s)"
     if "eval" in result:
         msg += "\n" + result["summary"]
@@ -87,7 +90,7 @@ def eval_(
 
         typer.echo(summary_line(evaluate_multiple_choice(run_dir, multiple_choice, tag=tag, loops=loops)))
         return
-    if load_run_config(run_dir).task.family == "sequence":  # (loads config.yaml only)
+    if load_run_config(run_dir).task.family != "regression":  # token and classification workloads (config.yaml only)
         from iclab.workloads import make_workload
 
         if shift is not None or task is not None or all_shifts or baselines is not None or n_points is not None:
@@ -156,13 +159,18 @@ def compare(
     seeds: str = typer.Option("3", "--seeds", help="a count (3 = seeds 0,1,2), a range (0-4) or a list (1,5,7)"),
     out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="directory of the runs and the tables"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="config override for every run, e.g. training.steps=500"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="train the missing runs through iclab sweep's backend: "
+                                          "local (process pool) | ray | slurm (default: one after another here)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="with --backend: runs at a time"),
 ):
     """Train every config at every seed (reusing finished runs) and tabulate the headline metric, mean +- 95% CI."""
     from iclab.compare import CompareError, compare as run_compare, parse_seeds, table
+    from iclab.sweep import SweepError
     from iclab.config import ConfigError
 
     try:
-        res = run_compare(configs, parse_seeds(seeds), out, set_ or [], log=lambda m: typer.echo(m, err=True))
-    except CompareError as e:
+        res = run_compare(configs, parse_seeds(seeds), out, set_ or [], log=lambda m: typer.echo(m, err=True),
+                          backend=backend, workers=workers)
+    except (CompareError, SweepError) as e:
         raise ConfigError(str(e)) from None
     typer.echo(table(res) + f"wrote {out}/compare.json, compare.csv, compare.md, compare.png")

@@ -40,6 +40,15 @@ def _band(ax, xs, curve, label, **kw):
     ax.fill_between(xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], color=line.get_color(), alpha=0.15)
 
 
+def error_label(ev: dict) -> str:
+    """The y label of an error curve: what the error is divided by (d for linear regression, s for sparse,
+    1 for trees, d + noise^2 for noisy labels: the error of predicting 0), not always d."""
+    norm = ev.get("normalization")
+    if norm is None:
+        return "normalized squared error"
+    return f"squared error / {norm:g}  (1 = predicting 0)"
+
+
 def plot_error_curves(runs: list[tuple[str, dict]], path: Path, title: str | None = None) -> Path:
     """Normalized squared error vs number of in-context examples: each run's model, and the baselines
     of the first run (all runs of one figure should share the task)."""
@@ -54,7 +63,7 @@ def plot_error_curves(runs: list[tuple[str, dict]], path: Path, title: str | Non
     ax.axhline(1.0, color="gray", lw=0.8, alpha=0.6)
     ax.axvline(ev0["n_dims"], color="gray", lw=0.8, ls=":", alpha=0.6)
     ax.set_xlabel("in-context examples")
-    ax.set_ylabel("squared error / d (normalized)")
+    ax.set_ylabel(error_label(ev0))
     ax.set_ylim(-0.05, 1.3)
     ax.set_title(title or f"{ev0['task']}, d={ev0['n_dims']}")
     ax.legend(fontsize=8)

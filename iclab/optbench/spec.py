@@ -18,7 +18,7 @@ budget, submissions with a hyperparameter search space, and the tuning protocol.
         space:                                   # sampled per trial; a key is a dotted config key, an index into
           training.lr: {log_uniform: [1.0e-4, 1.0e-2]}                          # a list (betas.0), or
           training.optimizer.options.betas.0: {log_uniform: [0.02, 0.3], one_minus: true}   # 1 - the draw
-          warmup_fraction: {choice: [0.0, 0.05, 0.1]}   # training.warmup_steps = round(fraction * steps)
+          training.warmup_steps: {choice: [0.0, 0.05, 0.1], of_steps: true}   # round(fraction * training.steps)
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from iclab.config import ConfigError, apply_overrides, read_yaml, validate
 
 
-class OptbenchError(ValueError):
+class OptbenchError(ConfigError):
     """A benchmark specification or directory that cannot be used (the message names the key or file)."""
 
 
@@ -51,6 +51,8 @@ class Dist(_Strict):
     uniform: tuple[float, float] | None = None
     choice: list[Any] | None = None
     one_minus: bool = Field(False, description="the value set is 1 - the draw (e.g. beta1 from (1 - beta1) log-uniform)")
+    of_steps: bool = Field(False, description="the draw is a fraction of training.steps; the value set is "
+                           "round(fraction * steps) (e.g. warmup steps)")
 
     @model_validator(mode="after")
     def _one(self):
@@ -177,10 +179,9 @@ def trial_config_data(base: dict, sub: SubmissionSpec, hparams: dict[str, Any], 
     except (ValueError, ValidationError) as e:
         raise OptbenchError(f"{where}: training.optimizer: {' '.join(str(e).split())[:300]}") from None
     for k, v in hparams.items():
-        if k == "warmup_fraction":
-            data["training"]["warmup_steps"] = int(round(float(v) * data["training"].get("steps", 1)))
-        else:
-            _set_path(data, k, v, where)
+        if sub.space[k].of_steps:
+            v = int(round(float(v) * data["training"].get("steps", 1)))
+        _set_path(data, k, v, where)
     data["seed"] = seed
     return data
 

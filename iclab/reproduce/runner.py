@@ -38,10 +38,26 @@ def config_path(rel: str) -> Path:
 
 
 def config_digest(cfg: Config) -> str:
-    data = cfg.model_dump(mode="json")
-    data.pop("seed")
+    """Over the settings that differ from their defaults (so a key added to iclab later, at its default, keeps
+    the digest and the runs), less the seed and the volatile settings."""
+    from iclab.registry import OPTIMIZERS, TASKS
+
+    data = cfg.model_dump(mode="json", exclude_defaults=True)
+    data.pop("seed", None)
+    # the options dicts are filled with every option's default: keep only the options set to something else
+    for section, path, Options in (("task", ("options",), TASKS.get(cfg.task.name).Options),
+                                   ("training", ("optimizer", "options"), OPTIMIZERS.get(cfg.training.optimizer.name).Options)):
+        holder = data.get(section, {})
+        for key in path[:-1]:
+            holder = holder.get(key, {})
+        if path[-1] in holder:
+            try:
+                defaults = Options().model_dump(mode="json")
+            except ValueError:  # an options model with a required field: keep the whole dict
+                continue
+            holder[path[-1]] = {k: v for k, v in holder[path[-1]].items() if defaults.get(k, object()) != v}
     for section, key in _VOLATILE:
-        data[section].pop(key, None)
+        data.get(section, {}).pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -126,15 +142,31 @@ def _train_all(runs: list[Run], workers: int, log) -> None:
             log(f"  {r.dir}: finished, reused")
     if not todo:
         return
-    if workers > 1:
-        try:
-            from iclab.sweep import run_many
-        except ImportError:
-            run_many = None
-        if run_many is not None:
-            run_many([(r.cfg, r.dir) for r in todo], workers=workers)
-            return
+    if workers > 1:  # a local process pool (iclab sweep's), workers x threads = cores
+        from iclab.sweep import run_many
+
+        results = run_many([(r.cfg, r.dir) for r in todo], backend="local", workers=workers, log=log)
+        failed = [f"{res.run_dir}: {res.error}" for res in results if res.state not in ("done", "reused")]
+        for res in results:
+            if res.state == "done" and res.wall_s is not None and not (res.run_dir / "timing.json").is_file():
+                write_json(res.run_dir / "timing.json", {"wall_s": res.wall_s})
+        if failed:
+            raise ReproduceError("runs failed (the others are kept): " + "; ".join(failed))
+        return
     for r in todo:
         cfg = r.cfg.model_copy(deep=True)
         cfg.logging.progress = False
         run_one(cfg, r.dir, log=log)
+
+
+def summary_table(out: Path) -> str:
+    """A Markdown table of every result under OUT (the newest of each entry and scale)."""
+    rows = []
+    for path in sorted(Path(out).glob("*/*/result.json")):
+        r = json.loads(path.read_text())
+        rows.append(f"| {r['name']} | {r['scale']} | {r['seeds']} | {'PASS' if r['passed'] else 'FAIL'} | "
+                    f"{r['summary']} | {r['train_wall_s'] / 60:.1f} |")
+    if not rows:
+        raise ReproduceError(f"no result.json under {out}/<entry>/<scale>/: run `iclab reproduce NAME --out {out}` first")
+    return ("| entry | scale | seeds | verdict | measured (mean +- 95% CI over seeds) | run time (min) |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")

@@ -190,7 +190,12 @@ def plot(rows: list[dict], curves: dict[str, list[list[tuple[int, float]]]], out
                 ax.legend(fontsize=7)
         else:
             ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
-        ax.set(ylabel=main.removeprefix("eval: "), title="mean +- 95% CI over seeds (dots: seeds)")
+        title = "mean +- 95% CI over seeds (dots: seeds)"
+        ms = [r["metrics"][main] for r in rows if main in r["metrics"]]
+        if all(v >= 0 for m in ms for v in m["values"]) and any(m["mean"] < m["ci95"] for m in ms):
+            ax.set_ylim(bottom=0)  # a t interval of few skewed values reaches below 0; the metric cannot
+            title += ", axis from 0"
+        ax.set(ylabel=main.removeprefix("eval: "), title=title)
         ax.grid(alpha=0.3)
     ax = axes[1]
     for i, r in enumerate(rows):
@@ -214,6 +219,7 @@ def plot(rows: list[dict], curves: dict[str, list[list[tuple[int, float]]]], out
             ax.annotate(f"{t['reached']}/{t['of']}", (i, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
                         fontsize=7)
         ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(bottom=0)
         ax.set(ylabel="steps to target", title=f"first logged step with {''.join(map(str, target))} (k/n reached)")
         ax.grid(alpha=0.3)
     fig.tight_layout()

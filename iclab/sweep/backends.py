@@ -2,7 +2,7 @@
 
     run_many(jobs, backend="local", workers=None, log=print, options=None) -> list[JobResult]
 
-`jobs` is a list of `iclab.sweep.Job(config, run_dir)`; results come back in the same order. Finished runs
+`jobs` is a list of `iclab.sweep.Job(config, run_dir)` (or (config, run_dir) tuples); results come back in the same order. Finished runs
 are reused without starting a process, interrupted ones resume, and a failed job is reported (its
 `failed.json`) without stopping the others; `run_many` raises only for a bad backend or option.
 
@@ -49,7 +49,9 @@ def threads_per_worker(workers: int) -> int:
 
 def run_many(jobs: list[Job], backend: str = "local", workers: int | None = None, log=print,
              options: dict | None = None) -> list[JobResult]:
-    """Run every job (see the module docstring); never raises for a failed job."""
+    """Run every job (see the module docstring); never raises for a failed job. A job may also be given as a
+    (config, run_dir) tuple. `options["threads"]`: torch threads per run (default cores // workers)."""
+    jobs = [j if isinstance(j, Job) else Job(j[0], Path(j[1])) for j in jobs]
     if backend not in BACKENDS:
         raise SweepError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if workers is not None and workers < 1:

@@ -128,7 +128,7 @@ def execute_job(spec: dict) -> dict:
     """Run one job in this process (a worker of any backend); returns {"run_dir", "state", "error", "wall_s"}
     and never raises for a failed run."""
     run_dir = Path(spec["run_dir"])
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     threads = spec.get("threads")
     try:
         import torch
@@ -152,9 +152,9 @@ def execute_job(spec: dict) -> dict:
             train_run(cfg, run_dir, resume=resume, overwrite=not resume and run_dir.exists(),
                       evaluate_after=spec.get("evaluate", True))
         except Interrupted as e:
-            write_json(run_dir / TIMING, {"wall_s": prev + time.perf_counter() - t0})
+            write_json(run_dir / TIMING, {"wall_s": prev + time.perf_counter() - t0, "started": started, "ended": time.time()})
             return {"run_dir": str(run_dir), "state": "interrupted", "error": str(e), "wall_s": time.perf_counter() - t0}
-        write_json(run_dir / TIMING, {"wall_s": prev + time.perf_counter() - t0})
+        write_json(run_dir / TIMING, {"wall_s": prev + time.perf_counter() - t0, "started": started, "ended": time.time()})
         return {"run_dir": str(run_dir), "state": "done", "error": None, "wall_s": time.perf_counter() - t0}
     except KeyboardInterrupt:
         return {"run_dir": str(run_dir), "state": "interrupted", "error": "interrupted", "wall_s": time.perf_counter() - t0}

@@ -1,4 +1,4 @@
-"""Data-parallel training: the process group, ranks, the `--nproc` launcher, FSDP2 wrapping.
+"""Data-parallel training: the process group, ranks, the batch split, the `--nproc` launcher.
 
 One large run uses torch's own engines, nothing of iclab's:
 
@@ -11,18 +11,23 @@ first use: NCCL when training on CUDA (each rank on cuda:LOCAL_RANK), gloo on th
 - The global batch is the config's `training.batch_size`; every rank builds the global batch of step s
   from (seed, s) and keeps its own contiguous 1/world of it (`Workload.shard`), so the data of step s on
   rank r is a pure function of (seed, s, r) and 2 ranks x B/2 train exactly as 1 process x B (up to
-  floating-point order). A batch whose rows do not divide by the world size is an error. Sequence
-  workloads whose loss is a mean over counted (non-ignored) tokens divide each rank's sum by the global
-  count, so unequal counts per rank still give the global mean (see `SequenceWorkload.shard`).
-- The model is wrapped in DistributedDataParallel (gradients averaged over ranks); `training.threads`
-  still sets each rank's CPU threads. With FSDP2 (`ICLAB_FSDP=1`, CUDA only) the blocks and the root are
-  `fully_shard`-ed instead.
+  floating-point order). A batch size that does not divide by the world size is refused. Sequence
+  workloads, whose loss is a mean over counted (non-ignored) tokens, divide each rank's sum by the global
+  count, so unequal counts (or rows) per rank still give the global mean (see `SequenceWorkload.shard`).
+  With dropout, rank r draws its masks from (seed, step, r) (`step_seed`).
+- The model is wrapped in DistributedDataParallel (gradients averaged over ranks; every rank holds the whole
+  model and optimizer state); `training.threads` still sets each rank's CPU threads. With
+  `training.fsdp=true` it is sharded with FSDP2 instead (`fully_shard` on every block, then on the root:
+  parameters, gradients and optimizer state split over the ranks, for models that do not fit one device);
+  checkpoints then gather full state dicts (every rank takes part, rank 0 writes; the optimizer state keyed
+  by parameter name, so such a checkpoint resumes with FSDP on any number of ranks, not without FSDP), and
+  the final weights (an ordinary model.safetensors) and the evaluation come from the gathered model on rank 0.
 - Rank 0 alone writes metrics, TensorBoard, checkpoints, the final weights and the evaluation; every rank
   loads the checkpoint on resume. The logged loss is the mean over ranks (one all-reduce per log or
   checkpoint step, none in the other steps). Ctrl-C / SIGTERM are agreed on at the next log or checkpoint
   step, where a checkpoint is saved and every rank stops.
 - A rank that dies makes torchrun stop the others (its agent tears the group down); the survivors' failed
-  collectives become `TrainingError: data-parallel rank failed ...`, and the checkpoints, written atomically
+  collectives become `DistributedError: data-parallel rank failed ...`, and the checkpoints, written atomically
   by rank 0, stay as they were: resume with `--resume RUN_DIR` (same or another number of processes).
 """
 
@@ -172,49 +177,121 @@ def shutdown() -> None:
     _STATE = None
 
 
-def shard_batch(batch, rank: int, world: int):
-    """Rank `rank`'s contiguous 1/world of a batch: a tensor, or a tuple/list of batch-first tensors."""
+def shard_batch(batch, rank: int, world: int, even: bool = True):
+    """Rank `rank`'s contiguous 1/world of a batch: a tensor, or a tuple/list of batch-first tensors. `even=False`
+    allows rows that do not divide (the first rows % world ranks get one more; the caller weights the loss)."""
     if isinstance(batch, torch.Tensor):
         rows = batch.shape[0]
+        if not even:
+            return torch.tensor_split(batch, world)[rank]
         if rows % world:
             raise DistributedError(f"training.batch_size: this step's batch has {rows} rows, which do not divide "
                                    f"over {world} data-parallel ranks; choose a batch size divisible by {world}")
         n = rows // world
         return batch[rank * n:(rank + 1) * n]
     if isinstance(batch, (tuple, list)):
-        return type(batch)(shard_batch(b, rank, world) for b in batch)
+        return type(batch)(shard_batch(b, rank, world, even) for b in batch)
     raise DistributedError(f"cannot split a batch of type {type(batch).__name__} over ranks; the workload must "
                            "override Workload.shard")
 
 
-def wrap(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module:
-    """The module the step calls: DDP around `model` (or FSDP2 with ICLAB_FSDP=1), `model` itself alone."""
+def wrap(model: torch.nn.Module, d: Dist, device: torch.device, fsdp: bool = False) -> torch.nn.Module:
+    """The module the step calls: DDP around `model` when data-parallel (FSDP2 in place with `fsdp`), else
+    `model` itself."""
     if not d.parallel:
         return model
-    if os.environ.get("ICLAB_FSDP") == "1":
-        return fsdp(model, device)
+    if fsdp:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        import warnings
+
+        # the read-out returns slices of its output: harmless here (the losses never modify them in place)
+        warnings.filterwarnings("ignore", message=".*FSDP2-wrapped module.*returned a view tensor")
+        with collective("FSDP set-up"):
+            mesh = init_device_mesh(device.type, (d.world,))
+            for block in getattr(model, "blocks", None) or []:
+                fully_shard(block, mesh=mesh)
+            fully_shard(model, mesh=mesh)
+        return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     with collective("broadcast of the initial weights"):
         return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def fsdp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """FSDP2: every block, then the root, `fully_shard`-ed (parameters become DTensors sharded over ranks).
-    CUDA only, and untested in this repository (no GPU in CI): checkpoints gather full state dicts."""
-    if device.type != "cuda":
-        raise DistributedError("ICLAB_FSDP=1 (FSDP2) is for CUDA training; on the CPU use plain data parallelism")
-    from torch.distributed.fsdp import fully_shard
+def plain(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor (FSDP: e.g. the gradient norm) as an ordinary tensor; anything else unchanged."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
-    for block in getattr(model, "blocks", []):
-        fully_shard(block)
-    fully_shard(model)
-    return model
+
+def _sd_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def model_state(model: torch.nn.Module, sharded: bool) -> dict:
+    """The model's full state dict (FSDP: gathered; call on every rank; complete on rank 0)."""
+    if not sharded:
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    with collective("gathering the model state"):
+        return get_model_state_dict(model, options=_sd_options())
+
+
+def state_dicts(model: torch.nn.Module, opt, sharded: bool) -> tuple[dict, dict]:
+    """(model, optimizer) state dicts to checkpoint (FSDP: full, gathered on every rank's call, complete on
+    rank 0; the optimizer state keyed by parameter name)."""
+    if not sharded:
+        return model.state_dict(), opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    parts = getattr(opt, "optimizers", None)  # iclab's MultiOptimizer (e.g. Muon + AdamW): one state per part
+    with collective("gathering the checkpoint state"):
+        model_sd = get_model_state_dict(model, options=_sd_options())
+        if parts is not None:
+            return model_sd, {"optimizers": [get_optimizer_state_dict(model, o, options=_sd_options()) for o in parts]}
+        return model_sd, get_optimizer_state_dict(model, opt, options=_sd_options())
+
+
+def load_model_state(model: torch.nn.Module, model_sd: dict, sharded: bool) -> None:
+    """Load a full model state dict (FSDP: every rank, keeping its shards)."""
+    if not sharded:
+        model.load_state_dict(model_sd)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    with collective("loading the model state"):
+        set_model_state_dict(model, model_sd, options=StateDictOptions(full_state_dict=True))
+
+
+def load_state_dicts(model: torch.nn.Module, opt, model_sd: dict, optim_sd: dict, sharded: bool) -> None:
+    """The inverse of `state_dicts` (FSDP: every rank loads the full dicts and keeps its shards)."""
+    if not sharded:
+        model.load_state_dict(model_sd)
+        opt.load_state_dict(optim_sd)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    opts = StateDictOptions(full_state_dict=True)
+    parts = getattr(opt, "optimizers", None)
+    with collective("loading the checkpoint state"):
+        set_model_state_dict(model, model_sd, options=opts)
+        if parts is not None:
+            if len(optim_sd.get("optimizers", [])) != len(parts):
+                raise ValueError("optimizer state has a different number of parts")
+            for o, sd in zip(parts, optim_sd["optimizers"]):
+                set_optimizer_state_dict(model, o, sd, options=opts)
+        else:
+            set_optimizer_state_dict(model, opt, optim_sd, options=opts)
 
 
 def launch(nproc: int, argv: list[str]) -> int:
     """`iclab train ... --nproc N`: run `python -m iclab <argv>` under torch.distributed.run on this machine
     (a standalone rendezvous); returns the exit code (0, or 1 with a one-line report of the failed rank)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -222,6 +299,11 @@ def launch(nproc: int, argv: list[str]) -> int:
                                          "--module", "iclab", *argv])
     try:
         run(args)
+    except SignalException as e:  # Ctrl-C / SIGTERM: torchrun passed it on to the ranks, which agree to stop
+        sys.stderr.write(f"interrupted ({signal_name(e.sigval)}): the ranks saved a checkpoint at their next log or "
+                         "checkpoint step if they reached it within torchrun's 30 s shutdown time (else the previous "
+                         f"checkpoint stands); continue with iclab train --resume RUN_DIR --nproc {nproc}\n")
+        return 130
     except ChildFailedError as e:
         first = min(e.failures.items(), key=lambda kv: kv[1].timestamp) if e.failures else None
         if first is not None:
@@ -242,6 +324,15 @@ class NoWriter:
 
     def close(self) -> None:
         pass
+
+
+def signal_name(sig) -> str:
+    import signal
+
+    try:
+        return signal.Signals(int(sig)).name
+    except (ValueError, TypeError):
+        return str(sig)
 
 
 def env_rank() -> int:
@@ -265,10 +356,17 @@ def train_rank(cfg, run_dir, resume: bool, overwrite: bool) -> None:
     from pathlib import Path
 
     from iclab.runs import prepare_run_dir
-    from iclab.training.trainer import Trainer
+    from iclab.training.trainer import Interrupted, Trainer
 
     cfg = prepare_run_dir(Path(run_dir), cfg, resume, overwrite)
-    Trainer(cfg, Path(run_dir), resume=resume).run()
+    try:
+        trainer = Trainer(cfg, Path(run_dir), resume=resume)
+        trainer.run()
+        trainer.full_model()  # FSDP: take part in gathering the final weights (rank 0 saves and evaluates them)
+    except Interrupted:  # rank 0 saved the checkpoint and says so
+        raise SystemExit(130) from None
+    finally:
+        shutdown()
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

@@ -142,13 +142,15 @@ class Trainer:
         torch.manual_seed(cfg.seed if cfg.init_seed is None else cfg.init_seed)
         self.workload = make_workload(cfg)
         self.model = self.workload.build_model().to(self.device)
-        self.wrapped = distributed.wrap(self.model, self.dist, self.device)  # DDP when data-parallel, else the model
+        self.sharded = self.dist.parallel and cfg.training.fsdp  # FSDP2: parameters/optimizer state split over ranks
+        self.wrapped = distributed.wrap(self.model, self.dist, self.device, fsdp=self.sharded)  # DDP, FSDP or the model
         self.opt = make_optimizer(self.model, cfg.training)
         self.curriculum = Curriculum(cfg)
         self.step = 0
         self.skipped = 0
         self.window = {"loss_sum": 0.0, "n_ok": 0, "n": 0}  # the log interval in progress (restored on resume)
-        self.train_seconds = 0.0  # time in training steps only (no logging/evaluation/checkpoints); restored on resume
+        self.train_seconds = 0.0  # time in training steps only (no logging/evaluation/checkpoints); on resume, the
+        # last logged value at or before the checkpoint (not stored in checkpoints: they stay bit-for-bit reproducible)
         self.resumed_from: Path | None = None
         if cfg.logging.wandb and importlib.util.find_spec("wandb") is None:
             raise TrainingError("logging.wandb=true but wandb is not installed (pip install 'iclab[wandb]')")
@@ -192,14 +194,13 @@ class Trainer:
                                 + "; ".join(str(e) for _, e in damaged)
                                 + "); start the run again with --overwrite")
         try:
-            self.model.load_state_dict(state["model"])
-            self.opt.load_state_dict(state["optim"])
+            distributed.load_state_dicts(self.model, self.opt, state["model"], state["optim"], self.sharded)
             ck.set_rng_state(state["rng"], self.device)
             tr = state["trainer"]
             self.step = int(tr["step"])
             self.skipped = int(tr.get("skipped", 0))
             self.window = {k: tr.get("window", {}).get(k, 0) for k in self.window}
-            self.train_seconds = float(tr.get("train_seconds", 0.0))
+            self.train_seconds = _logged_train_seconds(self.run_dir / "metrics.jsonl", self.step)
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
             msg = " ".join(str(e).split())
             raise ck.IncompatibleCheckpointError(f"checkpoint {path} does not fit this run's model/optimizer: {msg}") from None
@@ -224,27 +225,42 @@ class Trainer:
                 raise TrainingError(f"training.init_from={src}: vocabulary mismatch: the weights were trained with "
                                     f"{key}={saved.get(key)!r}, this run's data has {ours[key]!r}")
         try:
-            self.model.load_state_dict(ck.load_weights(path))
+            distributed.load_model_state(self.model, ck.load_weights(path), self.sharded)
         except RuntimeError as e:
             raise TrainingError(f"training.init_from={src}: the weights do not fit this model ("
                                 + " ".join(str(e).split())[:300] + ")") from None
 
     def save(self, window: dict | None = None) -> Path:
         path = ck.checkpoint_path(self.ckpt_dir, self.step)
+        model_state, optim_state = distributed.state_dicts(self.model, self.opt, self.sharded)  # FSDP: every rank gathers
         if not self.dist.is_main:  # data parallel: rank 0 writes, every rank holds the same state
             return path
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        trainer = {"step": self.step, "skipped": self.skipped, "window": window or {"loss_sum": 0.0, "n_ok": 0, "n": 0},
-                   "train_seconds": self.train_seconds}
-        ck.save_checkpoint(path, model_state=self.model.state_dict(), optim_state=self.opt.state_dict(),
+        trainer = {"step": self.step, "skipped": self.skipped, "window": window or {"loss_sum": 0.0, "n_ok": 0, "n": 0}}
+        ck.save_checkpoint(path, model_state=model_state, optim_state=optim_state,
                            rng=ck.rng_state(self.device), trainer=trainer, identity=identity(self.cfg, self.workload))
         ck.prune_checkpoints(self.ckpt_dir, self.cfg.logging.keep_last, self.cfg.logging.milestone_every)
         return path
 
+    def full_model(self) -> torch.nn.Module | None:
+        """The trained model as one ordinary module (FSDP: gathered into a fresh copy on rank 0, None on the
+        other ranks; call on every rank), e.g. to save the final weights and evaluate."""
+        if not self.sharded:
+            return self.model
+        state = distributed.model_state(self.model, True)
+        if not self.dist.is_main:
+            return None
+        model = self.workload.build_model()
+        model.load_state_dict(state)
+        return model.to(self.device)
+
     def save_init(self) -> Path:
         """The weights before step 1 (`init.safetensors`): the start of the loss-landscape interpolation."""
         path = self.run_dir / INIT_WEIGHTS
-        ck.save_weights(path, self.model.state_dict(), identity=identity(self.cfg, self.workload), step=0)
+        state = distributed.model_state(self.model, self.sharded)  # FSDP: every rank gathers
+        if not self.dist.is_main:
+            return path
+        ck.save_weights(path, state, identity=identity(self.cfg, self.workload), step=0)
         return path
 
     # --- one step ---------------------------------------------------------------------------------------
@@ -266,6 +282,7 @@ class Trainer:
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.training.grad_clip)
         else:
             gnorm = _grad_norm(self.model)
+        gnorm = distributed.plain(gnorm)  # FSDP: a DTensor
         ok = torch.isfinite(loss) & torch.isfinite(gnorm)
         self.last_gnorm = gnorm.detach()
         if cfg.training.nonfinite == "skip":
@@ -287,8 +304,8 @@ class Trainer:
         interrupted = {"flag": False}
 
         def _on_signal(signum, frame):
-            if interrupted["flag"]:  # a second Ctrl-C: stop now (checkpoints are atomic, nothing is damaged)
-                raise KeyboardInterrupt
+            if interrupted["flag"] and not self.dist.parallel:  # a second Ctrl-C: stop now (checkpoints are atomic,
+                raise KeyboardInterrupt  # nothing is damaged); data parallel: torchrun forwards the terminal's SIGINT too
             interrupted["flag"] = True
 
         old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -301,7 +318,7 @@ class Trainer:
         bad_gnorm = torch.zeros((), device=self.device)
         n_timed, t_last, last = 0, time.perf_counter(), {}
         progress = _progress(cfg.training.steps, self.step, enabled=lg.progress and self.dist.is_main)
-        if self.step == 0 and self.dist.is_main:
+        if self.step == 0 and (self.dist.is_main or self.sharded):
             self.save_init()
         t_mark = time.perf_counter()  # train_seconds counts from here to the next log/checkpoint boundary
         try:
@@ -341,7 +358,7 @@ class Trainer:
                             "steps_per_s": n_timed / max(now - t_last, 1e-9), "train_seconds": self.train_seconds,
                             **{f"curriculum/{k}": cur[k] for k in self.workload.curriculum_keys()},
                             **(under_eval_weights(self.opt, self.workload.log_metrics, self.model, self.device)
-                               if self.dist.is_main else {})}
+                               if self.dist.is_main or self.sharded else {})}
                     if cfg.training.nonfinite == "skip":
                         last["skipped"] = self.skipped
                     writer.log(last)
@@ -368,6 +385,18 @@ class Trainer:
             writer.close()
         eval_mode(self.opt)  # finished: a schedule-free model now holds x (model.safetensors, evaluation)
         return last
+
+
+def _logged_train_seconds(path: Path, step: int) -> float:
+    """train_seconds of the last metrics.jsonl record at or before `step` (0 if none): the clock a resumed run
+    continues (a checkpoint between log steps loses the time since the last log)."""
+    secs = 0.0
+    if path.is_file():
+        for ln in path.read_text().splitlines():
+            s = _logged_step(ln)
+            if s is not None and s <= step:
+                secs = float(json.loads(ln).get("train_seconds", secs))
+    return secs
 
 
 def _grad_norm(model: torch.nn.Module) -> torch.Tensor:

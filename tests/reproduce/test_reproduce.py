@@ -12,7 +12,7 @@ from iclab.cli import app
 from iclab.config import load_config
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Entry, Run, Verdict, mean_ci
-from iclab.reproduce.runner import REPO, ReproduceError, config_digest, plan, reproduce
+from iclab.reproduce.runner import REPO, ReproduceError, config_digest, plan, reproduce, summary_table
 from iclab.reproduce.trajectory import steps_to
 
 
@@ -49,6 +49,10 @@ def test_the_digest_ignores_seed_and_threads_but_not_the_recipe():
     a = load_config(path, ["seed=0"])
     assert config_digest(a) == config_digest(load_config(path, ["seed=3", "training.threads=1"]))
     assert config_digest(a) != config_digest(load_config(path, ["training.lr=1e-3"]))
+    # a setting written out at its default (as a key added to iclab later is) keeps the digest, options included
+    assert config_digest(a) == config_digest(load_config(path, ["training.optimizer.options.momentum=0.95",
+                                                                "training.grad_clip=1.0", "task.options.scale=1.0"]))
+    assert config_digest(a) != config_digest(load_config(path, ["training.optimizer.options.momentum=0.9"]))
 
 
 # --- the runner, with a throwaway entry on a config that trains in seconds -------------------------------------
@@ -90,6 +94,8 @@ def test_reproduce_trains_once_then_reuses_and_writes_result_figure_report(toy_e
     dest = out / entry.name / "tiny"
     assert json.loads((dest / "result.json").read_text())["passed"] is True
     assert (dest / "figure.png").stat().st_size > 0 and (dest / "report.html").stat().st_size > 0
+    table = summary_table(out)
+    assert "| toy-test-entry | tiny | 2 | PASS | error " in table
     runs = plan(entry, "tiny", None, out)["model"]
     mtimes = [(r.dir / "model.safetensors").stat().st_mtime_ns for r in runs]
     lines = []

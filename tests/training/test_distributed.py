@@ -99,9 +99,9 @@ def test_nproc_refuses_a_batch_that_does_not_divide(tmp_path):
 
 
 def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
-    steps = 300
+    steps = 160
     d = _cfg(steps=steps)
-    d["logging"].update(log_every=10, ckpt_every=50)
+    d["logging"].update(log_every=10, ckpt_every=30)
     cfg_path = write_yaml(tmp_path / "c.yaml", d)
     # 1 process x batch 8, in this process
     one = tmp_path / "one"
@@ -144,3 +144,29 @@ def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
     assert _losses(killed) == _losses(two)
     wk = _weights(killed)
     assert all(torch.equal(wk[k], w2[k]) for k in w2)
+
+
+@pytest.mark.slow  # two more 2-process launches (~30 s on a loaded 2-core machine)
+def test_fsdp_matches_one_process_and_resumes(tmp_path):
+    d = _cfg(steps=20, optimizer={"name": "muon"}, fsdp=True)  # Muon + AdamW: a two-part optimizer state
+    cfg_path = write_yaml(tmp_path / "c.yaml", d)
+    one = tmp_path / "one"
+    train_run(validate(d), one, evaluate_after=False)  # fsdp has no effect in one process
+    p = subprocess.run([sys.executable, "-m", "iclab", "train", str(cfg_path), "--out", "two", "--nproc", "2"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    two = tmp_path / "two"
+    assert (two / "eval.json").is_file()  # evaluated on rank 0 with the gathered model
+    l1, l2 = _losses(one), _losses(two)
+    assert torch.allclose(torch.tensor([v for _, v in l2]), torch.tensor([v for _, v in l1]), rtol=1e-4)
+    w1, w2 = _weights(one), _weights(two)  # ordinary, whole tensors
+    assert all(w1[k].shape == w2[k].shape for k in w1)
+    final = dict(_weights(two))
+    (two / "model.safetensors").unlink()
+    (two / "eval.json").unlink()
+    (two / "checkpoints" / "step_000000020.safetensors").unlink()
+    p = subprocess.run([sys.executable, "-m", "iclab", "train", "--resume", "two", "--nproc", "2", "--no-eval"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _losses(two) == l2
+    assert all(torch.equal(_weights(two)[k], final[k]) for k in final)

@@ -59,3 +59,21 @@ def test_warmup_stable_decay_schedule():
     assert lr_factor(t, 99) == pytest.approx(0.05)
     with pytest.raises(ConfigError, match="decay_fraction"):
         validate({"training": {"decay_fraction": 0}})
+
+
+def test_linear_decay_schedule():
+    t = validate({"training": {"steps": 100, "schedule": "linear_decay", "warmup_steps": 10, "min_lr_ratio": 0.1}}).training
+    assert [lr_factor(t, s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    # after warmup: 1 at step 10, 1 - 0.9 * (s - 10) / 90 after, 0.1 at the last step
+    assert [lr_factor(t, s) for s in (10, 55, 100)] == pytest.approx([1.0, 0.55, 0.1])
+
+
+def test_inverse_sqrt_schedule():
+    t = validate({"training": {"steps": 1000, "schedule": "inverse_sqrt", "warmup_steps": 4, "min_lr_ratio": 0.05}}).training
+    assert [lr_factor(t, s) for s in (0, 3)] == pytest.approx([0.25, 1.0])
+    assert [lr_factor(t, s) for s in (4, 15, 99)] == pytest.approx([(4 / 5) ** 0.5, 0.5, 0.2])  # sqrt(4 / (s + 1))
+    assert lr_factor(t, 999) == pytest.approx(0.063245553)
+    t = validate({"training": {"steps": 10**6, "schedule": "inverse_sqrt", "warmup_steps": 4, "min_lr_ratio": 0.05}}).training
+    assert lr_factor(t, 10**5) == pytest.approx(0.05)  # floored at min_lr_ratio
+    no_warmup = validate({"training": {"steps": 100, "schedule": "inverse_sqrt"}}).training
+    assert [lr_factor(no_warmup, s) for s in (0, 3)] == pytest.approx([1.0, 0.5])

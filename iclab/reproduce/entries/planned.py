@@ -11,8 +11,6 @@ for _p in (
     Planned("seed002-reflex", "Seed 002 (Reflex attention)", "Reflex attention (heads reading earlier layers) vs "
             "nanoGPT at equal size on language modelling and sorting.", "configs exist (configs/reflex); the entry is "
             "not written yet"),
-    Planned("seed004-grokking", "Seed 004 / Power et al. 2022", "Modular division p=97: held-out accuracy jumps to "
-            "~100% long after training accuracy does, with weight decay.", "issue 14"),
     Planned("seed004-heavy-tail", "Seed 004 / Kunstner et al. 2024", "On Zipf-distributed classes SGD stalls on the "
             "rare classes and Adam does not.", "issue 13"),
     Planned("seed004-init", "Seed 004", "Deep ReLU nets train with Kaiming init and not with a naive one.", "issue 14"),

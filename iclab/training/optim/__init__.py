@@ -8,6 +8,7 @@ One small file per family, each registering its entries in `iclab.registry.OPTIM
     schedule_free.py   adamw_schedulefree sgd_schedulefree                   (schedulefree)
     extra.py           lion lamb adan                                         (pytorch-optimizer)
     base.py            OptimizerSpec, parameter groups (Params), MultiOptimizer
+    heavyball_state.py heavyball's state through safetensors checkpoints
     schedules.py       lr_factor, set_lr
 
 Each entry declares its options as a pydantic model (typos are config errors). A new optimizer is an
@@ -26,6 +27,11 @@ from iclab.training.optim.schedule_free import (eval_mode, eval_weights, eval_we
                                                 under_eval_weights,
                                                 is_schedule_free, train_mode)
 from iclab.training.optim.schedules import BASE_LR, SCHEDULES, lr_factor, set_lr  # noqa: F401
+
+__all__ = ["OPTIMIZERS", "MultiOptimizer", "OptimizerSpec", "Params", "impl_kwargs", "resolve_impl", "torch_optim",
+           "matrix", "schedule_free", "extra", "eval_mode", "eval_weights", "eval_weights_from_state",
+           "under_eval_weights", "is_schedule_free", "train_mode", "BASE_LR", "SCHEDULES", "lr_factor", "set_lr",
+           "build_optimizer", "make_optimizer"]
 
 
 def build_optimizer(name: str, params: Params | torch.nn.Module, lr: float, options: dict | None = None,

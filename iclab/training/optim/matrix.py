@@ -10,13 +10,13 @@
 heavyball compiles its kernels with torch.compile unless `heavyball.utils.compile_mode` is None; the
 `compile` option (default false: eager, which works on any CPU without a C++ toolchain and starts at
 once) sets that switch for the whole process. heavyball's state_dict carries a pickled schedule
-function and Python sets: `_heavyball_checkpointable` drops the pickle (the schedule is rebuilt from the
-options) and stores sets as sorted lists, so the state goes into a safetensors checkpoint and nothing is
-ever unpickled.
+function and Python sets: `heavyball_state.checkpointable` makes it fit a safetensors checkpoint, and
+nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -24,9 +24,7 @@ from pydantic import Field
 
 from iclab.registry import OPTIMIZERS
 from iclab.training.optim.base import DecayOn, DECAY_HELP, MatrixOptions, OptimizerSpec, build_matrix
-
-_SET = "__iclab_set__"
-
+from iclab.training.optim.heavyball_state import checkpointable
 
 # --- muon ------------------------------------------------------------------------------------------------
 class MuonOptions(MatrixOptions):
@@ -100,6 +98,9 @@ class PSGDOptions(_HeavyballOptions):
         None, gt=0, le=1, description="None: heavyball's schedule (every step for 1000 steps, then annealed to 0.03)")
 
 
+warnings.filterwarnings("ignore", message="Learning rate changed between steps", module="heavyball")  # our schedules
+
+
 def _heavyball(cls_name):
     def make(params, lr, o, impl):
         import heavyball
@@ -109,80 +110,11 @@ def _heavyball(cls_name):
         heavyball.utils.compile_mode = "max-autotune-no-cudagraphs" if o.pop("compile") else None
         if o.get("preconditioner_update_probability", 0) is None:
             o.pop("preconditioner_update_probability")
-        opt = getattr(heavyball, cls_name)(params, lr=lr, multi_tensor=impl != "for_loop", **o)
-        return _heavyball_checkpointable(opt)
+        # multi_tensor: heavyball supports a changing lr (our schedules) only with it; impl sets the AdamW part's
+        opt = getattr(heavyball, cls_name)(params, lr=lr, multi_tensor=True, **o)
+        return checkpointable(opt)
 
     return make
-
-
-def _heavyball_checkpointable(opt):
-    def save(opt_, sd):
-        sd.get("heavyball", {}).pop("precond_schedule", None)  # a pickle; rebuilt from the options
-        sd["state"] = _sets_to_lists(sd["state"])
-        seen: set[int] = set()  # a group's step_count is the same tensor as a state's step: one copy each
-        for g in sd["param_groups"]:
-            for k, v in g.items():
-                if isinstance(v, torch.Tensor):
-                    seen.add(id(v))
-        sd["state"] = _unalias(sd["state"], seen)
-
-    def load(opt_, sd):
-        sd = dict(sd)
-        if "heavyball" in sd:
-            sd["heavyball"] = {k: v for k, v in sd["heavyball"].items() if k != "precond_schedule"}  # never unpickle
-        sd["state"] = _lists_to_sets(sd["state"])
-        pending["state"] = sd["state"]
-        return sd
-
-    def restore_dtypes(opt_):
-        # torch's load_state_dict casts every state tensor but "step" to its parameter's dtype; PSGD keeps
-        # float64 running bounds beside float32 weights: put the saved dtypes back
-        params = [p for g in opt_.param_groups for p in g["params"]]
-        for idx, saved in pending.pop("state", {}).items():
-            _copy_dtypes(opt_.state[params[idx]], saved)
-
-    pending: dict = {}
-    opt.register_state_dict_post_hook(save)
-    opt.register_load_state_dict_pre_hook(load, prepend=True)
-    opt.register_load_state_dict_post_hook(restore_dtypes)
-    return opt
-
-
-def _copy_dtypes(target, saved):
-    items = target.items() if isinstance(target, dict) else enumerate(target) if isinstance(target, list) else ()
-    for k, v in items:
-        s = saved[k]
-        if isinstance(v, torch.Tensor) and isinstance(s, torch.Tensor) and v.dtype != s.dtype:
-            target[k] = s.to(device=v.device, copy=True)
-        elif isinstance(v, (dict, list)):
-            _copy_dtypes(v, s)
-
-
-def _sets_to_lists(x):
-    if isinstance(x, (set, frozenset)):
-        return {_SET: sorted(x, key=repr)}
-    if isinstance(x, dict):
-        return {k: _sets_to_lists(v) for k, v in x.items()}
-    return x
-
-
-def _unalias(x, seen: set[int]):
-    if isinstance(x, torch.Tensor):
-        if id(x) in seen:
-            return x.clone()
-        seen.add(id(x))
-        return x
-    if isinstance(x, dict):
-        return {k: _unalias(v, seen) for k, v in x.items()}
-    return x
-
-
-def _lists_to_sets(x):
-    if isinstance(x, dict):
-        if set(x) == {_SET}:
-            return set(x[_SET])
-        return {k: _lists_to_sets(v) for k, v in x.items()}
-    return x
 
 
 _HEAVY = "on 2-D hidden weights, AdamW on the rest"

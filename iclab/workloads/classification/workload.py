@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iclab.files import write_json
 from iclab.registry import TASKS
-from iclab.workloads.base import Workload, step_generator
+from iclab.workloads.base import EvalError, Workload, step_generator
 
 
 class ClassificationOptions(BaseModel):
@@ -194,6 +194,10 @@ class ClassificationWorkload(Workload):
     def log_metrics(self, model, device):
         m = self.split_metrics(model, *self.data(device)[2:])
         return {"val/loss": m["loss"], "val/accuracy": m["accuracy"]}
+
+    def fixed_batches(self, n, seed, device):
+        raise EvalError(f"task.name=classification: layer analyses (surgery, lens, probes) are for transformer runs; "
+                        f"this run is an MLP / logistic regression")
 
     # --- evaluation ------------------------------------------------------------------------------------
     def evaluate(self, run_dir: Path, model, device, *, tag=None, step=None, **_) -> dict:

@@ -136,10 +136,13 @@ class SequenceWorkload(Workload):
     def shard(self, batch, rank, world):
         """Data parallel: this rank's rows, plus the global batch's counted targets per position / world, so
         that each rank divides its summed cross-entropy by the global count and the mean over ranks (what
-        DDP averages) is the global batch's mean even when ranks hold unequal numbers of counted tokens."""
+        DDP averages) is the global batch's mean even when ranks hold unequal numbers of counted tokens (or
+        rows: modular arithmetic's full batch is the whole training set, whatever its size)."""
+        from iclab.training.distributed import shard_batch
+
         inputs, targets = batch[:2]
         counts = (targets != IGNORE).sum(0).to(torch.float32) / world
-        return (*super().shard((inputs, targets), rank, world), counts)
+        return (*shard_batch((inputs, targets), rank, world, even=False), counts)  # uneven rows are fine: counts weight
 
     def curriculum_keys(self):
         return ("seq_len", "loops")

@@ -140,3 +140,17 @@ def test_train_run_end_to_end(tmp_path):
     assert ev["task"] == "modular_arithmetic" and ev["train"]["n"] == round(0.5 * 49)
     assert ev["train"]["accuracy"] == pytest.approx(recs[-1]["train/accuracy"])  # the same model, the same table
     assert "train accuracy" in result["summary"]
+
+
+def test_embed_std_sets_the_token_embedding_only():
+    torch.manual_seed(0)
+    base = make_workload(cfg_of(p=97)).build_model()
+    torch.manual_seed(0)
+    big = make_workload(cfg_of(p=97, embed_std=0.5)).build_model()
+    assert big.wte.weight.std().item() == pytest.approx(0.5, rel=0.05)
+    assert base.wte.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    for (n, a), (_, b) in zip(base.named_parameters(), big.named_parameters()):
+        if n != "wte.weight":
+            assert torch.equal(a, b), n
+    with pytest.raises(ConfigError, match="embed_std"):
+        cfg_of(embed_std=0.0)

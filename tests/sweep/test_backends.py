@@ -1,0 +1,62 @@
+"""The sweep's other engines: `iclab compare --backend local`, submitit's local executor (the SLURM path)
+and a local Ray cluster (both slow: each starts its own worker processes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from iclab.cli import app
+from iclab.config import validate
+from iclab.sweep import Job, run_many
+
+TINY = {"seed": 0, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
+        "training": {"steps": 10, "batch_size": 8, "lr": 1.0e-3, "device": "cpu", "threads": 1},
+        "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
+        "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False}}
+
+
+@pytest.mark.slow  # ~40 s on a loaded 2-core machine (a worker process, then compare's peak-FLOP/s measurement)
+def test_compare_trains_missing_runs_through_the_local_backend(tmp_path):
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", str(cfg), "--seeds", "1", "--out", str(out), "--backend", "local", "--workers", "2"])
+    assert r.exit_code == 0, r.output
+    assert "local backend: 1 run(s)" in r.output and "finished, reused" in r.output  # trained by the pool, then read
+    assert (out / "a" / "seed0.log").is_file() and json.loads((out / "compare.json").read_text())["configs"]["a"]["values"]
+    r = CliRunner().invoke(app, ["compare", str(cfg), "--seeds", "1", "--out", str(out), "--backend", "nope"])
+    assert r.exit_code == 2 and "--backend 'nope'" in r.output
+
+
+def _jobs(tmp_path: Path) -> list[Job]:
+    bad = validate({**TINY, "training": {**TINY["training"], "lr": 1e6, "grad_clip": None}})
+    return [Job(validate({**TINY, "seed": s}), tmp_path / f"seed{s}") for s in (0, 1)] + [Job(bad, tmp_path / "bad")]
+
+
+def _check(tmp_path: Path, res) -> None:
+    assert [r.state for r in res] == ["done", "done", "failed"], res
+    assert "non-finite loss" in res[2].error
+    for s in (0, 1):
+        assert (tmp_path / f"seed{s}" / "eval.json").is_file()
+
+
+@pytest.mark.slow
+def test_slurm_backend_with_submitits_local_executor(tmp_path):
+    pytest.importorskip("submitit")
+    res = run_many(_jobs(tmp_path), backend="slurm", workers=2, log=lambda m: None,
+                   options={"cluster": "local", "timeout_min": 10})
+    _check(tmp_path, res)
+    assert list((tmp_path / ".submitit").iterdir())  # submitit's own logs
+
+
+@pytest.mark.slow
+def test_ray_backend_on_a_local_cluster(tmp_path):
+    pytest.importorskip("ray")
+    res = run_many(_jobs(tmp_path), backend="ray", workers=2, log=lambda m: None)
+    _check(tmp_path, res)
