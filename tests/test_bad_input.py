@@ -43,7 +43,7 @@ def done_run(tmp_path_factory):
 @pytest.mark.parametrize("override, needles", [
     ("task.name=quadratic_nope", ["unknown task 'quadratic_nope'", "linear_regression"]),
     ("model.name=lstm", ["unknown model 'lstm'", "gpt2"]),
-    ("training.optimizer.name=lion", ["unknown optimizer 'lion'", "adamw", "muon", "sgd"]),
+    ("training.optimizer.name=lionx", ["unknown optimizer 'lionx'", "adamw", "muon", "sgd"]),
     ("eval.baselines=[least_squares,oracle]", ["unknown baseline 'oracle'", "least_squares", "knn"]),
     ("curriculum.dims={start: 2, end: 4, shape: exp}", ["unknown curriculum shape 'exp'", "cos", "linear", "sqrt", "step"]),
 ])

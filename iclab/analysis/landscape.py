@@ -59,6 +59,8 @@ def open_model(run_dir: Path):
     from iclab.workloads import make_workload
 
     cfg = load_run_config(run_dir)
+    if cfg.training.threads is not None:  # the run's CPU threads (1 is much faster on a busy CPU)
+        torch.set_num_threads(cfg.training.threads)
     workload = make_workload(cfg, run_dir)
     cfg, device, model, _ = open_run(run_dir, cfg, workload=workload)
     model.eval()
@@ -372,7 +374,7 @@ def plot_landscape(rec: dict, path: Path, title: str = "") -> Path:
         fig = plt.figure(figsize=(12, 5))
         ax = fig.add_subplot(1, 2, 1)
         cs = _draw_contour(ax, rec)
-        fig.colorbar(cs, ax=ax, label="loss (log scale)")
+        fig.colorbar(cs, ax=ax, label="loss (log scale)", format="%.3g")
         ax.set_title("contours", fontsize=9)
         ax3 = fig.add_subplot(1, 2, 2, projection="3d")
         _draw_surface(ax3, rec)
@@ -409,10 +411,10 @@ def plot_compare(recs: list[dict], labels: list[str], path: Path) -> Path:
         for i, (r, lab) in enumerate(zip(recs, labels)):
             ax = fig.add_subplot(2, n, i + 1)
             cs = _draw_contour(ax, r, levels)
-            ax.set_title(f"{lab} (step {r['step']}, loss at center {r['center_loss']:.3g})", fontsize=9)
+            ax.set_title(f"{lab}\n(step {r['step']}, loss at the center {r['center_loss']:.3g})", fontsize=9)
             ax3 = fig.add_subplot(2, n, n + i + 1, projection="3d")
             _draw_surface(ax3, r, zlim)
-        fig.colorbar(cs, ax=fig.axes[: 2 * n : 2], label="loss (log scale, shared)", shrink=0.6)
+        fig.colorbar(cs, ax=fig.axes[: 2 * n : 2], label="loss (log scale, shared)", shrink=0.6, format="%.3g")
     fig.suptitle(f"loss landscapes compared ({what}; the same batches and direction seed for every run)", fontsize=10)
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -187,6 +187,15 @@ def sharpness_over_training(run_dir: Path, *, top: int = 1, trace_samples: int =
     return rec
 
 
+def _yscale(ax, values) -> None:
+    """Log when the values are positive and span more than a decade and a half, else linear from 0."""
+    v = [x for x in values if np.isfinite(x)]
+    if v and min(v) > 0 and max(v) / min(v) > 30:
+        ax.set_yscale("log")
+    elif v and min(v) >= 0:
+        ax.set_ylim(0, 1.08 * max(v))
+
+
 def plot_sharpness(rec: dict, path: Path, title: str = "") -> Path:
     import matplotlib
 
@@ -205,7 +214,7 @@ def plot_sharpness(rec: dict, path: Path, title: str = "") -> Path:
             label="2/lr" if rec["optimizer"] != "sgd" or not rec["optimizer_options"].get("momentum") else "(2+2 beta)/lr")
     ax.set_xlabel("training step")
     ax.set_ylabel("Hessian eigenvalue")
-    ax.set_yscale("symlog", linthresh=1e-2)
+    _yscale(ax, [p["eigenvalues"][0] for p in pts] + [p["threshold"] for p in pts])
     ax.set_title(f"sharpness ({rec['method']})", fontsize=9)
     ax.legend(fontsize=7)
     if rec["trace_samples"]:
@@ -215,13 +224,13 @@ def plot_sharpness(rec: dict, path: Path, title: str = "") -> Path:
         bx.errorbar(steps, tr, yerr=1.96 * se, fmt="-o", ms=3, color="tab:green", capsize=2)
         bx.set_xlabel("training step")
         bx.set_ylabel("trace of the Hessian (Hutchinson, 95% CI)")
-        bx.set_yscale("symlog", linthresh=1e-1)
+        _yscale(bx, list(tr + 1.96 * se))
         bx.set_title(f"trace ({rec['trace_samples']} Rademacher samples)", fontsize=9)
     cx = axes[0, -1]
     cx.plot(steps, [p["loss"] for p in pts], "-o", ms=3, color="tab:red")
     cx.set_xlabel("training step")
     cx.set_ylabel("loss on the fixed batches")
-    cx.set_yscale("log")
+    _yscale(cx, [p["loss"] for p in pts])
     fig.suptitle(f"{title}: {rec['optimizer']}; {rec['note']}", fontsize=9)
     fig.tight_layout()
     path = Path(path)

@@ -29,8 +29,8 @@ import yaml
 
 from iclab.files import write_json, write_text
 from iclab.optbench.profiles import performance_ratios, profile, score
-from iclab.optbench.spec import (BenchSpec, OptbenchError, base_config_data, config_hash, sample_hparams, stable_int,
-                                 trial_config)
+from iclab.optbench.spec import (BenchSpec, base_config_data, sample_hparams, stable_int, trial_config,
+                                 trial_hash)
 
 MEASURES = ("steps", "seconds")
 
@@ -63,24 +63,34 @@ def plan(spec: BenchSpec, spec_dir: Path, out: Path, overrides: list[str] | None
                     seed = stable_int(spec.seed, wname, study, t)
                     where = f"optbench trial {wname}/{sname} study {study} trial {t}"
                     cfg = trial_config(base, sub, hp, seed=seed, where=where)
-                    run_dir = out / "trials" / wname / sname / config_hash(cfg)
+                    run_dir = out / "trials" / wname / sname / trial_hash(base, sub, hp, seed)
                     trials.append(Trial(wname, sname, study, t, seed, hp, cfg, run_dir))
     return trials
 
 
 # --- running ------------------------------------------------------------------------------------------------
+_STOP = {"flag": False}  # a pool worker that saw Ctrl-C starts no further trial
+
+
 def _pool_worker_init(threads: int) -> None:
     import os
+    import signal
     import warnings
 
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     warnings.filterwarnings("ignore")  # resume warnings etc. are reported through the job's state
+    signal.signal(signal.SIGINT, lambda *_: _STOP.update(flag=True))  # between trials (the trainer has its own)
 
 
 def _execute(spec: dict) -> dict:
     from iclab.sweep.jobs import execute_job
 
-    return execute_job(spec)
+    if _STOP["flag"]:
+        return {"run_dir": spec["run_dir"], "state": "interrupted", "error": "not started (interrupted)", "wall_s": 0.0}
+    res = execute_job(spec)
+    if res["state"] == "interrupted":
+        _STOP["flag"] = True
+    return res
 
 
 def run_jobs(jobs: list, backend: str = "pool", workers: int = 2, threads: int = 1, log=print) -> list[dict]:
@@ -103,8 +113,9 @@ def run_jobs(jobs: list, backend: str = "pool", workers: int = 2, threads: int =
 
     out: list[dict] = []
     done = 0
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
-                             initializer=_pool_worker_init, initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                               initializer=_pool_worker_init, initargs=(threads,))
+    try:
         futures = [pool.submit(_execute, j.spec(threads)) for j in jobs]
         for f in futures:
             r = f.result()
@@ -114,6 +125,10 @@ def run_jobs(jobs: list, backend: str = "pool", workers: int = 2, threads: int =
             elif done % 10 == 0 or done == len(jobs):
                 log(f"  [{done}/{len(jobs)}] trials finished")
             out.append(r)
+    except BaseException:  # Ctrl-C: the running trials checkpoint (they got the signal too); queued ones never start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return out
 
 
@@ -132,7 +147,12 @@ def prepare_data(trials: list[Trial]) -> None:
 def run(trials: list[Trial], backend: str = "pool", workers: int = 2, threads: int = 1, retry_failed: bool = False,
         log=print) -> dict:
     """Run the trials that are not finished: finished ones (final weights) are reused, failed ones (failed.json:
-    e.g. diverged) are kept as failed unless `retry_failed`, interrupted ones resume from their checkpoint."""
+    e.g. diverged) are kept as failed unless `retry_failed`, interrupted ones resume from their checkpoint with
+    the config they started with (config.yaml; if it no longer loads, e.g. after a schema change, they restart)."""
+    import shutil
+
+    from iclab.config import ConfigError
+    from iclab.runs import load_run_config
     from iclab.sweep import Job, is_done
 
     by_dir: dict[Path, Trial] = {}
@@ -144,6 +164,12 @@ def run(trials: list[Trial], backend: str = "pool", workers: int = 2, threads: i
             reused += 1
         elif (d / "failed.json").is_file() and not retry_failed:
             failed += 1
+        elif (d / "config.yaml").is_file():
+            try:
+                todo.append(Job(load_run_config(d), d, evaluate=False))
+            except ConfigError:
+                shutil.rmtree(d)  # an unfinished trial of a config this iclab cannot read: start it again
+                todo.append(Job(t.config, d, evaluate=False))
         else:
             todo.append(Job(t.config, d, evaluate=False))
     log(f"optbench: {len(by_dir)} trial runs: {reused} finished (reused), {failed} failed before (kept), "
@@ -420,7 +446,8 @@ def report(spec: BenchSpec, trials: list[Trial], out: Path, run_info: dict | Non
                     f"states {info.get('states', {})}, wall time {info.get('wall_s', 0):.0f} s.", ""]
     summary += ["## Time to target", "",
                 "Cell: median over studies of the fastest trial that reached the target, in steps / training seconds "
-                "(the first logged evaluation at or past the target; ∞: not reached in the median study), and "
+                "(each measure picks its own fastest trial; the time is that of the first logged evaluation at or past "
+                "the target, training seconds exclude evaluations; ∞: not reached in the median study), and "
                 "(trials that reached it / trials).", "", ttt_md, "",
                 "## Score (area under the performance profile up to r_max, divided by r_max - 1)", "", sc_md, "",
                 f"## Performance ratios ({spec.rank_by})", "", ratios_markdown(spec, agg, spec.rank_by), "",

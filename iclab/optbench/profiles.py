@@ -8,7 +8,7 @@ benchmark score. Pure functions of a table of times; `inf` means "did not reach 
     rho_s(tau)  = (1 / |W|) * #{w : r[s, w] <= tau}  the performance profile, a step function of tau >= 1
     score_s     = (1 / (r_max - 1)) * integral_1^r_max rho_s(tau) dtau   (r_max = 4 in AlgoPerf)
 
-AlgoPerf also sets r[s, w] = inf when r exceeds r_max; that does not change rho on [1, r_max] nor the score.
+Ratios above r_max (which AlgoPerf's scoring caps) change neither rho on [1, r_max] nor the score.
 The integral is exact: rho_s is a right-continuous step function, so the area is a sum over the sorted
 ratios: each workload with r <= r_max contributes (r_max - max(r, 1)) / |W|.
 """

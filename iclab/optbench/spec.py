@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from iclab.config import ConfigError, apply_overrides, read_yaml, validate
@@ -195,9 +195,11 @@ def trial_config(base: dict, sub: SubmissionSpec, hparams: dict[str, Any], *, se
         raise OptbenchError(str(e)) from None
 
 
-def config_hash(cfg) -> str:
-    """12 hex digits of the SHA-256 of the resolved config: a trial's directory name."""
-    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=True)
+def trial_hash(base: dict, sub: SubmissionSpec, hparams: dict[str, Any], seed: int) -> str:
+    """12 hex digits of the SHA-256 of what a trial sets explicitly: the workload's config as written, the
+    submission's fixed keys, the sampled hyperparameters and the seed; a trial's directory name. Defaults are
+    left out on purpose, so a config key added to iclab later (with its default) does not orphan finished trials."""
+    text = json.dumps({"config": base, "set": sub.set, "hparams": hparams, "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

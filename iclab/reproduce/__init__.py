@@ -3,4 +3,6 @@
 base.py: what an entry is; runner.py: train/reuse, evaluate, check, draw, report; entries/: one file each.
 """
 
-from iclab.reproduce.base import Entry, Planned, Run, Verdict  # noqa: F401
+from iclab.reproduce.base import Entry, Planned, Run, Verdict
+
+__all__ = ["Entry", "Planned", "Run", "Verdict"]

@@ -34,7 +34,7 @@ class Run:
         return json.loads((self.dir / name).read_text())
 
     @property
-    def eval(self) -> dict:
+    def evaluation(self) -> dict:
         return self.json("eval.json")
 
     def metrics(self) -> list[dict]:
@@ -118,3 +118,8 @@ def mean_curve(evs: list[dict], key: str | None = None) -> list[float]:
 
 def finite(x: float) -> bool:
     return x is not None and math.isfinite(x)
+
+
+def values_at(evs: list[dict], k: int, baseline: str | None = None) -> list[float]:
+    """Per seed, the error at k of the model (baseline=None) or of a baseline, from eval.json records."""
+    return [float(ev["model"]["mean"][k] if baseline is None else ev["baselines"][baseline]["mean"][k]) for ev in evs]

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from iclab.evaluation.plots import baseline_style, run_color  # noqa: E402
 from iclab.reproduce.base import Run, mean_ci  # noqa: E402
@@ -39,9 +40,10 @@ def error_vs_examples(ax, groups: dict[str, list[dict]], baselines: list[str], t
         curve = first[0]["baselines"][b]["mean"]
         xs = [k for k, v in enumerate(curve) if v is not None]
         vals = [sum(ev["baselines"][b]["mean"][k] for ev in first) / len(first) for k in xs]
-        ax.plot(xs, vals, color=color, ls=ls or "--", lw=1.5, label=name)
+        ax.plot(xs, vals, color=color or "tab:gray", ls=ls or "--", lw=1.5, label=name)  # never a run's color
     if mark_k is not None:
         ax.axvline(mark_k, color="0.6", ls=":", lw=1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("in-context examples k")
     ax.set_ylabel("normalized squared error")
     if ylim is not None:
@@ -59,3 +61,14 @@ def save(fig, path: Path) -> None:
 
 def evals(runs: list[Run], name: str = "eval.json") -> list[dict]:
     return [r.json(name) for r in runs]
+
+
+def finish(ax, xlabel: str, ylabel: str, title: str, logy: bool = False) -> None:
+    """Labels, title, grid and legend of a figure panel."""
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both" if logy else "major")
+    ax.legend(fontsize=7)

@@ -97,8 +97,6 @@ def _wall(run: Run) -> float:
 
 def reproduce(name: str, scale: str = "tiny", seeds: int | None = None, out: Path = Path("runs/reproduce"),
               overrides: list[str] | None = None, workers: int = 1, report: bool = True, log=print) -> dict:
-    from iclab.compare import run_one
-
     entry = get_entry(name)
     out = Path(out)
     runs = plan(entry, scale, seeds, out, overrides)

@@ -1,8 +1,6 @@
 """Loss landscapes (iclab/analysis/landscape.py): filter-normalized directions, the slices against the model's
 own loss on the same batches, the init line, the PCA plane, the comparison figure and the errors."""
 
-import math
-
 import pytest
 import torch
 from typer.testing import CliRunner

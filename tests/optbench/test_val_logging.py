@@ -3,8 +3,6 @@ and the training-only clock train_seconds (also across a resume)."""
 
 import json
 
-import pytest
-
 from iclab.config import validate
 from iclab.runs import train_run
 from iclab.training import checkpoint as ck

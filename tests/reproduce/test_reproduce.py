@@ -38,7 +38,7 @@ def test_list_shows_every_entry_with_its_criterion_and_the_planned_ones():
 def test_unknown_and_unbuilt_entries_are_one_line_errors(tmp_path):
     res = CliRunner().invoke(app, ["reproduce", "no-such-entry", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "unknown reproduction 'no-such-entry'" in res.output
-    res = CliRunner().invoke(app, ["reproduce", "seed004-grokking", "--out", str(tmp_path)])
+    res = CliRunner().invoke(app, ["reproduce", "seed002-reflex", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "not built yet" in res.output
     res = CliRunner().invoke(app, ["reproduce", "garg-linear", "--scale", "huge", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "no 'huge' scale" in res.output
@@ -66,14 +66,14 @@ def toy_entry(tmp_path, tiny_cfg_dict):
         calls["evaluate"] += 1
 
     def check(runs):
-        errs = [r.eval["model"]["mean"][-1] for r in runs["model"]]
+        errs = [r.evaluation["model"]["mean"][-1] for r in runs["model"]]
         return Verdict(mean_ci(errs)[0] < 100.0, f"error {mean_ci(errs)[0]:.3f}", {"error": mean_ci(errs)[0]})
 
     def figure(runs, path):
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots()
-        ax.plot([r.eval["model"]["mean"][-1] for r in runs["model"]], "o")
+        ax.plot([r.evaluation["model"]["mean"][-1] for r in runs["model"]], "o")
         fig.savefig(path)
         plt.close(fig)
 

@@ -241,3 +241,15 @@ def test_list_optimizers_names_each_source_library():
     for name in ALL:
         assert f"[{OPTIMIZERS.get(name).source}]" in lines[name]
     assert "[heavyball] SOAP" in lines["soap"] and "[schedulefree]" in lines["sgd_schedulefree"]
+
+
+def test_a_schedule_free_run_does_not_depend_on_how_often_it_logs(tmp_path):
+    """Each log step evaluates at x and goes back to y; y must come back exactly (the lerps do not
+    round-trip in floating point), so logging every 2 or every 5 steps ends with the same weights."""
+    runs = []
+    for every in (2, 5):
+        d = cfg_dict(training={"steps": 20, "schedule": "constant", "warmup_steps": 0,
+                               "optimizer": {"name": "sgd_schedulefree"}}, logging=dict(cfg_dict()["logging"], log_every=every))
+        train_run(validate(d), tmp_path / f"every{every}", evaluate_after=False)
+        runs.append(tmp_path / f"every{every}")
+    assert_same_weights(*runs)

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 from iclab.evaluation.plots import run_color
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Entry, Verdict, fmt_ci
-from iclab.reproduce.plots import save, seed_band
+from iclab.reproduce.plots import finish, save, seed_band
 from iclab.reproduce.trajectory import error_over_training, steps_to
 
 TARGET = 0.1
@@ -45,12 +45,8 @@ def figure(runs, path):
         seed_band(ax, curves[0]["steps"], [c["error"] for c in curves], label, run_color(i))
     k = error_over_training(runs["curriculum"][0])["k"]
     ax.axhline(TARGET, color="0.5", ls=":", lw=1, label=f"target {TARGET}")
-    ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"normalized squared error at k={k} (d=5)")
-    ax.set_title("curriculum on dims and points vs none (Garg et al. Fig. 7)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    finish(ax, "training step", f"normalized squared error at k={k} (d=5)",
+           "curriculum on dims and points vs none (Garg et al. Fig. 7)", logy=True)
     save(fig, path)
 
 

@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, k2d, mean_ci, per_seed
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, k2d, mean_ci, per_seed, values_at
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 MARGIN = 0.05
@@ -12,9 +12,7 @@ MARGIN = 0.05
 def check(runs) -> Verdict:
     evs = evals(runs["model"])
     k = k2d(evs[0])
-    model = [at(ev["model"], k) for ev in evs]
-    ls = [at(ev["baselines"]["least_squares"], k) for ev in evs]
-    knn = [at(ev["baselines"]["knn"], k) for ev in evs]
+    model, ls, knn = values_at(evs, k), values_at(evs, k, "least_squares"), values_at(evs, k, "knn")
     m, _ = mean_ci(model)
     passed = m <= mean_ci(ls)[0] + MARGIN and m < mean_ci(knn)[0]
     return Verdict(passed, f"at k={k}: model {fmt_ci(model)}, least squares {fmt_ci(ls)}, 3-NN {fmt_ci(knn)}",

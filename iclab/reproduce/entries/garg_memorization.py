@@ -7,7 +7,7 @@ squares there, far better than the best function of its training pool (the `memo
 import matplotlib.pyplot as plt
 
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, k2d, mean_ci, per_seed
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, k2d, mean_ci, per_seed, values_at
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 MARGIN = 0.05
@@ -24,10 +24,8 @@ def check(runs) -> Verdict:
     evs = evals(runs["model"])
     pool = evals(runs["model"], "eval_train_pool.json")
     k = k2d(evs[0])
-    fresh = [at(ev["model"], k) for ev in evs]
-    seen = [at(ev["model"], k) for ev in pool]
-    ls = [at(ev["baselines"]["least_squares"], k) for ev in evs]
-    mem = [at(ev["baselines"]["memorization"], k) for ev in evs]
+    fresh, seen = values_at(evs, k), values_at(pool, k)
+    ls, mem = values_at(evs, k, "least_squares"), values_at(evs, k, "memorization")
     m = mean_ci(fresh)[0]
     passed = m <= mean_ci(ls)[0] + MARGIN and m < mean_ci(mem)[0]
     size = runs["model"][0].cfg.task.options.get("pool_size")

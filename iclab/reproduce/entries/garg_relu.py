@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, k2d, mean_ci, per_seed
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, mean_ci, per_seed, values_at
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 MARGIN = 0.1
@@ -12,9 +12,7 @@ MARGIN = 0.1
 def check(runs) -> Verdict:
     evs = evals(runs["model"])
     k = evs[0]["n_points"] - 1
-    model = [at(ev["model"], k) for ev in evs]
-    gd = [at(ev["baselines"]["relu_net_gd"], k) for ev in evs]
-    ls = [at(ev["baselines"]["least_squares"], k) for ev in evs]
+    model, gd, ls = values_at(evs, k), values_at(evs, k, "relu_net_gd"), values_at(evs, k, "least_squares")
     m = mean_ci(model)[0]
     passed = m <= mean_ci(gd)[0] + MARGIN and m < mean_ci(ls)[0]
     return Verdict(passed, f"at k={k}: model {fmt_ci(model)}, 2-layer net by GD {fmt_ci(gd)}, least squares {fmt_ci(ls)}",

@@ -3,16 +3,14 @@
 import matplotlib.pyplot as plt
 
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, mean_ci, per_seed
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, mean_ci, per_seed, values_at
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 
 def check(runs) -> Verdict:
     evs = evals(runs["model"])
     k = evs[0]["n_points"] - 1
-    model = [at(ev["model"], k) for ev in evs]
-    xgb = [at(ev["baselines"]["xgboost"], k) for ev in evs]
-    tree = [at(ev["baselines"]["decision_tree"], k) for ev in evs]
+    model, xgb, tree = values_at(evs, k), values_at(evs, k, "xgboost"), values_at(evs, k, "decision_tree")
     m = mean_ci(model)[0]
     passed = m < mean_ci(xgb)[0] and m < mean_ci(tree)[0]
     return Verdict(passed, f"at k={k}: model {fmt_ci(model)}, XGBoost {fmt_ci(xgb)}, greedy tree {fmt_ci(tree)}",

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 from iclab.evaluation.plots import run_color
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, mean_ci
-from iclab.reproduce.plots import error_vs_examples, evals, save
+from iclab.reproduce.plots import error_vs_examples, evals, finish, save
 
 LABELS = ("linear (step)", "sqrt", "cos", "log2")
 
@@ -48,11 +48,7 @@ def figure(runs, path):
         cur = Curriculum(cfg)
         steps = list(range(0, cfg.training.steps, 5))
         a0.plot(steps, [cur.at(s)["loops"] for s in steps], color=run_color(i), label=lab)
-    a0.set_xlabel("training step")
-    a0.set_ylabel("loops b (curriculum)")
-    a0.set_title("the loop curricula", fontsize=10)
-    a0.grid(alpha=0.3)
-    a0.legend(fontsize=7)
+    finish(a0, "training step", "loops b (curriculum)", "the loop curricula")
     cfg = runs[LABELS[0]][0].cfg
     error_vs_examples(a1, {lab: evals(runs[lab]) for lab in LABELS}, ["least_squares"],
                       f"error vs examples (trained on {cfg.task.n_points} points)", mark_k=cfg.task.n_points - 1)

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 from iclab.evaluation.plots import run_color
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Entry, Verdict, fmt_ci, mean_ci
-from iclab.reproduce.plots import evals, save, seed_band
+from iclab.reproduce.plots import evals, finish, save, seed_band
 
 MARGIN = 0.02
 
@@ -30,12 +30,8 @@ def figure(runs, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     seed_band(ax, lps[0]["loops"], [lp["last_point"] for lp in lps], f"looped, trained with b={b}", run_color(0))
     ax.axvline(b, color="0.5", ls=":", lw=1, label="b")
-    ax.set_yscale("log")
-    ax.set_xlabel("loop iterations at inference")
-    ax.set_ylabel(f"normalized squared error, k={lps[0]['n_points'] - 1}")
-    ax.set_title(f"looping past b (Yang et al. Fig. 3), d={lps[0]['n_dims']}", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    finish(ax, "loop iterations at inference", f"normalized squared error, k={lps[0]['n_points'] - 1}",
+           f"looping past b (Yang et al. Fig. 3), d={lps[0]['n_dims']}", logy=True)
     save(fig, path)
 
 

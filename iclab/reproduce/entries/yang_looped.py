@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, k2d, mean_ci, per_seed
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, k2d, mean_ci, per_seed, values_at
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 MARGIN = 0.05
@@ -19,8 +19,7 @@ def _params(run) -> int:
 def check(runs) -> Verdict:
     looped, std = evals(runs["looped"]), evals(runs["standard"])
     k = k2d(looped[0])
-    lo, st = [at(ev["model"], k) for ev in looped], [at(ev["model"], k) for ev in std]
-    ls = [at(ev["baselines"]["least_squares"], k) for ev in looped]
+    lo, st, ls = values_at(looped, k), values_at(std, k), values_at(looped, k, "least_squares")
     p_lo, p_st = _params(runs["looped"][0]), _params(runs["standard"][0])
     ratio = p_lo / p_st
     layers = runs["standard"][0].cfg.model.n_layer

@@ -3,7 +3,7 @@
 heavyball's `state_dict` carries (1) a pickled preconditioner-schedule function, (2) Python sets
 (`is_initialized`), (3) a group's `step_count` that is the same tensor as a parameter state's `step`
 (safetensors refuses shared memory), and PSGD keeps float64 running bounds that torch's
-`load_state_dict` casts to the parameters' float32. `checkpointable(opt)` adds hooks: on save, the pickle
+`load_state_dict` casts to the parameters' float32. `checkpointable(opt)` adds hooks: on save, those bytes
 is dropped (the schedule is rebuilt from the options, and the load hook discards it too, so nothing is
 ever unpickled), sets become sorted lists under a marker key and the shared tensor is copied; on load,
 the sets come back and the saved dtypes are restored after torch's cast.

@@ -196,8 +196,8 @@ class ClassificationWorkload(Workload):
         return {"val/loss": m["loss"], "val/accuracy": m["accuracy"]}
 
     def fixed_batches(self, n, seed, device):
-        raise EvalError(f"task.name=classification: layer analyses (surgery, lens, probes) are for transformer runs; "
-                        f"this run is an MLP / logistic regression")
+        raise EvalError("task.name=classification: layer analyses (surgery, lens, probes) are for transformer runs; "
+                        "this run is an MLP / logistic regression")
 
     # --- evaluation ------------------------------------------------------------------------------------
     def evaluate(self, run_dir: Path, model, device, *, tag=None, step=None, **_) -> dict:

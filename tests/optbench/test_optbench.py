@@ -46,6 +46,15 @@ def test_trial_config_fills_optimizer_defaults_and_indexes_lists():
     assert BASE["training"].get("warmup_steps") is None  # the base is not modified
 
 
+def test_trial_directory_names_hash_only_what_the_trial_sets():
+    from iclab.optbench.spec import trial_hash
+
+    sub = SubmissionSpec(set={"training.optimizer.name": "adamw"}, space={"training.lr": Dist(log_uniform=(1e-3, 1e-2))})
+    h = trial_hash(BASE, sub, {"training.lr": 0.005}, 3)
+    assert h == trial_hash(json.loads(json.dumps(BASE)), sub, {"training.lr": 0.005}, 3) and len(h) == 12
+    assert h != trial_hash(BASE, sub, {"training.lr": 0.006}, 3) and h != trial_hash(BASE, sub, {"training.lr": 0.005}, 4)
+
+
 def test_bad_space_keys_are_one_line_errors():
     sub = SubmissionSpec(set={"training.optimizer.name": "adamw"}, space={"training.optimizer.options.betas.5": Dist(choice=[0.5])})
     with pytest.raises(OptbenchError, match=r"betas.5.*list of 2"):
