@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from iclab.evaluation.plots import save_figure
+
 from iclab.files import write_json
 
 EVAL_STEP0 = 10**12  # the step ids of the evaluation batches: far past any training step
@@ -380,11 +382,7 @@ def plot_landscape(rec: dict, path: Path, title: str = "") -> Path:
         _draw_surface(ax3, rec)
         ax3.set_title("surface", fontsize=9)
         fig.suptitle(f"{title}: loss on a plane ({what})", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_compare(recs: list[dict], labels: list[str], path: Path) -> Path:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, jvp
 
+from iclab.evaluation.plots import save_figure
 from iclab.files import write_json
 
 
@@ -232,8 +233,4 @@ def plot_sharpness(rec: dict, path: Path, title: str = "") -> Path:
     cx.set_ylabel("loss on the fixed batches")
     _yscale(cx, [p["loss"] for p in pts])
     fig.suptitle(f"{title}: {rec['optimizer']}; {rec['note']}", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

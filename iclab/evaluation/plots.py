@@ -40,6 +40,15 @@ def _band(ax, xs, curve, label, **kw):
     ax.fill_between(xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], color=line.get_color(), alpha=0.15)
 
 
+def save_figure(fig, path, dpi: int = 120) -> Path:
+    """tight_layout, save, close: the end of every figure function."""
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def error_label(ev: dict) -> str:
     """The y label of an error curve: what the error is divided by (d for linear regression, s for sparse,
     1 for trees, d + noise^2 for noisy labels: the error of predicting 0), not always d."""

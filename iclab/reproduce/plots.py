@@ -7,10 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from iclab.evaluation.plots import baseline_style, run_color  # noqa: E402
+from iclab.evaluation.plots import baseline_style, run_color, save_figure  # noqa: E402
 from iclab.reproduce.base import Run, mean_ci  # noqa: E402
 
 
@@ -54,9 +53,7 @@ def error_vs_examples(ax, groups: dict[str, list[dict]], baselines: list[str], t
 
 
 def save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def evals(runs: list[Run], name: str = "eval.json") -> list[dict]:
