@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from iclab.evaluation.plots import baseline_style, run_color, save_figure  # noqa: E402
+from iclab.evaluation.plots import baseline_style, error_label, run_color, save_figure  # noqa: E402
 from iclab.reproduce.base import Run, mean_ci  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def error_vs_examples(ax, groups: dict[str, list[dict]], baselines: list[str], t
         ax.axvline(mark_k, color="0.6", ls=":", lw=1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("in-context examples k")
-    ax.set_ylabel("normalized squared error")
+    ax.set_ylabel(error_label(first[0]))
     if ylim is not None:
         ax.set_ylim(0, ylim)
     ax.set_title(title, fontsize=10)
