@@ -7,6 +7,10 @@ how many seeds it runs by default, and two functions of the finished runs: `chec
 length, the shifts, the loop sweep); it is called once per run and its outputs are files in the run, so
 a second `iclab reproduce` reuses them.
 
+A label may name a `Command` instead of a config: a function that writes its outputs into a directory
+(the standalone experiments of `iclab dynamics` and `iclab demo`, which train no `iclab` config); its runs
+are cached like trained ones, keyed on the function and its arguments.
+
 A `Planned` entry is a claim whose capability another issue builds: `iclab reproduce --list` shows it as
 not built.
 """
@@ -23,12 +27,26 @@ from typing import Callable
 from iclab.config import Config
 
 
+@dataclass(frozen=True)
+class Command:
+    """An entry's step that is a function, not a training config: `fn(out_dir, seed=s, **params)` writes its
+    outputs (JSON, figures) into out_dir. `params` are part of the cache key."""
+
+    fn: Callable[..., object]
+    params: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__.removeprefix("run_")
+
+
 @dataclass
 class Run:
     label: str
     seed: int
     dir: Path
-    cfg: Config
+    cfg: Config | None  # None for a Command's run
+    command: Command | None = None
 
     def json(self, name: str) -> dict:
         return json.loads((self.dir / name).read_text())
@@ -58,7 +76,7 @@ class Entry:
     source: str
     claim: str
     criterion: str
-    configs: dict[str, dict[str, str]]  # scale -> {label: config path relative to the repository root}
+    configs: dict[str, dict[str, str | Command]]  # scale -> {label: config path (from the repository root) or Command}
     check: Callable[[Runs], Verdict]
     figure: Callable[[Runs, Path], None]
     seeds: dict[str, int] = field(default_factory=lambda: {"tiny": 5, "full": 3})
@@ -90,10 +108,15 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     from iclab.compare import t_interval
 
     vals = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in vals):  # a diverged seed: no interval (statistics.stdev fails on NaN)
+        return statistics.fmean(vals), math.nan
     return statistics.fmean(vals), t_interval(vals)
 
 
 def fmt_ci(values: list[float], digits: int = 3) -> str:
+    bad = sum(not math.isfinite(float(v)) for v in values)
+    if bad:
+        return f"diverged on {bad}/{len(values)} seeds"
     m, h = mean_ci(values)
     return f"{m:.{digits}f} +- {h:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 

@@ -13,12 +13,13 @@ from iclab.evaluation.plots import baseline_style, error_label, run_color, save_
 from iclab.reproduce.base import Run, mean_ci  # noqa: E402
 
 
-def seed_band(ax, xs, curves: list[list[float]], label: str, color: str, **kw) -> None:
-    """Mean over seeds, a band of the 95% t-interval of the mean, and each seed as a thin line."""
+def seed_band(ax, xs, curves: list[list[float]], label: str | None, color: str, **kw) -> None:
+    """Mean over seeds, a band of the 95% t-interval of the mean, and each seed as a thin line (label None: no
+    legend entry)."""
     stats = [mean_ci([c[i] for c in curves]) for i in range(len(xs))]
     m = [s[0] for s in stats]
     h = [s[1] for s in stats]
-    ax.plot(xs, m, color=color, lw=2, label=f"{label} (mean of {len(curves)} seeds)" if len(curves) > 1 else label, **kw)
+    ax.plot(xs, m, color=color, lw=2, label=f"{label} (mean of {len(curves)} seeds)" if label and len(curves) > 1 else label, **kw)
     if len(curves) > 1:
         ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], color=color, alpha=0.2, lw=0)
         for c in curves:

@@ -18,7 +18,7 @@ import iclab
 from iclab.config import Config, load_config
 from iclab.files import write_json
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Planned, Run, Verdict
+from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict
 
 
 class ReproduceError(ValueError):
@@ -61,6 +61,11 @@ def config_digest(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def command_digest(cmd: Command) -> str:
+    key = {"fn": f"{cmd.fn.__module__}.{cmd.fn.__qualname__}", "params": cmd.params}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def entries() -> list[Entry | Planned]:
     return [REPRODUCTIONS.get(n) for n in REPRODUCTIONS.names()]
 
@@ -81,8 +86,15 @@ def plan(entry: Entry, scale: str, seeds: int | None, out: Path, overrides: list
         raise ReproduceError(f"--seeds {n}: give at least 1")
     runs: dict[str, list[Run]] = {}
     for label, rel in entry.configs[scale].items():
-        path = config_path(rel)
         runs[label] = []
+        if isinstance(rel, Command):
+            if overrides:
+                raise ReproduceError(f"reproduction '{entry.name}': --set does not apply to '{label}', which is the "
+                                     f"function {rel.name} and not a config")
+            base = Path(out) / "runs" / f"{rel.name}-{command_digest(rel)}"
+            runs[label] = [Run(label, s, base / f"seed{s}", None, rel) for s in range(n)]
+            continue
+        path = config_path(rel)
         for s in range(n):
             cfg = load_config(path, [f"seed={s}", *entry.overrides.get(scale, []), *(overrides or [])])
             run_dir = Path(out) / "runs" / f"{path.stem}-{config_digest(cfg)}" / f"seed{s}"
@@ -123,7 +135,7 @@ def reproduce(name: str, scale: str = "tiny", seeds: int | None = None, out: Pat
     if report:
         from iclab.report import write_report
 
-        write_report([dest] + sorted({r.dir.parent for r in flat}), dest / "report.html",
+        write_report([dest] + sorted({r.dir.parent for r in flat if r.cfg is not None}), dest / "report.html",
                      title=f"iclab reproduce {entry.name} ({scale})")
     log(f"{'PASS' if verdict.passed else 'FAIL'} {entry.name}: {verdict.summary}")
     for line in verdict.details:
@@ -134,6 +146,10 @@ def reproduce(name: str, scale: str = "tiny", seeds: int | None = None, out: Pat
 def _train_all(runs: list[Run], workers: int, log) -> None:
     from iclab.compare import _done, run_one
 
+    commands = [r for r in runs if r.command is not None]
+    runs = [r for r in runs if r.command is None]
+    for r in commands:
+        _run_command(r, log)
     todo = [r for r in runs if not _done(r.dir)]
     for r in runs:
         if _done(r.dir):
@@ -155,6 +171,17 @@ def _train_all(runs: list[Run], workers: int, log) -> None:
         cfg = r.cfg.model_copy(deep=True)
         cfg.logging.progress = False
         run_one(cfg, r.dir, log=log)
+
+
+def _run_command(r: Run, log) -> None:
+    """A Command's run; timing.json, written last, marks it finished (an interrupted one is redone)."""
+    if (r.dir / "timing.json").is_file():
+        log(f"  {r.dir}: finished, reused")
+        return
+    log(f"  {r.dir}: running {r.command.name}")
+    t0 = time.perf_counter()
+    r.command.fn(r.dir, seed=r.seed, **r.command.params)
+    write_json(r.dir / "timing.json", {"wall_s": time.perf_counter() - t0})
 
 
 def summary_table(out: Path) -> str:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from iclab.cli import app
 from iclab.config import load_config
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Run, Verdict, mean_ci
+from iclab.reproduce.base import Command, Entry, Run, Verdict, mean_ci
 from iclab.reproduce.runner import REPO, ReproduceError, config_digest, plan, reproduce, summary_table
 from iclab.reproduce.trajectory import steps_to
 
@@ -23,6 +23,9 @@ def test_every_built_entry_names_configs_that_load_at_every_scale():
         assert e.criterion and e.claim and "tiny" in e.configs
         for scale, cfgs in e.configs.items():
             for label, rel in cfgs.items():
+                if isinstance(rel, Command):
+                    assert callable(rel.fn)
+                    continue
                 load_config(REPO / rel)  # raises on a missing file or an invalid config
 
 
@@ -119,6 +122,45 @@ def test_seeds_must_be_positive(toy_entry, tmp_path):
         plan(toy_entry[0], "tiny", 0, tmp_path)
 
 
+def test_command_entries_run_once_per_seed_and_are_reused(tmp_path):
+    calls = []
+
+    def run_toy(out, seed=0, scale=1.0):
+        calls.append((seed, scale))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "toy.json").write_text(json.dumps({"value": seed * scale}))
+
+    def check(runs):
+        vals = [r.json("toy.json")["value"] for r in runs["toy"]]
+        return Verdict(sum(vals) == 3.0, f"sum {sum(vals)}")
+
+    def figure(runs, path):
+        path.write_bytes(b"png")
+
+    entry = Entry(name="toy-command-entry", source="a test", claim="c", criterion="sum 3",
+                  configs={"tiny": {"toy": Command(run_toy, {"scale": 1.0})}}, check=check, figure=figure,
+                  seeds={"tiny": 3})
+    REPRODUCTIONS.register(entry.name)(entry)
+    try:
+        res = reproduce(entry.name, out=tmp_path, log=lambda *_: None, report=False)
+        assert res["passed"] and res["seeds"] == 3 and sorted(calls) == [(0, 1.0), (1, 1.0), (2, 1.0)]
+        reproduce(entry.name, out=tmp_path, log=lambda *_: None, report=False)
+        assert len(calls) == 3  # reused
+        # other arguments are other runs; --set does not apply to a function
+        other = plan(Entry(**{**entry.__dict__, "configs": {"tiny": {"toy": Command(run_toy, {"scale": 2.0})}}}),
+                     "tiny", 1, tmp_path)["toy"][0]
+        assert other.dir.parent != plan(entry, "tiny", 1, tmp_path)["toy"][0].dir.parent
+        with pytest.raises(ReproduceError, match="--set does not apply to 'toy'"):
+            plan(entry, "tiny", 1, tmp_path, overrides=["training.lr=1"])
+        # an interrupted command (no timing.json) is redone
+        (plan(entry, "tiny", 1, tmp_path)["toy"][0].dir / "timing.json").unlink()
+        reproduce(entry.name, seeds=1, out=tmp_path, log=lambda *_: None, report=False)
+        assert len(calls) == 4
+    finally:
+        REPRODUCTIONS._items.pop(entry.name)
+        REPRODUCTIONS._help.pop(entry.name)
+
+
 # --- the criteria, on evaluations made by hand ---------------------------------------------------------------
 def _run(tmp_path, label, seed, files: dict, cfg_rel="configs/garg/tiny/linear_regression.yaml"):
     d = tmp_path / label.replace(" ", "_").replace(",", "") / f"seed{seed}"
@@ -174,3 +216,30 @@ def test_steps_to_reads_the_first_checkpoint_at_or_below_the_target():
     curve = {"steps": [100, 200, 300, 400], "error": [0.5, 0.1, 0.2, 0.05]}
     assert steps_to(curve, 0.1) == 200
     assert steps_to(curve, 0.01) == math.inf
+
+
+def test_seed001_reuse_and_surgery_criteria(tmp_path):
+    reuse = REPRODUCTIONS.get("seed001-reuse")
+    ls = [1, .5, .1, 0, 0, 0, 0]
+    six = [_run(tmp_path / "a", "6 layers", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)}) for s, v in
+           enumerate([0.05, 0.07])]
+    rec = [_run(tmp_path / "b", "3 layers x 2", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)}) for s, v in
+           enumerate([0.04, 0.06])]
+    v = reuse.check({"6 layers": six, "3 layers x 2": rec})
+    assert v.passed and v.numbers["wins"] == 2
+    assert not reuse.check({"6 layers": rec, "3 layers x 2": six}).passed
+
+    surgery = REPRODUCTIONS.get("seed001-surgery")
+
+    def sj(orig, **others):
+        variants = {"original": {"at_k": orig}, **{n: {"at_k": x} for n, x in others.items()}}
+        return {"surgery_reproduce.json": {"summary_position": 6, "variants": variants,
+                                           "reference": {"least_squares": {"at_k": 0.0}}}}
+
+    worse = [_run(tmp_path / "c", "6 layers", s, sj(0.05, reverse=0.9, shuffle=0.3 + 0.1 * s)) for s in range(2)]
+    v = surgery.check({"6 layers": worse})
+    assert v.passed and v.numbers["best"] == "shuffle"
+    helps = [_run(tmp_path / "d", "6 layers", s, sj(0.05, **{"duplicate:2": 0.02})) for s in range(2)]
+    assert not surgery.check({"6 layers": helps}).passed
+    surgery.figure({"6 layers": worse}, tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
