@@ -13,15 +13,16 @@ from iclab.evaluation.plots import baseline_style, error_label, run_color, save_
 from iclab.reproduce.base import Run, mean_ci  # noqa: E402
 
 
-def seed_band(ax, xs, curves: list[list[float]], label: str | None, color: str, **kw) -> None:
-    """Mean over seeds, a band of the 95% t-interval of the mean, and each seed as a thin line (label None: no
-    legend entry)."""
+def seed_band(ax, xs, curves: list[list[float]], label: str | None, color: str, band: bool = True, **kw) -> None:
+    """Mean over seeds, a band of the 95% t-interval of the mean (band=False: none, where a few seeds' spikes would
+    blow it up), and each seed as a thin line (label None: no legend entry)."""
     stats = [mean_ci([c[i] for c in curves]) for i in range(len(xs))]
     m = [s[0] for s in stats]
     h = [s[1] for s in stats]
     ax.plot(xs, m, color=color, lw=2, label=f"{label} (mean of {len(curves)} seeds)" if label and len(curves) > 1 else label, **kw)
-    if len(curves) > 1:
+    if len(curves) > 1 and band:
         ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], color=color, alpha=0.2, lw=0)
+    if len(curves) > 1:
         for c in curves:
             ax.plot(xs, c, color=color, lw=0.6, alpha=0.45)
 

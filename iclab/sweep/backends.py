@@ -127,7 +127,8 @@ def _local_one(job: Job, threads: int, log) -> JobResult:
 
 def _run_local(jobs: list[Job], workers: int, log, options: dict):
     threads = int(options.get("threads") or threads_per_worker(workers))
-    log(f"local backend: {len(jobs)} run(s), {workers} at a time, {threads} torch thread(s) each")
+    log(f"local backend: {len(jobs)} run(s), {workers} at a time, {threads} torch thread(s) each where the config "
+        "leaves training.threads unset")
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_local_one, job, threads, log) for job in jobs]
         return [(i, f.result()) for i, f in enumerate(futures)]

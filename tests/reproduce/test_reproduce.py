@@ -11,14 +11,14 @@ from typer.testing import CliRunner
 from iclab.cli import app
 from iclab.config import load_config
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Command, Entry, Run, Verdict, mean_ci
+from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict, mean_ci
 from iclab.reproduce.runner import REPO, ReproduceError, config_digest, plan, reproduce, summary_table
 from iclab.reproduce.trajectory import steps_to
 
 
 def test_every_built_entry_names_configs_that_load_at_every_scale():
     built = [REPRODUCTIONS.get(n) for n in REPRODUCTIONS.names() if REPRODUCTIONS.get(n).built]
-    assert len(built) >= 13
+    assert len(built) >= 21
     for e in built:
         assert e.criterion and e.claim and "tiny" in e.configs
         for scale, cfgs in e.configs.items():
@@ -29,19 +29,28 @@ def test_every_built_entry_names_configs_that_load_at_every_scale():
                 load_config(REPO / rel)  # raises on a missing file or an invalid config
 
 
-def test_list_shows_every_entry_with_its_criterion_and_the_planned_ones():
+@pytest.fixture
+def planned_entry():
+    p = Planned("toy-planned", "a test", "a claim another issue builds", "issue 0")
+    REPRODUCTIONS.register(p.name, help=p.claim)(p)
+    yield p
+    REPRODUCTIONS._items.pop(p.name)
+    REPRODUCTIONS._help.pop(p.name)
+
+
+def test_list_shows_every_entry_with_its_criterion_and_the_planned_ones(planned_entry):
     res = CliRunner().invoke(app, ["reproduce", "--list"])
     assert res.exit_code == 0, res.output
     for name in REPRODUCTIONS.names():
         assert name in res.output
     assert res.output.count("criterion:") == sum(REPRODUCTIONS.get(n).built for n in REPRODUCTIONS.names())
-    assert "NOT BUILT" in res.output
+    assert "toy-planned" in res.output and "NOT BUILT (issue 0)" in res.output
 
 
-def test_unknown_and_unbuilt_entries_are_one_line_errors(tmp_path):
+def test_unknown_and_unbuilt_entries_are_one_line_errors(tmp_path, planned_entry):
     res = CliRunner().invoke(app, ["reproduce", "no-such-entry", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "unknown reproduction 'no-such-entry'" in res.output
-    res = CliRunner().invoke(app, ["reproduce", "seed002-reflex", "--out", str(tmp_path)])
+    res = CliRunner().invoke(app, ["reproduce", "toy-planned", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "not built yet" in res.output
     res = CliRunner().invoke(app, ["reproduce", "garg-linear", "--scale", "huge", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "no 'huge' scale" in res.output
@@ -243,3 +252,17 @@ def test_seed001_reuse_and_surgery_criteria(tmp_path):
     assert not surgery.check({"6 layers": helps}).passed
     surgery.figure({"6 layers": worse}, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_seed002_reflex_criterion(tmp_path):
+    entry = REPRODUCTIONS.get("seed002-reflex")
+
+    def runs(gap):
+        return {label: [_run(tmp_path / f"{gap}{i}", label, s, {"eval.json": {"bits_per_char": 3.5 + (gap if i else 0) + 0.01 * s}})
+                        for s in range(2)] for i, label in enumerate(["nanoGPT 6L", "Reflex 6L 4-2-2", "Reflex 6L 5-2-1"])}
+
+    assert entry.check(runs(0.01)).passed
+    assert not entry.check(runs(-0.1)).passed  # a clear gain is not what the seed found
+    assert entry.check(runs(0.1)).passed  # worse at nanoGPT's hyperparameters: as the seed found
+    entry.figure(runs(0.02), tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 0

@@ -58,10 +58,11 @@ def figure(runs, path):
                                    ("grokked", 1, "o", f"held-out acc >= {GROKKED}")):
         xs = [f for f in fr if st[f][idx] is not None]
         axes[1].plot(xs, [st[f][idx] for f in xs], "-" + marker, label=name)
-    for f in fr:
-        if st[f][1] is None:
-            axes[1].plot([f], [st[f][2]], "v", color="tab:red", ms=9)
-            axes[1].annotate(f"not within {st[f][2]}", (f, st[f][2]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    missed = [f for f in fr if st[f][1] is None]
+    for f in missed:
+        axes[1].plot([f], [st[f][2]], "v", color="tab:red", ms=9,
+                     label=f"held-out < {GROKKED} at the budget (steps)" if f == missed[0] else None)
+        axes[1].annotate(f"not within {st[f][2]}", (f, st[f][2]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("training fraction")
     axes[1].set_ylabel("steps")

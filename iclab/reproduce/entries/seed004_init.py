@@ -46,7 +46,8 @@ def figure(runs, path):
                       for rec in recs]
             if any(x != x for c in curves for x in c["loss"]):  # NaN: diverged (naive(1) at depth 50)
                 continue
-            seed_band(ax, curves[0]["steps"], [c["loss"] for c in curves], init, color)
+            style = {"ls": "--", "zorder": 3} if init.startswith("naive") else {}  # naive(0.01) lies on Xavier's curve
+            seed_band(ax, curves[0]["steps"], [c["loss"] for c in curves], init, color, **style)
         ax.axhline(recs[0]["chance_loss"], color="k", ls=":", lw=0.8, label="chance (ln 10)")
         ax.set_ylim(0, 1.6 * recs[0]["chance_loss"])
         finish(ax, "SGD step", "training loss", f"depth {d}, ReLU, width {recs[0]['width']} ({recs[0]['optimizer']})")

@@ -1,0 +1,58 @@
+"""Seed 002: Reflex attention (later layers give heads to cross-attention on earlier layers' hidden states) vs
+nanoGPT at equal size and nanoGPT's hyperparameters, on character-level language modelling."""
+
+import matplotlib.pyplot as plt
+
+from iclab.registry import REPRODUCTIONS
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, mean_ci, per_seed
+from iclab.reproduce.plots import evals, save
+
+BASE = "nanoGPT 6L"
+CONFIGS = {BASE: "configs/reflex/tiny/nanogpt_6l.yaml", "Reflex 6L 4-2-2": "configs/reflex/tiny/reflex_6l6h_422.yaml",
+           "Reflex 6L 5-2-1": "configs/reflex/tiny/reflex_6l6h_521.yaml"}
+TOL = 0.03  # bits per character
+
+
+def _bpc(runs, label):
+    return [ev["bits_per_char"] for ev in evals(runs[label])]
+
+
+def check(runs) -> Verdict:
+    base = _bpc(runs, BASE)
+    parts, numbers, details, gaps = [f"{BASE} {fmt_ci(base)}"], {BASE: mean_ci(base)[0]}, [], []
+    for label in runs:
+        if label == BASE:
+            continue
+        vals = _bpc(runs, label)
+        gaps.append(mean_ci(vals)[0] - mean_ci(base)[0])
+        parts.append(f"{label} {fmt_ci(vals)}")
+        numbers[label] = mean_ci(vals)[0]
+    for label in runs:
+        details.append(f"{label} per seed {per_seed(_bpc(runs, label))}")
+    passed = all(g >= -TOL for g in gaps)  # the seed: no gain (its Reflex models scored lower)
+    return Verdict(passed, "validation bits per character: " + ", ".join(parts)
+                   + f"; Reflex - nanoGPT: {', '.join(f'{g:+.3f}' for g in gaps)}", numbers, details)
+
+
+def figure(runs, path):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, label in enumerate(runs):
+        vals = _bpc(runs, label)
+        ax.bar(i, mean_ci(vals)[0], color="tab:gray" if label == BASE else "tab:blue", alpha=0.8)
+        ax.plot([i] * len(vals), vals, "k.", ms=5)
+    lo = min(min(_bpc(runs, label)) for label in runs)
+    hi = max(max(_bpc(runs, label)) for label in runs)
+    ax.set_ylim(lo - 0.1, hi + 0.05)
+    ax.set_xticks(range(len(runs)), list(runs))
+    ax.set_ylabel("validation bits per character (bars: mean; dots: seeds)")
+    ax.set_title("Reflex attention vs nanoGPT at equal size (char LM, Python sources)", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    save(fig, path)
+
+
+REPRODUCTIONS.register("seed002-reflex", help="Reflex attention vs nanoGPT at equal size on char-level LM")(Entry(
+    name="seed002-reflex", source="Seed 002 (Reflex attention)",
+    claim="At nanoGPT's hyperparameters and the same size, Reflex attention (heads split self / previous layer / "
+          "the layer before) does not beat nanoGPT on language modelling: the seed's Reflex models scored no better.",
+    criterion=f"no Reflex variant's validation bits per character (mean over seeds) is more than {TOL:g} below nanoGPT's",
+    configs={"tiny": dict(CONFIGS)}, check=check, figure=figure, seeds={"tiny": 3}, minutes={"tiny": 12}))
