@@ -266,3 +266,20 @@ def test_seed002_reflex_criterion(tmp_path):
     assert entry.check(runs(0.1)).passed  # worse at nanoGPT's hyperparameters: as the seed found
     entry.figure(runs(0.02), tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_curriculum_shapes_counts_slower_degradation_only_for_learned_models(tmp_path):
+    entry = REPRODUCTIONS.get("seed000-curriculum-shapes")
+
+    def curve(at_train, at_long):  # trained on 10 points (k=9), evaluated to k=19
+        return _ev([1.0] * 9 + [at_train] + [at_train] * 9 + [at_long])
+
+    def runs(cos_train, cos_long):
+        vals = {"linear (step)": (0.03, 0.3), "sqrt": (0.05, 0.2), "cos": (cos_train, cos_long), "log2": (0.04, 0.3)}
+        return {lab: [_run(tmp_path / f"{cos_train}", lab, 0, {"eval.json": curve(*v)}, rel)]
+                for (lab, v), rel in zip(vals.items(), entry.configs["tiny"].values())}
+
+    v = entry.check(runs(0.95, 0.97))  # cos at chance: growth x1.02 but it never learned
+    assert "sqrt and cos learned and degrade slower: False" in v.details[0] and "cos" in v.details[1]
+    v = entry.check(runs(0.06, 0.2))
+    assert "sqrt and cos learned and degrade slower: True" in v.details[0] and v.details[1].endswith("none")

@@ -38,14 +38,19 @@ def figure(runs, path):
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, label in enumerate(runs):
         vals = _bpc(runs, label)
-        ax.bar(i, mean_ci(vals)[0], color="tab:gray" if label == BASE else "tab:blue", alpha=0.8)
-        ax.plot([i] * len(vals), vals, "k.", ms=5)
+        m, h = mean_ci(vals)  # a dot plot, not bars: the axis does not start at 0
+        ax.errorbar(i, m, yerr=h if len(vals) > 1 else None, fmt="s", ms=8, capsize=6,
+                    color="tab:gray" if label == BASE else "tab:blue")
+        ax.plot([i + 0.08] * len(vals), vals, "k.", ms=5)
     lo = min(min(_bpc(runs, label)) for label in runs)
     hi = max(max(_bpc(runs, label)) for label in runs)
     ax.set_ylim(lo - 0.1, hi + 0.05)
     ax.set_xticks(range(len(runs)), list(runs))
-    ax.set_ylabel("validation bits per character (bars: mean; dots: seeds)")
-    ax.set_title("Reflex attention vs nanoGPT at equal size (char LM, Python sources)", fontsize=10)
+    ax.set_xlim(-0.5, len(runs) - 0.5)
+    ax.set_ylabel("validation bits per character")
+    steps = next(iter(runs.values()))[0].cfg.training.steps
+    ax.set_title(f"Reflex attention vs nanoGPT at equal size, char LM on Python sources, {steps} steps\n"
+                 "(squares: mean over seeds with 95% interval; dots: seeds)", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     save(fig, path)
 
