@@ -20,9 +20,9 @@ def seed_band(ax, xs, curves: list[list[float]], label: str | None, color: str, 
     m = [s[0] for s in stats]
     h = [s[1] for s in stats]
     ax.plot(xs, m, color=color, lw=2, label=f"{label} (mean of {len(curves)} seeds)" if label and len(curves) > 1 else label, **kw)
-    if len(curves) > 1 and band:
-        ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], color=color, alpha=0.2, lw=0)
     if len(curves) > 1:
+        if band:
+            ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], color=color, alpha=0.2, lw=0)
         for c in curves:
             ax.plot(xs, c, color=color, lw=0.6, alpha=0.45)
 

@@ -18,17 +18,16 @@ def _bpc(runs, label):
 
 
 def check(runs) -> Verdict:
-    base = _bpc(runs, BASE)
-    parts, numbers, details, gaps = [f"{BASE} {fmt_ci(base)}"], {BASE: mean_ci(base)[0]}, [], []
-    for label in runs:
+    bpc = {label: _bpc(runs, label) for label in runs}
+    base = bpc[BASE]
+    parts, numbers, gaps = [f"{BASE} {fmt_ci(base)}"], {BASE: mean_ci(base)[0]}, []
+    for label, vals in bpc.items():
         if label == BASE:
             continue
-        vals = _bpc(runs, label)
         gaps.append(mean_ci(vals)[0] - mean_ci(base)[0])
         parts.append(f"{label} {fmt_ci(vals)}")
         numbers[label] = mean_ci(vals)[0]
-    for label in runs:
-        details.append(f"{label} per seed {per_seed(_bpc(runs, label))}")
+    details = [f"{label} per seed {per_seed(vals)}" for label, vals in bpc.items()]
     passed = all(g >= -TOL for g in gaps)  # the seed: no gain (its Reflex models scored lower)
     return Verdict(passed, "validation bits per character: " + ", ".join(parts)
                    + f"; Reflex - nanoGPT: {', '.join(f'{g:+.3f}' for g in gaps)}", numbers, details)
@@ -36,15 +35,12 @@ def check(runs) -> Verdict:
 
 def figure(runs, path):
     fig, ax = plt.subplots(figsize=(7, 4))
-    for i, label in enumerate(runs):
+    for i, label in enumerate(runs):  # y limits: matplotlib's autoscale over the intervals and the seeds
         vals = _bpc(runs, label)
         m, h = mean_ci(vals)  # a dot plot, not bars: the axis does not start at 0
         ax.errorbar(i, m, yerr=h if len(vals) > 1 else None, fmt="s", ms=8, capsize=6,
                     color="tab:gray" if label == BASE else "tab:blue")
         ax.plot([i + 0.08] * len(vals), vals, "k.", ms=5)
-    lo = min(min(_bpc(runs, label)) for label in runs)
-    hi = max(max(_bpc(runs, label)) for label in runs)
-    ax.set_ylim(lo - 0.1, hi + 0.05)
     ax.set_xticks(range(len(runs)), list(runs))
     ax.set_xlim(-0.5, len(runs) - 0.5)
     ax.set_ylabel("validation bits per character")

@@ -2,25 +2,24 @@
 
 import matplotlib.pyplot as plt
 
+from iclab.analysis.grokking import first_step
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Entry, Verdict
 from iclab.reproduce.plots import save
+from iclab.workloads.sequence.modular import read_metrics
 
 MEMORIZED, GROKKED, DELAY = 0.99, 0.95, 2.0
 
 
-def _first(recs, key, level):
-    return next((r["step"] for r in recs if r.get(key, -1) >= level), None)
-
-
-def _table(run):
-    return [r for r in run.metrics() if "heldout/accuracy" in r]
+def accuracy_records(run):
+    """The metrics.jsonl records with train and held-out accuracy (the modular workload's own reader)."""
+    return read_metrics(run.dir / "metrics.jsonl")
 
 
 def check(runs) -> Verdict:
-    wd, no = _table(runs["weight decay 1"][0]), _table(runs["no weight decay"][0])
-    mem, grok = _first(wd, "train/accuracy", MEMORIZED), _first(wd, "heldout/accuracy", GROKKED)
-    no_grok, no_final = _first(no, "heldout/accuracy", GROKKED), no[-1]["heldout/accuracy"]
+    wd, no = accuracy_records(runs["weight decay 1"][0]), accuracy_records(runs["no weight decay"][0])
+    mem, grok = first_step(wd, "train/accuracy", MEMORIZED), first_step(wd, "heldout/accuracy", GROKKED)
+    no_grok, no_final = first_step(no, "heldout/accuracy", GROKKED), no[-1]["heldout/accuracy"]
     passed = mem is not None and grok is not None and grok >= DELAY * mem and no_grok is None
     return Verdict(passed, f"weight decay 1: train acc >= {MEMORIZED} at step {mem}, held-out >= {GROKKED} at step "
                            f"{grok}; no weight decay: held-out {no_final:.3f} after {no[-1]['step']} steps",
@@ -30,7 +29,7 @@ def check(runs) -> Verdict:
 def figure(runs, path):
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, color in (("weight decay 1", "tab:red"), ("no weight decay", "tab:gray")):
-        recs = _table(runs[label][0])
+        recs = accuracy_records(runs[label][0])
         steps = [r["step"] for r in recs]
         ax.plot(steps, [r["heldout/accuracy"] for r in recs], color=color, lw=2, label=f"{label}: held-out")
         ax.plot(steps, [r["train/accuracy"] for r in recs], color=color, lw=1, ls="--", label=f"{label}: train")

@@ -5,7 +5,8 @@ import matplotlib.pyplot as plt
 
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Entry, Verdict
-from iclab.reproduce.entries.seed004_grokking import GROKKED, MEMORIZED, _first, _table
+from iclab.analysis.grokking import first_step
+from iclab.reproduce.entries.seed004_grokking import GROKKED, MEMORIZED, accuracy_records
 from iclab.reproduce.plots import save
 
 FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -20,8 +21,8 @@ def _steps(runs) -> dict[float, tuple[int | None, int | None, int]]:
     """fraction -> (memorized at, generalized at, budget)"""
     out = {}
     for f in FRACTIONS:
-        recs = _table(runs[_label(f)][0])
-        out[f] = (_first(recs, "train/accuracy", MEMORIZED), _first(recs, "heldout/accuracy", GROKKED), recs[-1]["step"])
+        recs = accuracy_records(runs[_label(f)][0])
+        out[f] = (first_step(recs, "train/accuracy", MEMORIZED), first_step(recs, "heldout/accuracy", GROKKED), recs[-1]["step"])
     return out
 
 
@@ -44,7 +45,7 @@ def figure(runs, path):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     cmap = plt.get_cmap("viridis")
     for i, f in enumerate(FRACTIONS):
-        recs = _table(runs[_label(f)][0])
+        recs = accuracy_records(runs[_label(f)][0])
         c = cmap(i / (len(FRACTIONS) - 1))
         axes[0].plot([r["step"] for r in recs], [r["heldout/accuracy"] for r in recs], color=c, lw=2, label=f"{f:g}: held-out")
         axes[0].plot([r["step"] for r in recs], [r["train/accuracy"] for r in recs], color=c, lw=0.8, ls="--")

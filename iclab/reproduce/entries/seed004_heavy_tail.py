@@ -4,8 +4,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from iclab.demos import heavy_tail
-from iclab.files import write_json
+from iclab.demos import run_demo
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Command, Entry, Verdict, fmt_ci
 from iclab.reproduce.plots import finish, save, seed_band
@@ -13,10 +12,9 @@ from iclab.reproduce.plots import finish, save, seed_band
 FREQUENT, RATIO = 0.1, 3.0  # frequent group: below 10% of the initial loss ln C
 
 
-def run_heavy_tail(out: Path, seed: int = 0, **params) -> None:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "heavy-tail.json", heavy_tail.run(out, seed=seed, **params))
+def run_heavy_tail(out: Path, seed: int = 0, **options) -> None:
+    """`iclab demo heavy-tail` into out (heavy-tail.json, heavy-tail.png), in the Command signature."""
+    run_demo("heavy-tail", out, seed=seed, options=options)
 
 
 def _recs(runs):
