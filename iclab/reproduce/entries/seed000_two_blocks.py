@@ -33,7 +33,8 @@ def figure(runs, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, lab in enumerate(("1 block", "2 blocks")):
         lps = evals(runs[lab], LOOPS)
-        seed_band(ax, lps[0]["loops"], [lp["last_point"] for lp in lps], f"{lab} per iteration", run_color(i))
+        seed_band(ax, lps[0]["loops"], [lp["last_point"] for lp in lps], f"{lab} per iteration", run_color(i),
+                  band=False)  # 3 seeds on a log axis: the t-band crosses 0; the seeds are drawn
     b = evals(runs["1 block"], LOOPS)[0]["trained_loops"]
     ax.axvline(b, color="0.5", ls=":", lw=1)
     ax.axvline(b // 2, color="0.7", ls=":", lw=1)
