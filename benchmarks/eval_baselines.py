@@ -79,8 +79,14 @@ def main(argv=None):
         m = min(args.slow_prompts, B) if slow else B
         t, out = _time(rb, xs[:m], ys[:m], args.slow_repeats if slow else args.repeats)
         err = ((out - ys[:m]) ** 2).mean(0) / d
-        row = {"baseline": name, "prompts": m, "seconds": t * B / m, "scaled": slow,
-               "err_at_d/2": float(err[d // 2]), "err_at_2d": float(err[min(2 * d, n - 1)])}
+        row = {
+            "baseline": name,
+            "prompts": m,
+            "seconds": t * B / m,
+            "scaled": slow,
+            "err_at_d/2": float(err[d // 2]),
+            "err_at_2d": float(err[min(2 * d, n - 1)]),
+        }
         if name == "least_squares" and ref is not None:
             row["max_abs_diff_vs_pinv"] = float((out - ref).abs().max())
         rows.append(row)
@@ -100,9 +106,18 @@ def main(argv=None):
     if timed_linear:
         verdict = "within" if linear_total < 1.0 else "OVER"
         print(f"linear baselines ({', '.join(timed_linear)}): {linear_total:.3f} s total, {verdict} the 1 s budget")
-    result = {"n_prompts": B, "n_points": n, "n_dims": d, "device": args.device, "threads": args.threads,
-              "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
-              "linear_total_seconds": linear_total, "rows": rows}
+    result = {
+        "n_prompts": B,
+        "n_points": n,
+        "n_dims": d,
+        "device": args.device,
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "linear_total_seconds": linear_total,
+        "rows": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

@@ -63,9 +63,16 @@ def main(argv=None) -> dict:
         for i, t in enumerate(trainers):
             rates[i].append(time_steps(t, steps[i], args.steps))
     med = [statistics.median(r) for r in rates]
-    out = {"device": str(trainers[0].device), "threads": args.threads, "steps": args.steps, "rounds": args.rounds,
-           "results": [{"config": p, "curriculum": t.curriculum.at(s), "steps_per_s": m, "all": r, "ratio": m / med[0]}
-                       for p, t, s, m, r in zip(args.configs, trainers, steps, med, rates)]}
+    out = {
+        "device": str(trainers[0].device),
+        "threads": args.threads,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "results": [
+            {"config": p, "curriculum": t.curriculum.at(s), "steps_per_s": m, "all": r, "ratio": m / med[0]}
+            for p, t, s, m, r in zip(args.configs, trainers, steps, med, rates)
+        ],
+    }
     for r in out["results"]:
         print(f"{r['steps_per_s']:8.3f} steps/s  x{r['ratio']:.2f}  {r['config']}  {r['curriculum']}")
     if args.json:

@@ -17,8 +17,10 @@ import torch
 from iclab.config import ModelConfig
 from iclab.models.transformer import ICLTransformer
 
-MODELS = {"quickstart": (ModelConfig(n_embd=64, n_layer=4, n_head=2, n_positions=64), 5),
-          "garg_standard": (ModelConfig(n_embd=256, n_layer=12, n_head=8), 20)}
+MODELS = {
+    "quickstart": (ModelConfig(n_embd=64, n_layer=4, n_head=2, n_positions=64), 5),
+    "garg_standard": (ModelConfig(n_embd=256, n_layer=12, n_head=8), 20),
+}
 IMPLS = {"for_loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 

@@ -29,15 +29,34 @@ KINDS = [  # first match wins
     ("layer_norm", ("layer_norm",)),
     ("optimizer", ("adam", "lerp", "addcdiv", "_foreach", "optimizer")),
     ("copy/cat", ("copy_", "aten::cat", "clone", "contiguous")),
-    ("elementwise", ("aten::add", "aten::mul", "aten::sum", "aten::sub", "aten::div", "pow", "fill_", "zero_", "norm",
-                     "where", "isfinite", "randn", "normal", "aten::mean")),
+    (
+        "elementwise",
+        (
+            "aten::add",
+            "aten::mul",
+            "aten::sum",
+            "aten::sub",
+            "aten::div",
+            "pow",
+            "fill_",
+            "zero_",
+            "norm",
+            "where",
+            "isfinite",
+            "randn",
+            "normal",
+            "aten::mean",
+        ),
+    ),
 ]
 
 
 def attention_flops(cfg) -> int:
     m, b, T = cfg.model, cfg.model.loops, cfg.model.window
-    return sum((3 if t >= b - T else 1) * m.n_layer * 4 * cfg.training.batch_size * L * L * m.n_embd
-               for t, L in enumerate(seq_lens(m, 2 * cfg.task.n_points, b)))
+    return sum(
+        (3 if t >= b - T else 1) * m.n_layer * 4 * cfg.training.batch_size * L * L * m.n_embd
+        for t, L in enumerate(seq_lens(m, 2 * cfg.task.n_points, b))
+    )
 
 
 def main() -> None:
@@ -61,15 +80,23 @@ def main() -> None:
             spent[kind] += e.self_cpu_time_total / 1e6 / n
         total = sum(spent.values())
         peak = _peak(torch.device("cpu"), torch.float32)[0]
-        flops = train_step_flops(cfg.model, n_dims=cfg.task.n_dims, n_points=cfg.task.n_points,
-                                 batch=cfg.training.batch_size)
+        flops = train_step_flops(
+            cfg.model, n_dims=cfg.task.n_dims, n_points=cfg.task.n_points, batch=cfg.training.batch_size
+        )
         att = attention_flops(cfg)
-        print(name, json.dumps({
-            "step_s_profiled": round(total, 3), "mfu_profiled": round(flops / total / peak, 3),
-            "matmul_efficiency": round((flops - att) / spent["matmul"] / peak, 3),
-            "attention_efficiency": round(att / spent["attention"] / peak, 3) if spent["attention"] else None,
-            "share": {k: round(v / total, 3) for k, v in spent.most_common()},
-        }), flush=True)
+        print(
+            name,
+            json.dumps(
+                {
+                    "step_s_profiled": round(total, 3),
+                    "mfu_profiled": round(flops / total / peak, 3),
+                    "matmul_efficiency": round((flops - att) / spent["matmul"] / peak, 3),
+                    "attention_efficiency": round(att / spent["attention"] / peak, 3) if spent["attention"] else None,
+                    "share": {k: round(v / total, 3) for k, v in spent.most_common()},
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def one_run(config: Path, seed: int, overrides: list[str], target: float) -> dict:
     out = Path(tempfile.mkdtemp(prefix="iclab-ttt-"))
     try:
-        cmd = [sys.executable, "-m", "iclab.cli", "train", str(config), f"seed={seed}", *overrides,
-               "--out", str(out / "run"), "logging.progress=false"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "iclab.cli",
+            "train",
+            str(config),
+            f"seed={seed}",
+            *overrides,
+            "--out",
+            str(out / "run"),
+            "logging.progress=false",
+        ]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -44,8 +54,16 @@ def one_run(config: Path, seed: int, overrides: list[str], target: float) -> dic
         shutil.rmtree(out, ignore_errors=True)
     k = 2 * ev["n_dims"]
     err = ev["model"]["mean"][k]
-    return {"config": str(config), "overrides": overrides, "seed": seed, "wall_s": round(wall, 2),
-            "error_at_2d": err, "k": k, "target": target, "met": bool(err <= target)}
+    return {
+        "config": str(config),
+        "overrides": overrides,
+        "seed": seed,
+        "wall_s": round(wall, 2),
+        "error_at_2d": err,
+        "k": k,
+        "target": target,
+        "met": bool(err <= target),
+    }
 
 
 def main(argv=None) -> int:
@@ -63,8 +81,10 @@ def main(argv=None) -> int:
         records.append(r)
         print(f"{s:>4}  {r['wall_s']:>7.1f}  {r['error_at_2d']:>13.4f}  {'yes' if r['met'] else 'no'}", flush=True)
     if len(records) > 1:
-        print(f"median wall {statistics.median(r['wall_s'] for r in records):.1f} s, "
-              f"met {sum(r['met'] for r in records)}/{len(records)}")
+        print(
+            f"median wall {statistics.median(r['wall_s'] for r in records):.1f} s, "
+            f"met {sum(r['met'] for r in records)}/{len(records)}"
+        )
     args.out.write_text(json.dumps(records, indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -59,16 +59,26 @@ REPO = Path(__file__).resolve().parents[1]
 # name -> (config path relative to the repository, what it is)
 SUITE: dict[str, tuple[str, str]] = {
     "quickstart": ("configs/quickstart.yaml", "the README's quickstart (d=5, 11 points, 4 layers, width 64)"),
-    "garg_standard": ("benchmarks/configs/garg_standard.yaml",
-                      "Garg et al.: d=20, 41 points, 12 layers, width 256, 8 heads, batch 64"),
-    "looped_paper": ("benchmarks/configs/looped_paper.yaml",
-                     "Yang et al. looped: d=20, 41 points, 1 layer, width 256, b=30, T=15, batch 64"),
-    "seed000_looped": ("benchmarks/configs/seed000_looped.yaml",
-                       "seed 000: d=10, 20 points, 1 layer, width 256, b=20, T=5, batch 64"),
-    "seed000_looped_drop": ("benchmarks/configs/seed000_looped_drop.yaml",
-                            "seed 000 with token dropping: 2 fewer tokens per iteration, at least 20"),
-    "lm_char": ("benchmarks/configs/lm_char.yaml",
-                "nanoGPT shakespeare-char shape: char LM, 6 layers, width 384, 6 heads, block 256, batch 64"),
+    "garg_standard": (
+        "benchmarks/configs/garg_standard.yaml",
+        "Garg et al.: d=20, 41 points, 12 layers, width 256, 8 heads, batch 64",
+    ),
+    "looped_paper": (
+        "benchmarks/configs/looped_paper.yaml",
+        "Yang et al. looped: d=20, 41 points, 1 layer, width 256, b=30, T=15, batch 64",
+    ),
+    "seed000_looped": (
+        "benchmarks/configs/seed000_looped.yaml",
+        "seed 000: d=10, 20 points, 1 layer, width 256, b=20, T=5, batch 64",
+    ),
+    "seed000_looped_drop": (
+        "benchmarks/configs/seed000_looped_drop.yaml",
+        "seed 000 with token dropping: 2 fewer tokens per iteration, at least 20",
+    ),
+    "lm_char": (
+        "benchmarks/configs/lm_char.yaml",
+        "nanoGPT shakespeare-char shape: char LM, 6 layers, width 384, 6 heads, block 256, batch 64",
+    ),
 }
 EVAL_CONFIG = "garg_standard"  # the evaluation is timed on this model: 1,000 prompts of 41 points
 
@@ -80,8 +90,10 @@ class BenchError(ConfigError):
 def suite_path(name: str) -> Path:
     path = REPO / SUITE[name][0]
     if not path.is_file():
-        raise BenchError(f"benchmark config {name!r} expects {path}, which is missing (run from a source checkout "
-                         "or pass a YAML path)")
+        raise BenchError(
+            f"benchmark config {name!r} expects {path}, which is missing (run from a source checkout "
+            "or pass a YAML path)"
+        )
     return path
 
 
@@ -95,7 +107,9 @@ def bench_config(cfg: Config, device: str | None = None) -> Config:
     return validate(data, "<bench>")
 
 
-def resolve_cases(names: list[str], overrides: list[str], ablate: list[str], device: str | None) -> list[tuple[str, Config, dict]]:
+def resolve_cases(
+    names: list[str], overrides: list[str], ablate: list[str], device: str | None
+) -> list[tuple[str, Config, dict]]:
     """(label, config, variant) for each name (suite name or YAML path) x each combination of --ablate values."""
     axes = []
     for item in ablate:
@@ -153,8 +167,11 @@ class MemoryMeter:
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.kind = "cuda_max_memory_allocated" if device.type == "cuda" else (
-            "rss_hwm_reset" if self._can_reset() else "ru_maxrss_process_lifetime")
+        self.kind = (
+            "cuda_max_memory_allocated"
+            if device.type == "cuda"
+            else ("rss_hwm_reset" if self._can_reset() else "ru_maxrss_process_lifetime")
+        )
         self.base = 0
 
     @staticmethod
@@ -261,22 +278,44 @@ def record(case: Case, device: torch.device, mem_kind: str, peak: float) -> dict
     cpu_mfu = statistics.median(r["mfu_cpu_time"] for r in case.rounds)
     c = case.cfg
     return {
-        "name": case.name, "kind": "train", "device": _device_name(device), "dtype": str(amp_dtype(case)).removeprefix("torch."),
-        "threads": case.threads, "compile": c.training.compile and c.training.compile_scope,
-        "optimizer": c.training.optimizer.name, "optimizer_impl": _impl(case),
-        "task": c.task.name, "batch_size": c.training.batch_size, "n_dims": c.task.n_dims, "n_points": c.task.n_points,
+        "name": case.name,
+        "kind": "train",
+        "device": _device_name(device),
+        "dtype": str(amp_dtype(case)).removeprefix("torch."),
+        "threads": case.threads,
+        "compile": c.training.compile and c.training.compile_scope,
+        "optimizer": c.training.optimizer.name,
+        "optimizer_impl": _impl(case),
+        "task": c.task.name,
+        "batch_size": c.training.batch_size,
+        "n_dims": c.task.n_dims,
+        "n_points": c.task.n_points,
         "seq_len": getattr(case.trainer.workload, "seq_len", None),
         "vocab_size": getattr(case.trainer.workload, "vocab_size", None),
-        "n_layer": c.model.n_layer, "n_embd": c.model.n_embd, "loops": c.model.loops, "window": c.model.window,
-        "drop_tokens": c.model.drop_tokens, "min_tokens": c.model.min_tokens,
-        "steps_per_s": sps, "tokens_per_s": sps * case.tokens, "flops_per_step": case.flops,
-        "achieved_flops": sps * case.flops, "peak_flops": peak, "mfu": sps * case.flops / peak,
+        "n_layer": c.model.n_layer,
+        "n_embd": c.model.n_embd,
+        "loops": c.model.loops,
+        "window": c.model.window,
+        "drop_tokens": c.model.drop_tokens,
+        "min_tokens": c.model.min_tokens,
+        "steps_per_s": sps,
+        "tokens_per_s": sps * case.tokens,
+        "flops_per_step": case.flops,
+        "achieved_flops": sps * case.flops,
+        "peak_flops": peak,
+        "mfu": sps * case.flops / peak,
         "steps_per_s_best": max(r["steps_per_s"] for r in case.rounds),
-        "steps_per_cpu_s": statistics.median(r["steps_per_cpu_s"] for r in case.rounds) if device.type == "cpu" else None,
+        "steps_per_cpu_s": statistics.median(r["steps_per_cpu_s"] for r in case.rounds)
+        if device.type == "cpu"
+        else None,
         "mfu_cpu_time": cpu_mfu if device.type == "cpu" else None,
         "peak_mem_bytes": max(r["peak_mem_bytes"] for r in case.rounds),
-        "base_mem_bytes": min(r["base_mem_bytes"] for r in case.rounds), "mem_kind": mem_kind,
-        "warmup_s": case.warmup_s, "steps_timed": case.steps, "rounds": case.rounds, "variant": case.variant,
+        "base_mem_bytes": min(r["base_mem_bytes"] for r in case.rounds),
+        "mem_kind": mem_kind,
+        "warmup_s": case.warmup_s,
+        "steps_timed": case.steps,
+        "rounds": case.rounds,
+        "variant": case.variant,
     }
 
 
@@ -294,17 +333,25 @@ def _device_name(device: torch.device) -> str:
 
 
 # --- evaluation benchmark ------------------------------------------------------------------------------------
-def bench_eval(cfg: Config, n_prompts: int, n_points: int, mem: MemoryMeter, threads: int, peak_n: int | None = None,
-               peak: float | None = None, whole: bool = True, log=print) -> dict:
+def bench_eval(
+    cfg: Config,
+    n_prompts: int,
+    n_points: int,
+    mem: MemoryMeter,
+    threads: int,
+    peak_n: int | None = None,
+    peak: float | None = None,
+    whole: bool = True,
+    log=print,
+) -> dict:
     """Time the evaluation of n_prompts prompts: sampling, the model's predictions and each of the config's
     baselines, one by one on the same prompts in `evaluate`'s batches; with `whole`, also `evaluate`
     itself (`eval_s`; otherwise eval_s is the sum of the parts)."""
-    from iclab.evaluation.baselines import resolve
+    from iclab.evaluation.baselines import resolve, resolve_baselines
     from iclab.evaluation.regression import eval_generator, evaluate, model_predictions
     from iclab.models import make_model
+    from iclab.training.device import resolve_device
     from iclab.workloads.regression.functions import make_task
-    from iclab.evaluation.baselines import resolve_baselines
-    from iclab.training.trainer import resolve_device
 
     device = resolve_device(cfg.training.device)
     model = make_model(cfg.model, "regression", n_dims=cfg.task.n_dims).to(device).eval()
@@ -313,8 +360,9 @@ def bench_eval(cfg: Config, n_prompts: int, n_points: int, mem: MemoryMeter, thr
     entries = resolve_baselines(task, cfg.eval.baselines)
     baselines = resolve(entries)
     peak = peak or measure_peak(device, torch.float32, peak_n)
-    evaluate(model, task, n_prompts=min(n_prompts, 20), n_points=n_points, baselines=entries,
-             batch_size=bs, device=device)  # warm-up
+    evaluate(
+        model, task, n_prompts=min(n_prompts, 20), n_points=n_points, baselines=entries, batch_size=bs, device=device
+    )  # warm-up
     mem.start()
     secs = {}
 
@@ -327,37 +375,74 @@ def bench_eval(cfg: Config, n_prompts: int, n_points: int, mem: MemoryMeter, thr
         return out
 
     gen = eval_generator(cfg.eval.seed, device)
-    batches = timed("sample", lambda: [task.sample(min(bs, n_prompts - s), n_points, cfg.task.n_dims, gen, device)
-                                       for s in range(0, n_prompts, bs)])
+    batches = timed(
+        "sample",
+        lambda: [
+            task.sample(min(bs, n_prompts - s), n_points, cfg.task.n_dims, gen, device) for s in range(0, n_prompts, bs)
+        ],
+    )
     with torch.no_grad():
         timed("model", lambda: [model_predictions(model, xs, ys) for xs, ys in batches])
         for b in baselines:
             timed(b.label, lambda: [b(xs, ys, task) for xs, ys in batches])
     total = sum(secs.values())
     if whole:
-        timed("evaluate", lambda: evaluate(model, task, n_prompts=n_prompts, n_points=n_points,
-                                           baselines=entries, batch_size=bs, device=device))
+        timed(
+            "evaluate",
+            lambda: evaluate(
+                model, task, n_prompts=n_prompts, n_points=n_points, baselines=entries, batch_size=bs, device=device
+            ),
+        )
         total = secs["evaluate"]
     peak_mem = mem.peak()
     flops = predict_flops(cfg.model, n_dims=cfg.task.n_dims, n_points=n_points, batch=n_prompts)
     base = {b.label: secs[b.label] for b in baselines}
     log(f"  eval: {total:.2f} s; model {secs['model']:.2f} s, " + ", ".join(f"{k} {v:.3f} s" for k, v in base.items()))
     return {
-        "name": f"eval[{n_prompts}x{n_points}]", "kind": "eval", "device": _device_name(device), "dtype": "float32",
-        "threads": threads, "n_prompts": n_prompts, "n_points": n_points, "n_dims": cfg.task.n_dims,
-        "n_layer": cfg.model.n_layer, "n_embd": cfg.model.n_embd, "loops": cfg.model.loops,
-        "steps_per_s": 1 / total, "tokens_per_s": n_prompts * 2 * n_points / total, "flops_per_step": flops,
-        "achieved_flops": flops / secs["model"], "peak_flops": peak, "mfu": flops / secs["model"] / peak,
-        "peak_mem_bytes": peak_mem, "base_mem_bytes": mem.base, "mem_kind": mem.kind,
-        "eval_s": total, "eval_s_kind": "evaluate()" if whole else "sum of parts", "sample_s": secs["sample"],
-        "model_s": secs["model"], "baselines_s": base, "baselines_total_s": sum(base.values()),
+        "name": f"eval[{n_prompts}x{n_points}]",
+        "kind": "eval",
+        "device": _device_name(device),
+        "dtype": "float32",
+        "threads": threads,
+        "n_prompts": n_prompts,
+        "n_points": n_points,
+        "n_dims": cfg.task.n_dims,
+        "n_layer": cfg.model.n_layer,
+        "n_embd": cfg.model.n_embd,
+        "loops": cfg.model.loops,
+        "steps_per_s": 1 / total,
+        "tokens_per_s": n_prompts * 2 * n_points / total,
+        "flops_per_step": flops,
+        "achieved_flops": flops / secs["model"],
+        "peak_flops": peak,
+        "mfu": flops / secs["model"] / peak,
+        "peak_mem_bytes": peak_mem,
+        "base_mem_bytes": mem.base,
+        "mem_kind": mem.kind,
+        "eval_s": total,
+        "eval_s_kind": "evaluate()" if whole else "sum of parts",
+        "sample_s": secs["sample"],
+        "model_s": secs["model"],
+        "baselines_s": base,
+        "baselines_total_s": sum(base.values()),
     }
 
 
 # --- the suite -------------------------------------------------------------------------------------------------
-def run_suite(names: list[str] | None = None, *, quick: bool = False, device: str | None = None,
-              overrides: list[str] = (), ablate: list[str] = (), threads: int | None = None, rounds: int | None = None,
-              eval_: bool = True, peak_n: int | None = None, target_s: float | None = None, log=print) -> list[dict]:
+def run_suite(
+    names: list[str] | None = None,
+    *,
+    quick: bool = False,
+    device: str | None = None,
+    overrides: list[str] = (),
+    ablate: list[str] = (),
+    threads: int | None = None,
+    rounds: int | None = None,
+    eval_: bool = True,
+    peak_n: int | None = None,
+    target_s: float | None = None,
+    log=print,
+) -> list[dict]:
     """Benchmark `names` (suite names or YAML paths; default the whole suite); returns the records.
     target_s: seconds of timed steps per configuration and round (default 8; --quick 2)."""
     if threads is not None:
@@ -367,8 +452,10 @@ def run_suite(names: list[str] | None = None, *, quick: bool = False, device: st
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     threads = torch.get_num_threads()
     names = list(names or SUITE)
-    cases = [Case(n, c, v, threads=c.training.threads or threads)
-             for n, c, v in resolve_cases(names, list(overrides), list(ablate), device)]
+    cases = [
+        Case(n, c, v, threads=c.training.threads or threads)
+        for n, c, v in resolve_cases(names, list(overrides), list(ablate), device)
+    ]
     if not cases:
         raise BenchError("nothing to benchmark")
     rounds = rounds or (1 if quick else 3)
@@ -388,12 +475,20 @@ def run_suite(names: list[str] | None = None, *, quick: bool = False, device: st
                 peak, peak_cpu = _peak(case.trainer.device, amp_dtype(case), peak_n)
                 mem.start()
                 secs, cpu_s = _run_steps(case, case.steps)
-                case.rounds.append({"steps_per_s": case.steps / secs, "steps_per_cpu_s": case.steps / max(cpu_s, 1e-9),
-                                    "peak_flops_here": peak,
-                                    "mfu_cpu_time": case.flops * case.steps / max(cpu_s, 1e-9) / peak_cpu,
-                                    "peak_mem_bytes": mem.peak(), "base_mem_bytes": mem.base})
-                log(f"  {case.name}: {case.steps / secs:.3f} steps/s, {case.flops * case.steps / secs / peak:.1%} of "
-                    f"{peak / 1e9:.0f} GFLOP/s")
+                case.rounds.append(
+                    {
+                        "steps_per_s": case.steps / secs,
+                        "steps_per_cpu_s": case.steps / max(cpu_s, 1e-9),
+                        "peak_flops_here": peak,
+                        "mfu_cpu_time": case.flops * case.steps / max(cpu_s, 1e-9) / peak_cpu,
+                        "peak_mem_bytes": mem.peak(),
+                        "base_mem_bytes": mem.base,
+                    }
+                )
+                log(
+                    f"  {case.name}: {case.steps / secs:.3f} steps/s, {case.flops * case.steps / secs / peak:.1%} of "
+                    f"{peak / 1e9:.0f} GFLOP/s"
+                )
         # one peak per (dtype, threads) for the whole run: the median of every measurement taken between timings
         peaks = {}
         for c in cases:
@@ -405,8 +500,19 @@ def run_suite(names: list[str] | None = None, *, quick: bool = False, device: st
         if eval_:
             cfg = bench_config(load_config(suite_path(EVAL_CONFIG), list(overrides)), device)
             fp32 = peaks.get((torch.float32, threads))
-            recs.append(bench_eval(cfg, n_prompts=1000, n_points=41, mem=mem, threads=threads, peak_n=peak_n,
-                                   peak=statistics.median(fp32) if fp32 else None, whole=not quick, log=log))
+            recs.append(
+                bench_eval(
+                    cfg,
+                    n_prompts=1000,
+                    n_points=41,
+                    mem=mem,
+                    threads=threads,
+                    peak_n=peak_n,
+                    peak=statistics.median(fp32) if fp32 else None,
+                    whole=not quick,
+                    log=log,
+                )
+            )
     return recs
 
 
@@ -418,26 +524,37 @@ def print_table(recs: list[dict]) -> None:
     console = Console() if Console().is_terminal else Console(width=160)
     t = Table(title=f"iclab bench ({recs[0]['device']})" if recs else "iclab bench")
     cpu = any(r.get("mfu_cpu_time") is not None for r in recs)
-    for col in ("name", "threads", "steps/s", "tokens/s", "GFLOP/step", "GFLOP/s", "peak GFLOP/s", "MFU") + (
-            ("MFU (CPU time)",) if cpu else ()) + ("peak mem MiB",):
+    for col in (
+        ("name", "threads", "steps/s", "tokens/s", "GFLOP/step", "GFLOP/s", "peak GFLOP/s", "MFU")
+        + (("MFU (CPU time)",) if cpu else ())
+        + ("peak mem MiB",)
+    ):
         t.add_column(col, justify="left" if col == "name" else "right", overflow="fold")
     for r in recs:
-        t.add_row(escape(r["name"]), str(r["threads"]), f"{r['steps_per_s']:.3f}", f"{r['tokens_per_s']:,.0f}", f"{r['flops_per_step'] / 1e9:.2f}",
-                  f"{r['achieved_flops'] / 1e9:.1f}", f"{r['peak_flops'] / 1e9:.1f}", f"{r['mfu']:.1%}",
-                  *((f"{r['mfu_cpu_time']:.1%}" if r.get("mfu_cpu_time") is not None else "-",) if cpu else ()),
-                  f"{r['peak_mem_bytes'] / 2**20:.0f}")
+        t.add_row(
+            escape(r["name"]),
+            str(r["threads"]),
+            f"{r['steps_per_s']:.3f}",
+            f"{r['tokens_per_s']:,.0f}",
+            f"{r['flops_per_step'] / 1e9:.2f}",
+            f"{r['achieved_flops'] / 1e9:.1f}",
+            f"{r['peak_flops'] / 1e9:.1f}",
+            f"{r['mfu']:.1%}",
+            *((f"{r['mfu_cpu_time']:.1%}" if r.get("mfu_cpu_time") is not None else "-",) if cpu else ()),
+            f"{r['peak_mem_bytes'] / 2**20:.0f}",
+        )
     console.print(t)
     for r in recs:
         if r["kind"] == "eval":
-            console.print(f"evaluation of {r['n_prompts']} prompts x {r['n_points']} points: {r['eval_s']:.2f} s "
-                            f"({r['eval_s_kind']}; model {r['model_s']:.2f} s; " + ", ".join(f"{k} {v:.3f} s" for k, v in r["baselines_s"].items())
-                            + f"; baselines together {r['baselines_total_s']:.3f} s)")
+            console.print(
+                f"evaluation of {r['n_prompts']} prompts x {r['n_points']} points: {r['eval_s']:.2f} s "
+                f"({r['eval_s_kind']}; model {r['model_s']:.2f} s; "
+                + ", ".join(f"{k} {v:.3f} s" for k, v in r["baselines_s"].items())
+                + f"; baselines together {r['baselines_total_s']:.3f} s)"
+            )
 
 
 def write_json(recs: list[dict], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recs, indent=1))
-
-
-

@@ -23,25 +23,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import statistics
 import time
 from pathlib import Path
 
 from iclab.config import Config, load_config
+from iclab.errors import IclabError
 from iclab.files import write_json, write_text
+from iclab.stats import t_interval
 
 
-class CompareError(ValueError):
+class CompareError(IclabError, ValueError):
     pass
-
-
-def t_interval(values: list[float]) -> float:
-    """Half-width of the 95% confidence interval of the mean (Student's t, n - 1 dof); 0 for one value."""
-    from scipy.stats import t
-
-    n = len(values)
-    return 0.0 if n < 2 else float(t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n))
 
 
 def _names(paths: list[Path]) -> list[str]:
@@ -65,12 +58,21 @@ def run_one(cfg: Config, run: Path, log=print) -> None:
     resume = (run / "config.yaml").is_file()
     log(f"  {run}: {'resuming' if resume else 'training'}")
     train_run(None if resume else cfg, run, resume=resume, overwrite=not resume and run.exists())
-    prev = json.loads((run / "timing.json").read_text())["wall_s"] if resume and (run / "timing.json").is_file() else 0.0
+    prev = (
+        json.loads((run / "timing.json").read_text())["wall_s"] if resume and (run / "timing.json").is_file() else 0.0
+    )
     write_json(run / "timing.json", {"wall_s": prev + time.perf_counter() - t0})
 
 
-def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[str] | None = None, log=print,
-            backend: str | None = None, workers: int | None = None) -> dict:
+def compare(
+    configs: list[Path],
+    seeds: list[int],
+    out: Path,
+    overrides: list[str] | None = None,
+    log=print,
+    backend: str | None = None,
+    workers: int | None = None,
+) -> dict:
     """`backend` (local | ray | slurm): train the missing runs through `iclab.sweep.run_many` first, `workers` at a
     time (default: one after another in this process)."""
     from iclab.models import count_params
@@ -90,9 +92,15 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
         from iclab.sweep import Job, run_many
 
         jobs = [Job(cfg, out / name / f"seed{s}") for name, _, cfgs in rows for s, cfg in cfgs.items()]
-        failed = [r for r in run_many(jobs, backend=backend, workers=workers, log=log) if r.state != "reused" and r.state != "done"]
+        failed = [
+            r
+            for r in run_many(jobs, backend=backend, workers=workers, log=log)
+            if r.state != "reused" and r.state != "done"
+        ]
         if failed:
-            raise CompareError(f"{len(failed)} run(s) did not finish: " + "; ".join(f"{r.run_dir}: {r.error}" for r in failed))
+            raise CompareError(
+                f"{len(failed)} run(s) did not finish: " + "; ".join(f"{r.run_dir}: {r.error}" for r in failed)
+            )
     results = {}
     for name, path, cfgs in rows:
         log(f"{name} ({path})")
@@ -108,21 +116,37 @@ def compare(configs: list[Path], seeds: list[int], out: Path, overrides: list[st
             for prev, r in zip([{"step": 0}] + recs, recs):  # wall-clock of training at each log step
                 t += (r["step"] - prev["step"]) / max(r["steps_per_s"], 1e-9)
                 clock.append(t)
-            per_seed[s] = {"run": str(run), "value": value, "eval": ev,
-                           "loss": [(r["step"], r["loss"]) for r in recs], "clock": clock,
-                           "val": [(r["step"], r["val/loss"]) for r in recs if "val/loss" in r],
-                           "steps_per_s": statistics.median(r["steps_per_s"] for r in recs),
-                           "wall_s": json.loads((run / "timing.json").read_text())["wall_s"] if (run / "timing.json").is_file() else None}
+            per_seed[s] = {
+                "run": str(run),
+                "value": value,
+                "eval": ev,
+                "loss": [(r["step"], r["loss"]) for r in recs],
+                "clock": clock,
+                "val": [(r["step"], r["val/loss"]) for r in recs if "val/loss" in r],
+                "steps_per_s": statistics.median(r["steps_per_s"] for r in recs),
+                "wall_s": json.loads((run / "timing.json").read_text())["wall_s"]
+                if (run / "timing.json").is_file()
+                else None,
+            }
         values = [v["value"] for v in per_seed.values()]
         model = wl.build_model()
         walls = [v["wall_s"] for v in per_seed.values() if v["wall_s"] is not None]
-        results[name] = {"config": str(path), "metric": metric, "lower_is_better": lower, "mean": statistics.fmean(values),
-                         "ci95": t_interval(values), "values": values, "seeds": list(per_seed),
-                         "params": count_params(model), "flops_per_step": wl.step_flops(),
-                         "steps_per_s": statistics.median(v["steps_per_s"] for v in per_seed.values()),
-                         "tokens_per_s": statistics.median(v["steps_per_s"] for v in per_seed.values())
-                         * wl.tokens_per_step(cfg.training.batch_size),
-                         "wall_s": statistics.median(walls) if walls else None, "per_seed": per_seed}
+        results[name] = {
+            "config": str(path),
+            "metric": metric,
+            "lower_is_better": lower,
+            "mean": statistics.fmean(values),
+            "ci95": t_interval(values),
+            "values": values,
+            "seeds": list(per_seed),
+            "params": count_params(model),
+            "flops_per_step": wl.step_flops(),
+            "steps_per_s": statistics.median(v["steps_per_s"] for v in per_seed.values()),
+            "tokens_per_s": statistics.median(v["steps_per_s"] for v in per_seed.values())
+            * wl.tokens_per_step(cfg.training.batch_size),
+            "wall_s": statistics.median(walls) if walls else None,
+            "per_seed": per_seed,
+        }
     peak = measure_peak(rows[0][2][seeds[0]])
     for r in results.values():
         r["peak_flops"] = peak
@@ -141,7 +165,7 @@ def measure_peak(cfg: Config) -> float:
     import torch
 
     from iclab.bench import measure_peak as peak_of
-    from iclab.training.trainer import resolve_amp_dtype, resolve_device
+    from iclab.training.device import resolve_amp_dtype, resolve_device
 
     device = resolve_device(cfg.training.device)
     old = torch.get_num_threads()
@@ -156,23 +180,54 @@ def measure_peak(cfg: Config) -> float:
 def _csv(res: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["config", "metric", "mean", "ci95", "values", "params", "flops_per_step", "steps_per_s", "tokens_per_s",
-                "mfu", "wall_s"])
+    w.writerow(
+        [
+            "config",
+            "metric",
+            "mean",
+            "ci95",
+            "values",
+            "params",
+            "flops_per_step",
+            "steps_per_s",
+            "tokens_per_s",
+            "mfu",
+            "wall_s",
+        ]
+    )
     for name, r in res.items():
-        w.writerow([name, r["metric"], r["mean"], r["ci95"], " ".join(f"{v:.6g}" for v in r["values"]), r["params"],
-                    r["flops_per_step"], r["steps_per_s"], r["tokens_per_s"], r["mfu"], r["wall_s"]])
+        w.writerow(
+            [
+                name,
+                r["metric"],
+                r["mean"],
+                r["ci95"],
+                " ".join(f"{v:.6g}" for v in r["values"]),
+                r["params"],
+                r["flops_per_step"],
+                r["steps_per_s"],
+                r["tokens_per_s"],
+                r["mfu"],
+                r["wall_s"],
+            ]
+        )
     return buf.getvalue()
 
 
 def table(res: dict) -> str:
     metric = next(iter(res.values()))["metric"]
-    lines = [f"| config | {metric} (mean +- 95% CI) | per seed | parameters | GFLOP/step | steps/s | tokens/s | "
-             "GFLOP/s | MFU | wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| config | {metric} (mean +- 95% CI) | per seed | parameters | GFLOP/step | steps/s | tokens/s | "
+        "GFLOP/s | MFU | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in res.items():
         wall = f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"
-        lines.append(f"| {name} | {r['mean']:.4f} +- {r['ci95']:.4f} | {', '.join(f'{v:.4f}' for v in r['values'])} | "
-                     f"{r['params']:,} | {r['flops_per_step'] / 1e9:.2f} | {r['steps_per_s']:.2f} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] * r['steps_per_s'] / 1e9:.1f} | {r['mfu']:.1%} | {wall} |")
+        lines.append(
+            f"| {name} | {r['mean']:.4f} +- {r['ci95']:.4f} | {', '.join(f'{v:.4f}' for v in r['values'])} | "
+            f"{r['params']:,} | {r['flops_per_step'] / 1e9:.2f} | {r['steps_per_s']:.2f} | "
+            f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] * r['steps_per_s'] / 1e9:.1f} | {r['mfu']:.1%} | {wall} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -193,7 +248,9 @@ def plot_compare(results: dict, out: Path) -> None:
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     first = next(iter(results.values()))
     title = f"mean +- 95% CI over {len(first['values'])} seeds (dots: seeds)"
-    if all(v >= 0 for r in results.values() for v in r["values"]) and any(r["mean"] < r["ci95"] for r in results.values()):
+    if all(v >= 0 for r in results.values() for v in r["values"]) and any(
+        r["mean"] < r["ci95"] for r in results.values()
+    ):
         ax.set_ylim(bottom=0)  # a t interval of skewed values can reach below 0; the metric cannot
         title += ", axis from 0"
     ax.set(ylabel=first["metric"], title=title)
@@ -204,8 +261,11 @@ def plot_compare(results: dict, out: Path) -> None:
         curves = [dict(s[key]) for s in r["per_seed"].values()]
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         ax.plot(steps, [statistics.fmean(c[t] for c in curves) for t in steps], color=run_color(i), label=name)
-    ax.set(xlabel="training step", ylabel=f"{'validation' if val else 'training'} loss (mean over seeds)",
-           yscale="linear" if val else "log")
+    ax.set(
+        xlabel="training step",
+        ylabel=f"{'validation' if val else 'training'} loss (mean over seeds)",
+        yscale="linear" if val else "log",
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     k = 2
@@ -215,8 +275,14 @@ def plot_compare(results: dict, out: Path) -> None:
         for i, (name, r) in enumerate(results.items()):
             for j, s in enumerate(r["per_seed"].values()):
                 at = dict(zip((st for st, _ in s["loss"]), s["clock"]))
-                ax.plot([at[st] for st, _ in s["val"]], [v for _, v in s["val"]], color=run_color(i), alpha=0.7,
-                        lw=1, label=name if j == 0 else None)
+                ax.plot(
+                    [at[st] for st, _ in s["val"]],
+                    [v for _, v in s["val"]],
+                    color=run_color(i),
+                    alpha=0.7,
+                    lw=1,
+                    label=name if j == 0 else None,
+                )
         ax.set(xlabel="training wall-clock (s)", ylabel="validation loss (each seed)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -236,11 +302,15 @@ def plot_compare(results: dict, out: Path) -> None:
         for i, (name, r) in enumerate(results.items()):
             evs = [s["eval"] for s in r["per_seed"].values()]
             n = min(len(e["model"]["mean"]) for e in evs)
-            ax.plot(range(n), [statistics.fmean(e["model"]["mean"][k] for e in evs) for k in range(n)],
-                    color=run_color(i), label=name)
+            ax.plot(
+                range(n),
+                [statistics.fmean(e["model"]["mean"][k] for e in evs) for k in range(n)],
+                color=run_color(i),
+                label=name,
+            )
         ls = evs[0]["baselines"].get("least_squares")
         if ls:
-            ax.plot(range(len(ls["mean"])), ls["mean"], "k--", label="least squares (seed " f"{r['seeds'][-1]})")
+            ax.plot(range(len(ls["mean"])), ls["mean"], "k--", label=f"least squares (seed {r['seeds'][-1]})")
         ax.set(xlabel="in-context examples", ylabel="normalized squared error (mean over seeds)", ylim=(0, None))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -10,8 +10,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from iclab.errors import IclabError
 from iclab.registry import MODELS, OPTIMIZERS, SHAPES, TASKS
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 PositiveInt = Field(gt=0)
 
@@ -31,8 +42,12 @@ class TaskConfig(Strict):
 
     n_dims: int = Field(20, gt=0, description="regression: input dimension d (the model's x width)")
     n_points: int = Field(41, gt=0, description="regression: in-context points per training prompt (incl. the query)")
-    seq_len: int | None = Field(None, gt=0, description="token workloads: the length a sequence task trains at (the "
-                                "LM's context, the numbers to sort); default: the task's own")
+    seq_len: int | None = Field(
+        None,
+        gt=0,
+        description="token workloads: the length a sequence task trains at (the "
+        "LM's context, the numbers to sort); default: the task's own",
+    )
     options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="task-specific options")
 
     @field_validator("options")
@@ -61,23 +76,38 @@ class AttentionConfig(Strict):
 
     name: Literal["causal", "reflex"] = "causal"
     allocation: list[int] | list[list[int]] | None = Field(
-        None, description="reflex: heads per source [self, i-1, i-2, ...] for every layer (a layer lacking a source "
-        "gives its heads to self), or a list of such lists, one per layer")
-    all_layers: bool = Field(False, description="reflex: layer i gives one head to each earlier layer, the rest to self")
+        None,
+        description="reflex: heads per source [self, i-1, i-2, ...] for every layer (a layer lacking a source "
+        "gives its heads to self), or a list of such lists, one per layer",
+    )
+    all_layers: bool = Field(
+        False, description="reflex: layer i gives one head to each earlier layer, the rest to self"
+    )
     kv_source: Literal["reuse", "reproject"] = Field(
-        "reuse", description="reuse: a cross head takes the K/V the earlier layer computed for its head index (seed); "
-        "reproject: this layer's K/V weights applied to the earlier layer's attention input")
+        "reuse",
+        description="reuse: a cross head takes the K/V the earlier layer computed for its head index (seed); "
+        "reproject: this layer's K/V weights applied to the earlier layer's attention input",
+    )
     combine: Literal["fixed", "linear"] = Field(
-        "fixed", description="linear: each cross head's K/V is a learned combination over the previous k layers' K/V "
-        "(k = the allocation's sources), initialized one-hot on the head's allocated layer")
-    top_k: int | None = Field(None, gt=0, description="reflex: the k cross-head groups read the k earlier layers of "
-                              "highest learned score (straight-through gradient on softmax(scores))")
+        "fixed",
+        description="linear: each cross head's K/V is a learned combination over the previous k layers' K/V "
+        "(k = the allocation's sources), initialized one-hot on the head's allocated layer",
+    )
+    top_k: int | None = Field(
+        None,
+        gt=0,
+        description="reflex: the k cross-head groups read the k earlier layers of "
+        "highest learned score (straight-through gradient on softmax(scores))",
+    )
 
     @model_validator(mode="after")
     def _check(self):
         if self.name == "causal":
-            extra = [k for k in ("allocation", "all_layers", "kv_source", "combine", "top_k")
-                     if getattr(self, k) != AttentionConfig.model_fields[k].default]
+            extra = [
+                k
+                for k in ("allocation", "all_layers", "kv_source", "combine", "top_k")
+                if getattr(self, k) != AttentionConfig.model_fields[k].default
+            ]
             if extra:
                 raise ValueError(f"model.attention: {', '.join(extra)}: reflex-only option(s); set name: reflex")
             return self
@@ -85,11 +115,15 @@ class AttentionConfig(Strict):
             raise ValueError("model.attention (reflex): give either allocation or all_layers: true, exactly one")
         if self.top_k is not None:
             if self.all_layers or self.allocation is None or isinstance(self.allocation[0], list):
-                raise ValueError("model.attention: top_k needs one uniform allocation [self, g_1, ..., g_k] (group r "
-                                 "reads the r-th best-scoring earlier layer); not all_layers or per-layer lists")
+                raise ValueError(
+                    "model.attention: top_k needs one uniform allocation [self, g_1, ..., g_k] (group r "
+                    "reads the r-th best-scoring earlier layer); not all_layers or per-layer lists"
+                )
             if len(self.allocation) - 1 != self.top_k:
-                raise ValueError(f"model.attention: top_k={self.top_k} needs {self.top_k} cross-head groups after the "
-                                 f"self heads, allocation {self.allocation} has {len(self.allocation) - 1}")
+                raise ValueError(
+                    f"model.attention: top_k={self.top_k} needs {self.top_k} cross-head groups after the "
+                    f"self heads, allocation {self.allocation} has {len(self.allocation) - 1}"
+                )
             if self.combine != "fixed":
                 raise ValueError("model.attention: top_k and combine: linear are alternatives; use one")
         return self
@@ -103,9 +137,12 @@ class ModelConfig(Strict):
     def _known(cls, v):
         MODELS.get(v)
         return v
+
     n_embd: int = Field(256, gt=0)
     n_layer: int = Field(
-        12, gt=0, validation_alias=AliasChoices("n_layer", "layers_per_loop"),
+        12,
+        gt=0,
+        validation_alias=AliasChoices("n_layer", "layers_per_loop"),
         description="distinct blocks; in a looped model, the blocks of one loop iteration",
     )
     n_head: int = Field(8, gt=0)
@@ -114,31 +151,45 @@ class ModelConfig(Strict):
     loops: int = Field(1, gt=0, description="b: how many times the block group is applied")
     loop_window: int | None = Field(None, gt=0, description="T: loss averages the last T iterations (default b)")
     loop_loss: Literal["mean", "last"] = Field(
-        "mean", description="mean: the loss averages the predictions of the last T iterations (Yang et al.); last: "
-        "only the final iteration's prediction counts, the gradient still flows through the last T iterations")
+        "mean",
+        description="mean: the loss averages the predictions of the last T iterations (Yang et al.); last: "
+        "only the final iteration's prediction counts, the gradient still flows through the last T iterations",
+    )
     injection: Literal["add", "mul", "none"] = "add"
     pos_embedding: Literal["every_loop", "once"] = "every_loop"
     final_norm: Literal["every_loop", "once"] = "every_loop"
-    drop_tokens: int = Field(0, ge=0, description="d: iteration t (0-based) sees only the last max(2n - t*d, min_tokens) tokens")
+    drop_tokens: int = Field(
+        0, ge=0, description="d: iteration t (0-based) sees only the last max(2n - t*d, min_tokens) tokens"
+    )
     min_tokens: int = Field(2, ge=2, description="k: never drop below this many tokens (>= 2, so the query's x stays)")
     drop_positions: Literal["original", "restart"] = Field(
-        "original", description="position ids of the kept tokens: their ids in the full prompt, or 0..L-1 (seed 000's code)")
+        "original",
+        description="position ids of the kept tokens: their ids in the full prompt, or 0..L-1 (seed 000's code)",
+    )
     io_init: Literal["torch", "gpt2"] = Field(
-        "torch", description="init of read-in and read-out: torch = nn.Linear's default, uniform(+-1/sqrt(fan_in)), as in "
+        "torch",
+        description="init of read-in and read-out: torch = nn.Linear's default, uniform(+-1/sqrt(fan_in)), as in "
         "Garg et al.'s and Yang et al.'s code (their read-in/out sit outside the GPT-2 backbone); gpt2 = N(0, 0.02) like "
-        "the blocks. The larger read-in leaves the ICL plateau several times sooner (see README)")
+        "the blocks. The larger read-in leaves the ICL plateau several times sooner (see README)",
+    )
     read_in_std: float | None = Field(
-        None, gt=0, description="if set, the read-in weights are drawn from N(0, read_in_std^2) instead (its bias per "
-        "io_init): a larger read-in leaves the plateau sooner and more reliably across seeds")
+        None,
+        gt=0,
+        description="if set, the read-in weights are drawn from N(0, read_in_std^2) instead (its bias per "
+        "io_init): a larger read-in leaves the plateau sooner and more reliably across seeds",
+    )
     activation: Literal["gelu_tanh", "gelu", "relu"] = Field(
-        "gelu_tanh", description="MLP nonlinearity: gelu_tanh is GPT-2's; gelu (erf) and relu are cheaper on the CPU")
+        "gelu_tanh", description="MLP nonlinearity: gelu_tanh is GPT-2's; gelu (erf) and relu are cheaper on the CPU"
+    )
     attention: AttentionConfig = Field(default_factory=AttentionConfig, description="causal (default) or reflex")
 
     @model_validator(mode="before")
     @classmethod
     def _one_spelling(cls, data):
         if isinstance(data, dict) and "n_layer" in data and "layers_per_loop" in data:
-            raise ValueError("n_layer and layers_per_loop are one setting (the blocks of one loop iteration); give only one")
+            raise ValueError(
+                "n_layer and layers_per_loop are one setting (the blocks of one loop iteration); give only one"
+            )
         return data
 
     @model_validator(mode="after")
@@ -149,6 +200,7 @@ class ModelConfig(Strict):
             raise ValueError(f"loop_window (T={self.loop_window}) must not exceed loops (b={self.loops})")
         if self.attention.name == "reflex":
             from iclab.models.reflex_plan import reflex_plan
+
             reflex_plan(self.attention, self.n_layer, self.n_head)  # raises ValueError on a scheme the shape can't hold
         return self
 
@@ -165,10 +217,15 @@ class OptimizerConfig(Strict):
     def _known(cls, v):
         OPTIMIZERS.get(v)
         return v
-    options: dict[str, Any] = Field(default_factory=dict, validate_default=True, description="optimizer-specific options")
+
+    options: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="optimizer-specific options"
+    )
     impl: Literal["auto", "fused", "foreach", "for_loop"] = Field(
-        "auto", description="torch implementation: auto = fused where the optimizer has one (fastest measured, "
-        "CPU and CUDA), else foreach on CUDA and for_loop on the CPU")
+        "auto",
+        description="torch implementation: auto = fused where the optimizer has one (fastest measured, "
+        "CPU and CUDA), else foreach on CUDA and for_loop on the CPU",
+    )
 
     @field_validator("options")
     @classmethod
@@ -196,8 +253,12 @@ class ScheduleConfig(Strict):
     start: int = Field(gt=0)
     end: int = Field(gt=0)
     inc: int = Field(1, gt=0)
-    interval: int = Field(2000, gt=0, description="step: steps per level; log: hold time of the first level; cos: period")
-    duration: int | None = Field(None, gt=0, description="linear, sqrt: the steps over which the values rise (default: training.steps)")
+    interval: int = Field(
+        2000, gt=0, description="step: steps per level; log: hold time of the first level; cos: period"
+    )
+    duration: int | None = Field(
+        None, gt=0, description="linear, sqrt: the steps over which the values rise (default: training.steps)"
+    )
     base: float = Field(2.0, gt=1.0, description="log: each level is held `base` times longer than the one before")
 
     @model_validator(mode="after")
@@ -221,32 +282,49 @@ class TrainingConfig(Strict):
     lr: float = Field(1e-4, gt=0)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: Literal["constant", "warmup_cosine", "warmup_stable_decay", "linear_decay", "inverse_sqrt"] = Field(
-        "constant", description="lr factor: constant; warmup_cosine: linear warmup, cosine to min_lr_ratio at the last "
+        "constant",
+        description="lr factor: constant; warmup_cosine: linear warmup, cosine to min_lr_ratio at the last "
         "step; warmup_stable_decay: linear warmup, constant, then linear to min_lr_ratio over the last decay_fraction "
         "of the steps; linear_decay: linear warmup, then linear to min_lr_ratio at the last step; inverse_sqrt: linear "
-        "warmup, then sqrt(warmup_steps / (step + 1)), floored at min_lr_ratio (iclab/training/optim/schedules.py)")
+        "warmup, then sqrt(warmup_steps / (step + 1)), floored at min_lr_ratio (iclab/training/optim/schedules.py)",
+    )
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
-    decay_fraction: float = Field(0.2, gt=0.0, le=1.0, description="warmup_stable_decay: share of the steps spent decaying")
+    decay_fraction: float = Field(
+        0.2, gt=0.0, le=1.0, description="warmup_stable_decay: share of the steps spent decaying"
+    )
     grad_clip: float | None = Field(1.0, gt=0)
     device: str = "auto"
     compile: bool = Field(False, description="torch.compile the model (see compile_scope)")
     compile_scope: Literal["blocks", "model"] = Field(
-        "blocks", description="blocks: compile each transformer block (one graph reused by every layer and loop "
+        "blocks",
+        description="blocks: compile each transformer block (one graph reused by every layer and loop "
         "iteration, shapes marked dynamic, so loop/points curricula and token dropping recompile a bounded number "
         "of times); model: the whole forward with the loop unrolled, static shapes (recompiles for each number of "
-        "loops and prompt length; after torch._dynamo.config.recompile_limit=8 of them, falls back to eager)")
-    threads: int | None = Field(None, gt=0, description="torch CPU threads (torch.set_num_threads); default: torch's, "
-                                "one per core. 1 is faster for small models and on a CPU shared with other jobs")
-    fsdp: bool = Field(False, description="data parallel (torchrun / --nproc): shard parameters, gradients and optimizer "
-                       "state over the ranks with FSDP2 (fully_shard per block, then the root) instead of DDP's full copy "
-                       "per rank, for models that do not fit one device; no effect in a single process")
+        "loops and prompt length; after torch._dynamo.config.recompile_limit=8 of them, falls back to eager)",
+    )
+    threads: int | None = Field(
+        None,
+        gt=0,
+        description="torch CPU threads (torch.set_num_threads); default: torch's, "
+        "one per core. 1 is faster for small models and on a CPU shared with other jobs",
+    )
+    fsdp: bool = Field(
+        False,
+        description="data parallel (torchrun / --nproc): shard parameters, gradients and optimizer "
+        "state over the ranks with FSDP2 (fully_shard per block, then the root) instead of DDP's full copy "
+        "per rank, for models that do not fit one device; no effect in a single process",
+    )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="bfloat16: autocast matmuls to bf16 (CUDA only; the read-out and loss stay fp32); "
-        "auto = bfloat16 on a CUDA device that supports it, float32 elsewhere")
+        "auto",
+        description="bfloat16: autocast matmuls to bf16 (CUDA only; the read-out and loss stay fp32); "
+        "auto = bfloat16 on a CUDA device that supports it, float32 elsewhere",
+    )
     init_from: str | None = Field(
-        None, description="fine-tuning: a run directory (its model.safetensors) or an iclab weights file whose weights "
-        "initialize the model; the architecture and the vocabulary (token workloads) must match")
+        None,
+        description="fine-tuning: a run directory (its model.safetensors) or an iclab weights file whose weights "
+        "initialize the model; the architecture and the vocabulary (token workloads) must match",
+    )
     nonfinite: Literal["stop", "skip"] = "stop"
     max_skipped_steps: int = Field(10, ge=0, description="with nonfinite=skip: stop after this many bad steps")
 
@@ -254,11 +332,15 @@ class TrainingConfig(Strict):
     def _schedule_free(self):
         if OPTIMIZERS.get(self.optimizer.name).schedule_free:
             if self.schedule != "constant":
-                raise ValueError(f"schedule={self.schedule}: optimizer {self.optimizer.name} is schedule-free and "
-                                 "replaces the LR schedule; use schedule constant")
+                raise ValueError(
+                    f"schedule={self.schedule}: optimizer {self.optimizer.name} is schedule-free and "
+                    "replaces the LR schedule; use schedule constant"
+                )
             if self.warmup_steps:
-                raise ValueError(f"warmup_steps={self.warmup_steps} is not used by schedule constant; optimizer "
-                                 f"{self.optimizer.name} warms up itself: set training.optimizer.options.warmup_steps")
+                raise ValueError(
+                    f"warmup_steps={self.warmup_steps} is not used by schedule constant; optimizer "
+                    f"{self.optimizer.name} warms up itself: set training.optimizer.options.warmup_steps"
+                )
         return self
 
 
@@ -268,11 +350,17 @@ class EvalConfig(Strict):
     batch_size: int = Field(500, gt=0)
     seed: int = Field(12345, ge=0, lt=2**63)
     loops: int | None = Field(None, gt=0, description="loop iterations at evaluation (default: model.loops)")
-    max_loops: int | None = Field(None, gt=0, description="looped models: error vs loops is drawn for 1..max_loops "
-                                  "(default: max(2 * model.loops, eval loops))")
+    max_loops: int | None = Field(
+        None,
+        gt=0,
+        description="looped models: error vs loops is drawn for 1..max_loops "
+        "(default: max(2 * model.loops, eval loops))",
+    )
     baselines: list[str | dict[str, Any]] | None = Field(
-        None, description="names, or mappings {name, options, label} (options checked against the baseline's own); "
-        "default: the task's default_baselines that are available")
+        None,
+        description="names, or mappings {name, options, label} (options checked against the baseline's own); "
+        "default: the task's default_baselines that are available",
+    )
 
     @field_validator("baselines", mode="before")
     @classmethod
@@ -293,10 +381,14 @@ class LoggingConfig(Strict):
     ckpt_every: int = Field(1000, gt=0)
     keep_last: int = Field(2, gt=0, description="recent checkpoints kept besides milestones")
     milestone_every: int | None = Field(None, gt=0, description="checkpoints at multiples of this are kept forever")
-    val_examples: int = Field(0, ge=0, description="regression and sorting: at every log step, the validation metric on "
-                              "this many fixed fresh prompts/sequences (val/error; val/exact_match, val/token_accuracy, "
-                              "val/loss); 0: none (the LM's is task.options.log_val_windows, modular arithmetic "
-                              "and classification log their whole held-out set)")
+    val_examples: int = Field(
+        0,
+        ge=0,
+        description="regression and sorting: at every log step, the validation metric on "
+        "this many fixed fresh prompts/sequences (val/error; val/exact_match, val/token_accuracy, "
+        "val/loss); 0: none (the LM's is task.options.log_val_windows, modular arithmetic "
+        "and classification log their whole held-out set)",
+    )
     tensorboard: bool = True
     wandb: bool = False
     wandb_project: str = "iclab"
@@ -306,8 +398,12 @@ class LoggingConfig(Strict):
 class Config(Strict):
     seed: int = Field(0, ge=0, lt=2**63, description="seeds the model init and the data of every step")
     init_seed: int | None = Field(
-        None, ge=0, lt=2**63, description="if set, seeds the model init (and dropout) instead of `seed`, which then seeds "
-        "only the data: separates what the initialization decides from what the data order decides")
+        None,
+        ge=0,
+        lt=2**63,
+        description="if set, seeds the model init (and dropout) instead of `seed`, which then seeds "
+        "only the data: separates what the initialization decides from what the data order decides",
+    )
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -323,12 +419,14 @@ class Config(Strict):
         if c.loops is not None and c.loops.start < m.window:
             raise ValueError(f"curriculum.loops.start={c.loops.start} is below model.loop_window={m.window}")
         if self.training.warmup_steps > self.training.steps:
-            raise ValueError(f"training.warmup_steps={self.training.warmup_steps} exceeds training.steps={self.training.steps}")
+            raise ValueError(
+                f"training.warmup_steps={self.training.warmup_steps} exceeds training.steps={self.training.steps}"
+            )
         TASKS.get(t.name).check_config(self)  # the workload family's own checks (lengths, positions, baselines)
         return self
 
 
-class ConfigError(ValueError):
+class ConfigError(IclabError, ValueError):
     """A config that cannot run; the message names the key and the problem."""
 
 
@@ -339,7 +437,14 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{loc}: {msg}" + (f" (got {e['input']!r})" if e["type"] not in ("extra_forbidden", "missing") and not isinstance(e.get("input"), dict) else ""))
+        lines.append(
+            f"{loc}: {msg}"
+            + (
+                f" (got {e['input']!r})"
+                if e["type"] not in ("extra_forbidden", "missing") and not isinstance(e.get("input"), dict)
+                else ""
+            )
+        )
     return f"invalid config {source}: " + "; ".join(lines)
 
 
@@ -380,8 +485,10 @@ def read_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if data is None:
-        raise ConfigError(f"config file {path} is empty (write at least the keys you change; an empty file would "
-                          "silently run every default, a paper-scale 500k-step run)")
+        raise ConfigError(
+            f"config file {path} is empty (write at least the keys you change; an empty file would "
+            "silently run every default, a paper-scale 500k-step run)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level, not {type(data).__name__}")
     return data

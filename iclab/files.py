@@ -45,3 +45,21 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file such as a run's metrics.jsonl ([] if it does not exist). A line
+    that is not a JSON object (a record cut short by a crash, always the last one) is skipped; this is the
+    one reader of metrics.jsonl in iclab."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out

@@ -10,12 +10,15 @@ a part registers with `@TASKS.register("name")` wherever it lives.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from iclab.errors import IclabError
 
 T = TypeVar("T")
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(IclabError, ValueError):
     """A name that is not in a registry; the message lists the valid names."""
 
 
@@ -63,8 +66,9 @@ class Registry(Generic[T]):
 
 
 # --- iclab's registries -------------------------------------------------------------------------------
-TASKS: Registry[Any] = Registry("task", "iclab.workloads.regression.functions", "iclab.workloads.sequence",
-                                "iclab.workloads.classification")
+TASKS: Registry[Any] = Registry(
+    "task", "iclab.workloads.regression.functions", "iclab.workloads.sequence", "iclab.workloads.classification"
+)
 MODELS: Registry[Any] = Registry("model", "iclab.models")
 OPTIMIZERS: Registry[Any] = Registry("optimizer", "iclab.training.optim")
 SHAPES: Registry[Any] = Registry("curriculum shape", "iclab.training.curriculum")

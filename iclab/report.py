@@ -20,10 +20,11 @@ import platform
 import subprocess
 from pathlib import Path
 
+from iclab.errors import IclabError
 from iclab.files import write_text
 
 
-class ReportError(ValueError):
+class ReportError(IclabError, ValueError):
     pass
 
 
@@ -79,8 +80,13 @@ def git_commit(where: Path | None = None) -> str:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return "unknown (not a git checkout)"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown (git not available)"
@@ -102,16 +108,23 @@ def environment() -> dict[str, str]:
 
     import torch
 
-    env = {"generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "git commit": git_commit(), "python": platform.python_version(), "platform": platform.platform()}
+    env = {
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "git commit": git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     for pkg in ("iclab", "torch", "numpy", "scikit-learn", "xgboost", "matplotlib"):
         try:
             env[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
     env["CPU"] = f"{_cpu_name()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
-    env["CUDA"] = (", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-                   if torch.cuda.is_available() else "not available")
+    env["CUDA"] = (
+        ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        if torch.cuda.is_available()
+        else "not available"
+    )
     return env
 
 
@@ -119,9 +132,12 @@ def environment() -> dict[str, str]:
 def _reproduce_section(d: Path) -> str:
     res = json.loads((d / "result.json").read_text())
     badge = '<span class="pass">PASS</span>' if res["passed"] else '<span class="fail">FAIL</span>'
-    parts = [f"<h2>{_e(res['name'])} <span class='muted'>({_e(res['scale'])}, {res['seeds']} seed(s))</span> {badge}</h2>",
-             f"<p><b>{_e(res['source'])}.</b> {_e(res['claim'])}</p>",
-             f"<p><b>Criterion:</b> {_e(res['criterion'])}</p>", f"<p><b>Measured:</b> {_e(res['summary'])}</p>"]
+    parts = [
+        f"<h2>{_e(res['name'])} <span class='muted'>({_e(res['scale'])}, {res['seeds']} seed(s))</span> {badge}</h2>",
+        f"<p><b>{_e(res['source'])}.</b> {_e(res['claim'])}</p>",
+        f"<p><b>Criterion:</b> {_e(res['criterion'])}</p>",
+        f"<p><b>Measured:</b> {_e(res['summary'])}</p>",
+    ]
     if res.get("details"):
         parts.append("<ul>" + "".join(f"<li>{_e(x)}</li>" for x in res["details"]) + "</ul>")
     nums = [[k, v] for k, v in res.get("numbers", {}).items() if not isinstance(v, (list, dict))]
@@ -188,10 +204,12 @@ def _run_section(run: Path, level: str = "h3") -> str:
     from iclab.runs import load_run_config
 
     cfg = load_run_config(run)
-    parts = [f"<{level}>{_e(run)}</{level}>",
-             f"<p class='muted'>task {_e(cfg.task.name)}, model {cfg.model.n_layer} layer(s) x width {cfg.model.n_embd}"
-             f"{f', {cfg.model.loops} loops' if cfg.model.loops > 1 else ''}, {cfg.training.steps} steps of "
-             f"{_e(cfg.training.optimizer.name)}, seed {cfg.seed}</p>"]
+    parts = [
+        f"<{level}>{_e(run)}</{level}>",
+        f"<p class='muted'>task {_e(cfg.task.name)}, model {cfg.model.n_layer} layer(s) x width {cfg.model.n_embd}"
+        f"{f', {cfg.model.loops} loops' if cfg.model.loops > 1 else ''}, {cfg.training.steps} steps of "
+        f"{_e(cfg.training.optimizer.name)}, seed {cfg.seed}</p>",
+    ]
     ev_path = run / "eval.json"
     if ev_path.is_file():
         ev = json.loads(ev_path.read_text())
@@ -221,8 +239,12 @@ def _group_section(parent: Path, runs: list[Path]) -> str:
     parts = [f"<h2>Runs in {_e(parent)}</h2>"]
     if len(runs) > 1:
         parts.append(_table(["run", "headline", "value"], rows))
-    parts.append("".join(f"<details{' open' if i == 0 else ''}><summary>{_e(r.name)}</summary>{_run_section(r)}</details>"
-                         for i, r in enumerate(runs)))
+    parts.append(
+        "".join(
+            f"<details{' open' if i == 0 else ''}><summary>{_e(r.name)}</summary>{_run_section(r)}</details>"
+            for i, r in enumerate(runs)
+        )
+    )
     return "\n".join(parts)
 
 
@@ -253,8 +275,10 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], dict[Path, list
             raise ReportError(f"{p} is not a directory (give run directories or directories holding them)")
         visit(p)
     if not (results or compares or groups):
-        raise ReportError("no run (config.yaml), reproduction (result.json) or comparison (compare.json) under "
-                          + ", ".join(str(p) for p in paths))
+        raise ReportError(
+            "no run (config.yaml), reproduction (result.json) or comparison (compare.json) under "
+            + ", ".join(str(p) for p in paths)
+        )
     return results, compares, groups
 
 
@@ -269,8 +293,10 @@ def build_report(paths: list[Path], title: str | None = None) -> str:
     body += [_group_section(parent, sorted(runs)) for parent, runs in groups.items()]
     env = environment()
     body.append("<h2>Environment</h2>" + _table(["", ""], [[k, v] for k, v in env.items()]))
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(title or 'iclab report')}</title>"
-            f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(title or 'iclab report')}</title>"
+        f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_report(paths: list[Path], out: Path, title: str | None = None) -> Path:

@@ -1,15 +1,15 @@
 """Run directories: create (or resume) one, train into it, evaluate it, load it back.
 
-    RUN_DIR/
-      config.yaml              the resolved config that ran (every default filled in)
-      metrics.jsonl            one JSON record per log interval (step, loss, lr, steps_per_s, curriculum/*)
-      tensorboard/             TensorBoard event files
-      checkpoints/             step_XXXXXXXXX.safetensors (atomic; last `keep_last` + milestones kept)
-      model.safetensors        final weights
-      eval.json                per-position errors of the model and the baselines (schema: iclab/evaluation/regression.py)
-      error_vs_examples.png    the figure of eval.json
-      loops.json, error_vs_loops.png   looped models: error of every loop iteration
-      .lock                    held while a process writes the run
+RUN_DIR/
+  config.yaml              the resolved config that ran (every default filled in)
+  metrics.jsonl            one JSON record per log interval (step, loss, lr, steps_per_s, curriculum/*)
+  tensorboard/             TensorBoard event files
+  checkpoints/             step_XXXXXXXXX.safetensors (atomic; last `keep_last` + milestones kept)
+  model.safetensors        final weights
+  eval.json                per-position errors of the model and the baselines (schema: iclab/evaluation/regression.py)
+  error_vs_examples.png    the figure of eval.json
+  loops.json, error_vs_loops.png   looped models: error of every loop iteration
+  .lock                    held while a process writes the run
 """
 
 from __future__ import annotations
@@ -23,14 +23,16 @@ import yaml
 from filelock import FileLock, Timeout
 
 from iclab.config import Config, ConfigError, dump_config, validate
+from iclab.errors import IclabError
 from iclab.files import write_json, write_text  # noqa: F401  (re-exported)
-from iclab.training.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_weights
-from iclab.training.trainer import Trainer, identity, run_device
+from iclab.training.checkpoint import identity, list_checkpoints, load_checkpoint, load_weights, save_weights
+from iclab.training.device import run_device
+from iclab.training.trainer import Trainer
 from iclab.workloads import make_workload
 from iclab.workloads.base import EvalError
 
 
-class RunError(RuntimeError):
+class RunError(IclabError, RuntimeError):
     pass
 
 
@@ -41,7 +43,9 @@ def _lock(run_dir: Path):
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise RunError(f"run directory {run_dir} is in use by another iclab process (lock {run_dir / '.lock'})") from None
+        raise RunError(
+            f"run directory {run_dir} is in use by another iclab process (lock {run_dir / '.lock'})"
+        ) from None
     try:
         yield lock
     finally:
@@ -59,12 +63,16 @@ def prepare_run_dir(run_dir: Path, cfg: Config | None, resume: bool, overwrite: 
             raise RunError("--resume and --overwrite exclude each other")
         saved = load_run_config(run_dir)
         if cfg is not None and cfg.model_dump() != saved.model_dump():
-            raise RunError(f"--resume {run_dir}: the given config differs from the run's config.yaml; resume uses the saved one")
+            raise RunError(
+                f"--resume {run_dir}: the given config differs from the run's config.yaml; resume uses the saved one"
+            )
         return saved
     if cfg is None:
         raise RunError("a config is required to start a run")
     if run_dir.exists() and any(p.name != ".lock" for p in run_dir.iterdir()) and not overwrite:
-        raise RunError(f"run directory {run_dir} already exists; use --resume to continue it or --overwrite to replace it")
+        raise RunError(
+            f"run directory {run_dir} already exists; use --resume to continue it or --overwrite to replace it"
+        )
     return cfg
 
 
@@ -87,8 +95,14 @@ def load_run_config(run_dir: Path) -> Config:
     return validate(data or {}, str(path))
 
 
-def train_run(cfg: Config | None, run_dir: Path, resume: bool = False, overwrite: bool = False, evaluate_after: bool = True,
-              on_log=None) -> dict:
+def train_run(
+    cfg: Config | None,
+    run_dir: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    evaluate_after: bool = True,
+    on_log=None,
+) -> dict:
     """Train into `run_dir`. Every check (config, directory, device, lock) happens before anything is
     written, so a refused run leaves no directory behind; the lock is held from start to finish."""
     run_dir = Path(run_dir)
@@ -104,12 +118,15 @@ def train_run(cfg: Config | None, run_dir: Path, resume: bool = False, overwrite
             trainer.workload.start_run(run_dir)
         last = trainer.run(on_log=on_log)
         model = trainer.full_model()  # the model itself; data parallel with FSDP: gathered from every rank
-        save_weights(run_dir / "model.safetensors", model.state_dict(), identity=identity(cfg, trainer.workload),
-                     step=trainer.step)
+        save_weights(
+            run_dir / "model.safetensors",
+            model.state_dict(),
+            identity=identity(cfg, trainer.workload),
+            step=trainer.step,
+        )
         result = {"final": last}
         if evaluate_after:
-            result["eval"] = evaluate_run(run_dir, cfg=cfg, model=model, step=trainer.step,
-                                          workload=trainer.workload)
+            result["eval"] = evaluate_run(run_dir, cfg=cfg, model=model, step=trainer.step, workload=trainer.workload)
             result["summary"] = trainer.workload.summary(result["eval"])
     return result
 
@@ -130,7 +147,9 @@ def load_run_model(run_dir: Path, cfg: Config, device, workload=None):
         model.load_state_dict(state["model"])
         from iclab.training.optim import eval_weights_from_state
 
-        eval_weights_from_state(model, cfg.training, state["optim"])  # schedule-free: the checkpoint holds y; x is evaluated
+        eval_weights_from_state(
+            model, cfg.training, state["optim"]
+        )  # schedule-free: the checkpoint holds y; x is evaluated
     return model.to(device)
 
 
@@ -140,7 +159,9 @@ def open_run(run_dir: Path, cfg: Config | None = None, model=None, n_points: int
     device = run_device(cfg.training.device)
     n_points = n_points or cfg.eval.n_points or cfg.task.n_points
     if cfg.task.family == "regression" and 2 * n_points > cfg.model.n_positions:
-        raise RunError(f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}")
+        raise RunError(
+            f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}"
+        )
     if model is None:
         model = load_run_model(run_dir, cfg, device, workload)
     return cfg, device, model, n_points

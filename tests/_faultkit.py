@@ -22,10 +22,19 @@ BASE = {
     "seed": 3,
     "task": {"name": "linear_regression", "n_dims": 4, "n_points": 9},
     "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32, "dropout": 0.1},
-    "training": {"steps": 30, "batch_size": 8, "lr": 3e-3, "device": "cpu", "schedule": "warmup_cosine",
-                 "warmup_steps": 5, "optimizer": {"name": "adamw"}},
-    "curriculum": {"dims": {"start": 2, "end": 4, "inc": 1, "interval": 8},
-                   "points": {"start": 5, "end": 9, "inc": 2, "interval": 8}},
+    "training": {
+        "steps": 30,
+        "batch_size": 8,
+        "lr": 3e-3,
+        "device": "cpu",
+        "schedule": "warmup_cosine",
+        "warmup_steps": 5,
+        "optimizer": {"name": "adamw"},
+    },
+    "curriculum": {
+        "dims": {"start": 2, "end": 4, "inc": 1, "interval": 8},
+        "points": {"start": 5, "end": 9, "inc": 2, "interval": 8},
+    },
     "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
     "logging": {"log_every": 3, "ckpt_every": 10, "keep_last": 10, "tensorboard": False, "progress": False},
 }
@@ -110,8 +119,14 @@ runpy.run_module("iclab.cli", run_name="__main__")
 
 def launch_cli(args: list[str], step_sleep: float = 0.02) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), ICLAB_TEST_STEP_SLEEP=str(step_sleep), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-c", _BOOT, *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _BOOT, *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 120.0) -> None:
@@ -120,7 +135,9 @@ def wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int, timeou
     while not target.exists():
         if proc.poll() is not None:
             out, err = proc.communicate()
-            raise AssertionError(f"the training process ended (rc={proc.returncode}) before {target} appeared:\n{out}\n{err}")
+            raise AssertionError(
+                f"the training process ended (rc={proc.returncode}) before {target} appeared:\n{out}\n{err}"
+            )
         if time.monotonic() - t0 > timeout:
             proc.kill()
             raise AssertionError(f"{target} did not appear within {timeout} s")

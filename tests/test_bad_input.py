@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 import yaml
+from _faultkit import cfg_dict, write_yaml
 from filelock import FileLock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from _faultkit import cfg_dict, write_yaml
 from iclab.cli import app
 from iclab.config import ConfigError, dump_config, validate
 from iclab.runs import RunError, train_run
@@ -40,13 +40,19 @@ def done_run(tmp_path_factory):
 
 
 # --- unknown names list the valid ones ----------------------------------------------------------------
-@pytest.mark.parametrize("override, needles", [
-    ("task.name=quadratic_nope", ["unknown task 'quadratic_nope'", "linear_regression"]),
-    ("model.name=lstm", ["unknown model 'lstm'", "gpt2"]),
-    ("training.optimizer.name=lionx", ["unknown optimizer 'lionx'", "adamw", "muon", "sgd"]),
-    ("eval.baselines=[least_squares,oracle]", ["unknown baseline 'oracle'", "least_squares", "knn"]),
-    ("curriculum.dims={start: 2, end: 4, shape: exp}", ["unknown curriculum shape 'exp'", "cos", "linear", "sqrt", "step"]),
-])
+@pytest.mark.parametrize(
+    "override, needles",
+    [
+        ("task.name=quadratic_nope", ["unknown task 'quadratic_nope'", "linear_regression"]),
+        ("model.name=lstm", ["unknown model 'lstm'", "gpt2"]),
+        ("training.optimizer.name=lionx", ["unknown optimizer 'lionx'", "adamw", "muon", "sgd"]),
+        ("eval.baselines=[least_squares,oracle]", ["unknown baseline 'oracle'", "least_squares", "knn"]),
+        (
+            "curriculum.dims={start: 2, end: 4, shape: exp}",
+            ["unknown curriculum shape 'exp'", "cos", "linear", "sqrt", "step"],
+        ),
+    ],
+)
 def test_unknown_names_list_the_valid_ones(tmp_path, override, needles):
     cfg = write_yaml(tmp_path / "c.yaml", cfg_dict())
     r = runner.invoke(app, ["train", str(cfg), "--out", str(tmp_path / "run"), override])
@@ -55,31 +61,34 @@ def test_unknown_names_list_the_valid_ones(tmp_path, override, needles):
 
 
 # --- impossible values are refused before any work, leaving no directory ----------------------------
-@pytest.mark.parametrize("overrides, needle", [
-    (["model.loops=4", "model.loop_window=5"], "loop_window (T=5) must not exceed loops (b=4)"),
-    (["model.drop_tokens=2", "model.min_tokens=19"], "model.min_tokens=19 exceeds the 18 tokens"),
-    (["model.n_embd=0"], "model.n_embd"),
-    (["training.batch_size=-8"], "training.batch_size"),
-    (["training.steps=0"], "training.steps"),
-    (["task.n_points=17"], "task.n_points=17 needs 34 positions > model.n_positions=32"),
-    (["eval.n_points=20"], "eval.n_points=20 needs 40 positions"),
-    (["curriculum.dims.end=6"], "curriculum.dims.end=6 exceeds task.n_dims=4"),
-    (["model.n_head=3"], "n_embd=16 must be divisible by n_head=3"),
-    (["training.warmup_steps=99"], "training.warmup_steps=99 exceeds training.steps=30"),
-    (["seed=-1"], "seed"),
-    (["training.lr=fast"], "training.lr"),
-    (["training.nonfinite=ignore"], "training.nonfinite"),
-    (["training.device=tpu"], "training.device='tpu' is not a device"),
-    (["training.device=meta"], "training.device='meta' is not supported"),
-    (["training.device=warp9"], "training.device='warp9' is not a device"),
-    (["training.learning_rate=1e-3"], "training.learning_rate: unknown key"),
-    (["training.optimizer.options.momentum=0.9"], "momentum: unknown key"),  # adamw has no momentum
-    (["task.options.sparsity=3"], "sparsity"),
-    (["training.lr"], "not of the form key=value"),
-    (["training..lr=1"], "empty key"),
-    (["training.lr=[1"], "not valid YAML"),
-    (["seed.x=1"], "'seed' is not a section"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["model.loops=4", "model.loop_window=5"], "loop_window (T=5) must not exceed loops (b=4)"),
+        (["model.drop_tokens=2", "model.min_tokens=19"], "model.min_tokens=19 exceeds the 18 tokens"),
+        (["model.n_embd=0"], "model.n_embd"),
+        (["training.batch_size=-8"], "training.batch_size"),
+        (["training.steps=0"], "training.steps"),
+        (["task.n_points=17"], "task.n_points=17 needs 34 positions > model.n_positions=32"),
+        (["eval.n_points=20"], "eval.n_points=20 needs 40 positions"),
+        (["curriculum.dims.end=6"], "curriculum.dims.end=6 exceeds task.n_dims=4"),
+        (["model.n_head=3"], "n_embd=16 must be divisible by n_head=3"),
+        (["training.warmup_steps=99"], "training.warmup_steps=99 exceeds training.steps=30"),
+        (["seed=-1"], "seed"),
+        (["training.lr=fast"], "training.lr"),
+        (["training.nonfinite=ignore"], "training.nonfinite"),
+        (["training.device=tpu"], "training.device='tpu' is not a device"),
+        (["training.device=meta"], "training.device='meta' is not supported"),
+        (["training.device=warp9"], "training.device='warp9' is not a device"),
+        (["training.learning_rate=1e-3"], "training.learning_rate: unknown key"),
+        (["training.optimizer.options.momentum=0.9"], "momentum: unknown key"),  # adamw has no momentum
+        (["task.options.sparsity=3"], "sparsity"),
+        (["training.lr"], "not of the form key=value"),
+        (["training..lr=1"], "empty key"),
+        (["training.lr=[1"], "not valid YAML"),
+        (["seed.x=1"], "'seed' is not a section"),
+    ],
+)
 def test_impossible_values_are_refused_before_any_work(tmp_path, overrides, needle):
     cfg = write_yaml(tmp_path / "c.yaml", cfg_dict())
     out = tmp_path / "nested" / "run"
@@ -145,7 +154,10 @@ def _cases(tmp_path, done_run):
         (["plot"], "Missing argument"),
         (["plot", str(no_eval)], "eval.json not found"),
         (["plot", str(garbled_eval)], "is not valid JSON"),
-        (["plot", str(done_run), "--out", str(tmp_path / "no" / "such" / "dir" / "f.png")], "No such file or directory"),
+        (
+            ["plot", str(done_run), "--out", str(tmp_path / "no" / "such" / "dir" / "f.png")],
+            "No such file or directory",
+        ),
         (["plot", str(done_run), "--loops"], "loops.json not found"),
         (["list", "widgets"], "is not one of"),
         (["curriculum"], "Missing argument"),
@@ -193,10 +205,22 @@ def test_a_held_lock_keeps_a_second_writer_out(tmp_path, done_run):
 
 
 # --- random invalid configs (property-based) -----------------------------------------------------------
-INT_KEYS = [("task", "n_dims"), ("task", "n_points"), ("model", "n_embd"), ("model", "n_layer"), ("model", "n_head"),
-            ("model", "n_positions"), ("model", "loops"), ("training", "steps"), ("training", "batch_size"),
-            ("eval", "n_prompts"), ("eval", "batch_size"), ("logging", "log_every"), ("logging", "ckpt_every"),
-            ("logging", "keep_last")]
+INT_KEYS = [
+    ("task", "n_dims"),
+    ("task", "n_points"),
+    ("model", "n_embd"),
+    ("model", "n_layer"),
+    ("model", "n_head"),
+    ("model", "n_positions"),
+    ("model", "loops"),
+    ("training", "steps"),
+    ("training", "batch_size"),
+    ("eval", "n_prompts"),
+    ("eval", "batch_size"),
+    ("logging", "log_every"),
+    ("logging", "ckpt_every"),
+    ("logging", "keep_last"),
+]
 SECTIONS = ["task", "model", "training", "curriculum", "eval", "logging"]
 
 
@@ -204,14 +228,22 @@ def _invalid_mutation():
     """Strategies of edits, each of which makes any config invalid on its own."""
     key = st.sampled_from(INT_KEYS)
     return st.one_of(
-        st.tuples(st.just("non_positive"), key, st.integers(-10**6, 0)),
+        st.tuples(st.just("non_positive"), key, st.integers(-(10**6), 0)),
         st.tuples(st.just("wrong_type"), key, st.sampled_from(["ten", [1, 2], {"a": 1}, "", None, 2.5])),
-        st.tuples(st.just("unknown_key"), st.sampled_from(SECTIONS + [None]), st.text("abcxyz_", min_size=1, max_size=8)),
+        st.tuples(
+            st.just("unknown_key"), st.sampled_from(SECTIONS + [None]), st.text("abcxyz_", min_size=1, max_size=8)
+        ),
         st.tuples(st.just("section_type"), st.sampled_from(SECTIONS), st.sampled_from([[1], "x", 3])),
-        st.tuples(st.just("inconsistent"), st.sampled_from(["window", "heads", "positions", "curriculum", "warmup",
-                                                            "min_tokens", "eval_points"]), st.integers(1, 5)),
-        st.tuples(st.just("bad_name"), st.sampled_from(["task", "model", "optimizer", "baseline", "nonfinite", "shape"]),
-                  st.text("qwz", min_size=1, max_size=5)),
+        st.tuples(
+            st.just("inconsistent"),
+            st.sampled_from(["window", "heads", "positions", "curriculum", "warmup", "min_tokens", "eval_points"]),
+            st.integers(1, 5),
+        ),
+        st.tuples(
+            st.just("bad_name"),
+            st.sampled_from(["task", "model", "optimizer", "baseline", "nonfinite", "shape"]),
+            st.text("qwz", min_size=1, max_size=5),
+        ),
     )
 
 
@@ -281,16 +313,25 @@ def test_random_invalid_configs_fail_cleanly_and_leave_nothing(tmp_path, mutatio
 
 
 @settings(max_examples=25, deadline=None)
-@given(n_dims=st.integers(1, 8), n_points=st.integers(1, 20), layers=st.integers(1, 4), loops=st.integers(1, 6),
-       optimizer=st.sampled_from(["adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "muon"]),
-       seed=st.integers(0, 2**63 - 1), clip=st.sampled_from([None, 0.5]))
+@given(
+    n_dims=st.integers(1, 8),
+    n_points=st.integers(1, 20),
+    layers=st.integers(1, 4),
+    loops=st.integers(1, 6),
+    optimizer=st.sampled_from(["adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "muon"]),
+    seed=st.integers(0, 2**63 - 1),
+    clip=st.sampled_from([None, 0.5]),
+)
 def test_valid_configs_round_trip_through_config_yaml(n_dims, n_points, layers, loops, optimizer, seed, clip):
     """What resume reads back from config.yaml is exactly the config that ran (so its checkpoints match)."""
-    from iclab.training.trainer import identity
+    from iclab.training.checkpoint import identity
 
-    d = cfg_dict(seed=seed, task={"n_dims": n_dims, "n_points": n_points, "name": "linear_regression"},
-                 model={"n_layer": layers, "loops": loops, "n_positions": 2 * n_points},
-                 training={"optimizer": {"name": optimizer}, "grad_clip": clip})
+    d = cfg_dict(
+        seed=seed,
+        task={"n_dims": n_dims, "n_points": n_points, "name": "linear_regression"},
+        model={"n_layer": layers, "loops": loops, "n_positions": 2 * n_points},
+        training={"optimizer": {"name": optimizer}, "grad_clip": clip},
+    )
     d["curriculum"] = {}
     cfg = validate(d)
     back = validate(yaml.safe_load(dump_config(cfg)))

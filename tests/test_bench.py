@@ -10,8 +10,17 @@ from iclab.cli import app
 from iclab.config import validate
 from iclab.models.flops import config_step_flops
 
-FIELDS = {"name", "device", "steps_per_s", "tokens_per_s", "flops_per_step", "achieved_flops", "peak_flops", "mfu",
-          "peak_mem_bytes"}
+FIELDS = {
+    "name",
+    "device",
+    "steps_per_s",
+    "tokens_per_s",
+    "flops_per_step",
+    "achieved_flops",
+    "peak_flops",
+    "mfu",
+    "peak_mem_bytes",
+}
 
 
 @pytest.fixture
@@ -24,15 +33,26 @@ def tiny_yaml(tmp_path, tiny_cfg_dict):
 
 
 def test_bench_config_runs_at_full_shapes(tiny_yaml):
-    (name, cfg, variant), = resolve_cases([str(tiny_yaml)], ["training.batch_size=4"], [], "cpu")
+    ((name, cfg, variant),) = resolve_cases([str(tiny_yaml)], ["training.batch_size=4"], [], "cpu")
     assert name == "tiny" and variant == {}
     assert cfg.curriculum.points is None and cfg.training.batch_size == 4 and not cfg.logging.tensorboard
 
 
 def test_run_suite_records(tiny_yaml):
-    recs = run_suite([str(tiny_yaml)], quick=True, device="cpu", eval_=False, peak_n=128, target_s=0.05, log=lambda m: None,
-                     ablate=["training.optimizer.impl=for_loop,fused"])
-    assert [r["name"] for r in recs] == ["tiny[training.optimizer.impl=for_loop]", "tiny[training.optimizer.impl=fused]"]
+    recs = run_suite(
+        [str(tiny_yaml)],
+        quick=True,
+        device="cpu",
+        eval_=False,
+        peak_n=128,
+        target_s=0.05,
+        log=lambda m: None,
+        ablate=["training.optimizer.impl=for_loop,fused"],
+    )
+    assert [r["name"] for r in recs] == [
+        "tiny[training.optimizer.impl=for_loop]",
+        "tiny[training.optimizer.impl=fused]",
+    ]
     cfg = validate(yaml.safe_load(tiny_yaml.read_text()))
     for r in recs:
         assert FIELDS <= set(r)
@@ -46,8 +66,16 @@ def test_run_suite_records(tiny_yaml):
 def test_bench_eval_times_model_and_each_baseline(tiny_cfg_dict):
     cfg = bench_config(validate(tiny_cfg_dict), "cpu")
     for whole in (True, False):
-        r = bench_eval(cfg, n_prompts=60, n_points=7, mem=MemoryMeter(torch.device("cpu")), threads=1, peak_n=128,
-                       whole=whole, log=lambda m: None)
+        r = bench_eval(
+            cfg,
+            n_prompts=60,
+            n_points=7,
+            mem=MemoryMeter(torch.device("cpu")),
+            threads=1,
+            peak_n=128,
+            whole=whole,
+            log=lambda m: None,
+        )
         assert FIELDS <= set(r) and r["kind"] == "eval"
         assert set(r["baselines_s"]) == {"least_squares", "knn", "averaging"}
         assert r["model_s"] > 0 and r["eval_s"] > 0
@@ -60,8 +88,25 @@ def test_peak_is_a_plausible_rate():
 
 def test_cli_bench_writes_json(tmp_path, tiny_yaml):
     out = tmp_path / "b.json"
-    r = CliRunner().invoke(app, ["bench", str(tiny_yaml), "--quick", "--no-eval", "--device", "cpu", "--out", str(out),
-                                 "--set", "training.batch_size=4", "--threads", "1", "--seconds", "0.05"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            str(tiny_yaml),
+            "--quick",
+            "--no-eval",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--set",
+            "training.batch_size=4",
+            "--threads",
+            "1",
+            "--seconds",
+            "0.05",
+        ],
+    )
     assert r.exit_code == 0, r.output
     recs = json.loads(out.read_text())
     assert len(recs) == 1 and FIELDS <= set(recs[0]) and recs[0]["batch_size"] == 4
@@ -88,8 +133,21 @@ def _time_to_target_module():
 def test_time_to_target_script_times_a_whole_run_and_reads_its_error(tmp_path, tiny_yaml):
     ttt = _time_to_target_module()
     out = tmp_path / "ttt.json"
-    ttt.main(["--config", str(tiny_yaml), "--seeds", "0", "--set", "training.steps=5", "eval.n_prompts=20",
-              "--target", "1e9", "--out", str(out)])
+    ttt.main(
+        [
+            "--config",
+            str(tiny_yaml),
+            "--seeds",
+            "0",
+            "--set",
+            "training.steps=5",
+            "eval.n_prompts=20",
+            "--target",
+            "1e9",
+            "--out",
+            str(out),
+        ]
+    )
     (rec,) = json.loads(out.read_text())
     assert rec["seed"] == 0 and rec["met"] is True and rec["wall_s"] > 0
     cfg = yaml.safe_load(tiny_yaml.read_text())

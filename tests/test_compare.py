@@ -6,21 +6,25 @@ import statistics
 
 import pytest
 import torch
+from _faultkit import write_yaml
 from typer.testing import CliRunner
 
-from _faultkit import write_yaml
 from iclab.cli import app
-from iclab.compare import CompareError, parse_seeds, t_interval
+from iclab.compare import CompareError, parse_seeds
 from iclab.config import validate
+from iclab.stats import t_interval
 from iclab.workloads import make_workload
 
 
 def _cfg(**model):
-    return {"seed": 0, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-            "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32, **model},
-            "training": {"steps": 10, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
-            "eval": {"n_prompts": 40, "batch_size": 20},
-            "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False}}
+    return {
+        "seed": 0,
+        "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32, **model},
+        "training": {"steps": 10, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
+        "eval": {"n_prompts": 40, "batch_size": 20},
+        "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False},
+    }
 
 
 def test_t_interval_against_a_hand_computation():
@@ -38,8 +42,18 @@ def test_parse_seeds():
 
 def test_compare_trains_each_pair_once_and_tabulates(tmp_path):
     a = write_yaml(tmp_path / "a.yaml", _cfg())
-    b = write_yaml(tmp_path / "b.yaml", _cfg(n_layer=1, loops=2, loop_window=2, loop_loss="last", injection="none",
-                                             pos_embedding="once", final_norm="once"))
+    b = write_yaml(
+        tmp_path / "b.yaml",
+        _cfg(
+            n_layer=1,
+            loops=2,
+            loop_window=2,
+            loop_loss="last",
+            injection="none",
+            pos_embedding="once",
+            final_norm="once",
+        ),
+    )
     out = tmp_path / "cmp"
     args = ["compare", str(a), str(b), "--seeds", "2", "--out", str(out)]
     r = CliRunner().invoke(app, args)
@@ -68,5 +82,6 @@ def test_loop_loss_last_trains_only_the_final_iteration():
     preds = model(xs, ys, loops=3, window=3)
     assert torch.equal(w.loss(model, (xs, ys), {"loops": 3}), ((preds[-1] - ys) ** 2).mean())
     mean = validate(_cfg(n_layer=1, loops=3, loop_window=3))
-    assert torch.allclose(make_workload(mean).loss(model, (xs, ys), {"loops": 3}),
-                          sum(((p - ys) ** 2).mean() for p in preds) / 3)
+    assert torch.allclose(
+        make_workload(mean).loss(model, (xs, ys), {"loops": 3}), sum(((p - ys) ** 2).mean() for p in preds) / 3
+    )

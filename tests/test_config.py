@@ -19,7 +19,10 @@ def test_defaults_are_the_paper_model():
         ({"training": {"optimizer": {"name": "adamm"}}}, "unknown optimizer 'adamm'"),
         ({"training": {"optimizer": {"name": "adam", "options": {"betaz": [0.9, 0.9]}}}}, "betaz"),
         ({"model": {"loops": 3, "loop_window": 5}}, "loop_window"),
-        ({"task": {"n_dims": 5}, "curriculum": {"dims": {"start": 2, "end": 9}}}, "curriculum.dims.end=9 exceeds task.n_dims=5"),
+        (
+            {"task": {"n_dims": 5}, "curriculum": {"dims": {"start": 2, "end": 9}}},
+            "curriculum.dims.end=9 exceeds task.n_dims=5",
+        ),
         ({"model": {"n_embd": 30, "n_head": 4}}, "divisible"),
         ({"eval": {"baselines": ["least_squares", "nope"]}}, "unknown baseline 'nope'"),
     ],

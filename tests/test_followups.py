@@ -4,13 +4,12 @@ on a CPU-only machine."""
 import pytest
 import torch
 import yaml
+from _faultkit import cfg_dict
 from typer.testing import CliRunner
 
-from _faultkit import cfg_dict
 from iclab.cli import app
-from iclab.config import ConfigError, load_config
+from iclab.config import ConfigError, load_config, validate
 from iclab.runs import train_run
-from iclab.config import validate
 
 
 def test_an_empty_config_file_is_an_error_not_a_paper_scale_run(tmp_path):

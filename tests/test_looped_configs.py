@@ -13,8 +13,11 @@ from iclab.config import ConfigError, load_config
 from iclab.registry import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml")  # optbench specs (configs/optbench/*.yaml) are not run
-                 if p.parent != ROOT / "configs" / "optbench")  # configs: tests/optbench/test_optbench.py checks them
+CONFIGS = sorted(
+    p
+    for p in (ROOT / "configs").rglob("*.yaml")  # optbench specs (configs/optbench/*.yaml) are not run
+    if p.parent != ROOT / "configs" / "optbench"
+)  # configs: tests/optbench/test_optbench.py checks them
 LOOPED = ROOT / "configs" / "looped"
 runner = CliRunner()
 
@@ -36,12 +39,15 @@ def test_unknown_task_is_still_an_error():
         load_config(LOOPED / "tiny" / "lr_b30_T15.yaml", ["task.name=no_such_task"])
 
 
-@pytest.mark.parametrize("name, task, b, T, points, loops_inc", [
-    ("lr_b30_T15", "linear_regression", 30, 15, 41, 2),
-    ("sparse_lr_b20_T10", "sparse_linear_regression", 20, 10, 41, 2),
-    ("dt_b70_T15", "decision_tree", 70, 15, 101, 2),
-    ("relu2nn_b12_T5", "relu_2nn_regression", 12, 5, 101, 2),
-])
+@pytest.mark.parametrize(
+    "name, task, b, T, points, loops_inc",
+    [
+        ("lr_b30_T15", "linear_regression", 30, 15, 41, 2),
+        ("sparse_lr_b20_T10", "sparse_linear_regression", 20, 10, 41, 2),
+        ("dt_b70_T15", "decision_tree", 70, 15, 101, 2),
+        ("relu2nn_b12_T5", "relu_2nn_regression", 12, 5, 101, 2),
+    ],
+)
 def test_paper_configs_are_yang_et_al(name, task, b, T, points, loops_inc):
     c = raw(LOOPED / f"{name}.yaml")
     m, cur = c["model"], c["curriculum"]
@@ -85,8 +91,22 @@ def test_every_looped_config_has_a_tiny_twin_with_the_same_mechanism():
 
 
 def _train(cfg_path, out, *extra):
-    r = runner.invoke(app, ["train", str(cfg_path), "--out", str(out), "training.steps=4", "training.warmup_steps=2", "eval.n_prompts=20",
-                            "logging.log_every=2", "logging.tensorboard=false", "logging.progress=false", *extra])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(cfg_path),
+            "--out",
+            str(out),
+            "training.steps=4",
+            "training.warmup_steps=2",
+            "eval.n_prompts=20",
+            "logging.log_every=2",
+            "logging.tensorboard=false",
+            "logging.progress=false",
+            *extra,
+        ],
+    )
     assert r.exit_code == 0, r.output
     return r
 
@@ -102,8 +122,23 @@ def test_tiny_looped_and_standard_runs_go_end_to_end(tmp_path):
     assert all(r["steps_per_s"] > 0 for r in recs) and recs[-1]["curriculum/loops"] == 5
 
     # re-evaluate with far more loops and longer prompts, then overlay runs in both kinds of figure
-    r = runner.invoke(app, ["eval", str(loop), "--loops", "30", "--max-loops", "40", "--n-points", "20",
-                            "--n-prompts", "20", "--tag", "long"])
+    r = runner.invoke(
+        app,
+        [
+            "eval",
+            str(loop),
+            "--loops",
+            "30",
+            "--max-loops",
+            "40",
+            "--n-points",
+            "20",
+            "--n-prompts",
+            "20",
+            "--tag",
+            "long",
+        ],
+    )
     assert r.exit_code == 0, r.output
     ev = json.loads((loop / "eval_long.json").read_text())
     assert ev["loops"] == 30 and ev["n_points"] == 20
@@ -116,7 +151,9 @@ def test_tiny_looped_and_standard_runs_go_end_to_end(tmp_path):
 
 def test_tiny_token_dropping_run_is_evaluated_per_prefix(tmp_path):
     out = tmp_path / "drop"
-    _train(LOOPED / "seed000" / "tiny" / "drop_d2_k5.yaml", out, "eval.loops=12", "eval.max_loops=12", "eval.n_points=12")
+    _train(
+        LOOPED / "seed000" / "tiny" / "drop_d2_k5.yaml", out, "eval.loops=12", "eval.max_loops=12", "eval.n_points=12"
+    )
     ev = json.loads((out / "eval.json").read_text())
     assert len(ev["model"]["mean"]) == 12 and all(v == v for v in ev["model"]["mean"])  # every position, no NaN
     lp = json.loads((out / "loops.json").read_text())
@@ -127,8 +164,17 @@ def test_tiny_token_dropping_run_is_evaluated_per_prefix(tmp_path):
 @pytest.mark.parametrize("name", ["lr_b30_T15", "lr_standard"])
 def test_tiny_linear_regression_configs_learn(tmp_path, name):
     """The full tiny runs (a few minutes each on one core): error at k=2d well below predicting zero."""
-    r = runner.invoke(app, ["train", str(LOOPED / "tiny" / f"{name}.yaml"), "--out", str(tmp_path / name),
-                            "logging.progress=false", "logging.tensorboard=false"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(LOOPED / "tiny" / f"{name}.yaml"),
+            "--out",
+            str(tmp_path / name),
+            "logging.progress=false",
+            "logging.tensorboard=false",
+        ],
+    )
     assert r.exit_code == 0, r.output
     ev = json.loads((tmp_path / name / "eval.json").read_text())
     k = 2 * ev["n_dims"]
@@ -140,8 +186,22 @@ def test_throughput_benchmark_compares_configs_in_one_process(tmp_path):
 
     bench = runpy.run_path(str(ROOT / "benchmarks" / "loop_throughput.py"))
     tiny = LOOPED / "seed000" / "tiny"
-    out = bench["main"]([str(tiny / "base.yaml"), str(tiny / "drop_d100_k5.yaml"), "--steps", "1", "--rounds", "1",
-                         "--warmup", "1", "--set", "training.batch_size=4", "--json", str(tmp_path / "b.json")])
+    out = bench["main"](
+        [
+            str(tiny / "base.yaml"),
+            str(tiny / "drop_d100_k5.yaml"),
+            "--steps",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "1",
+            "--set",
+            "training.batch_size=4",
+            "--json",
+            str(tmp_path / "b.json"),
+        ]
+    )
     first, second = out["results"]
     assert first["ratio"] == 1.0 and second["steps_per_s"] > 0
     assert first["curriculum"] == {"dims": 4, "points": 10, "loops": 10, "seq_len": 0}  # timed at the full curriculum

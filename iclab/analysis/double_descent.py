@@ -43,8 +43,9 @@ def _min_norm_fit(F: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(F, y, rcond=None)[0]
 
 
-def random_features_error(n_train: int, width: int, *, d: int = D_IN, noise: float = 0.5,
-                          rng: np.random.Generator) -> tuple[float, float]:
+def random_features_error(
+    n_train: int, width: int, *, d: int = D_IN, noise: float = 0.5, rng: np.random.Generator
+) -> tuple[float, float]:
     """(test, train) mean squared error of one min-norm random-features fit (see the module docstring)."""
     beta = rng.standard_normal(d) / np.sqrt(d)
     W = rng.standard_normal((width, d))
@@ -60,9 +61,13 @@ def _sweep(values, make, trials: int, rng: np.random.Generator) -> dict:
     test, train = both[..., 0], both[..., 1]
     mean = test.mean(1)
     i = int(np.argmax(mean))
-    return {"test_error": mean.tolist(), "test_error_se": (test.std(1, ddof=1) / np.sqrt(trials)).tolist()
-            if trials > 1 else [0.0] * len(values), "train_error": train.mean(1).tolist(),
-            "peak_at": int(values[i]), "peak_error": float(mean[i])}
+    return {
+        "test_error": mean.tolist(),
+        "test_error_se": (test.std(1, ddof=1) / np.sqrt(trials)).tolist() if trials > 1 else [0.0] * len(values),
+        "train_error": train.mean(1).tolist(),
+        "peak_at": int(values[i]),
+        "peak_error": float(mean[i]),
+    }
 
 
 def _grid(n: int, lo: int, hi_factor: float) -> list[int]:
@@ -98,8 +103,9 @@ def polynomial_fit(x: np.ndarray, y: np.ndarray, degree: int):
     return lambda z: legendre_features(z, degree) @ coef
 
 
-def polynomial_sweep(m: int = 15, max_degree: int = 100, *, trials: int = 10, noise: float = 0.2,
-                     seed: int = 0) -> dict:
+def polynomial_sweep(
+    m: int = 15, max_degree: int = 100, *, trials: int = 10, noise: float = 0.2, seed: int = 0
+) -> dict:
     rng = np.random.default_rng([seed, 3])
     f = lambda z: np.sin(np.pi * z)  # noqa: E731
     xt = np.linspace(-1, 1, N_TEST)
@@ -117,29 +123,45 @@ def polynomial_sweep(m: int = 15, max_degree: int = 100, *, trials: int = 10, no
     x, y = draws[0]
     show = sorted({3, m - 1, max_degree})
     fits = {str(k): polynomial_fit(x, y, k)(xt[::10]).tolist() for k in show}
-    return {"m": m, "noise": noise, "degrees": degrees, "test_error": mean.tolist(),
-            "test_error_median": np.median(errs, 1).tolist(), "threshold": m - 1, "peak_at": degrees[i],
-            "peak_error": float(mean[i]), "sample": {"x": x.tolist(), "y": y.tolist()},
-            "grid": xt[::10].tolist(), "fits": fits}
+    return {
+        "m": m,
+        "noise": noise,
+        "degrees": degrees,
+        "test_error": mean.tolist(),
+        "test_error_median": np.median(errs, 1).tolist(),
+        "threshold": m - 1,
+        "peak_at": degrees[i],
+        "peak_error": float(mean[i]),
+        "sample": {"x": x.tolist(), "y": y.tolist()},
+        "grid": xt[::10].tolist(),
+        "fits": fits,
+    }
 
 
 # --- the experiment ---------------------------------------------------------------------------------------------
-def run_double_descent(out: Path, *, seed: int = 0, trials: int = 10, n_train: int = 100, width: int = 100,
-                       noise: float = 0.5) -> dict:
+def run_double_descent(
+    out: Path, *, seed: int = 0, trials: int = 10, n_train: int = 100, width: int = 100, noise: float = 0.5
+) -> dict:
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with threadpool_limits(1):  # small matrices: one BLAS thread is faster, and kind to a shared CPU
-        rec = {"seed": seed, "trials": trials, "noise": noise,
-               "width_sweep": width_sweep(n_train, trials=trials, noise=noise, seed=seed),
-               "sample_sweep": sample_sweep(width, trials=trials, noise=noise, seed=seed),
-               "polynomial": polynomial_sweep(trials=trials, seed=seed)}
+        rec = {
+            "seed": seed,
+            "trials": trials,
+            "noise": noise,
+            "width_sweep": width_sweep(n_train, trials=trials, noise=noise, seed=seed),
+            "sample_sweep": sample_sweep(width, trials=trials, noise=noise, seed=seed),
+            "polynomial": polynomial_sweep(trials=trials, seed=seed),
+        }
     rec["seconds"] = time.perf_counter() - t0
     write_json(out / "double_descent.json", rec)
-    rec["figures"] = [str(plot_double_descent(rec, out / "double_descent.png")),
-                      str(plot_polynomial(rec["polynomial"], out / "double_descent_poly.png"))]
+    rec["figures"] = [
+        str(plot_double_descent(rec, out / "double_descent.png")),
+        str(plot_polynomial(rec["polynomial"], out / "double_descent_poly.png")),
+    ]
     rec["path"] = str(out / "double_descent.json")
     return rec
 
@@ -170,7 +192,9 @@ def plot_double_descent(rec: dict, path: Path) -> Path:
     plt = _plt()
     w, s, p = rec["width_sweep"], rec["sample_sweep"], rec["polynomial"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    _curve(axes[0], w["widths"], w, "random features P (model width)", f"interpolation threshold P = n = {w['n_train']}")
+    _curve(
+        axes[0], w["widths"], w, "random features P (model width)", f"interpolation threshold P = n = {w['n_train']}"
+    )
     axes[0].set_title(f"vs width: n = {w['n_train']} samples, d = {w['d']}", fontsize=9)
     _curve(axes[1], s["n_samples"], s, "training samples n", f"interpolation threshold n = P = {s['width']}")
     axes[1].set_title(f"vs samples: P = {s['width']} random features", fontsize=9)
@@ -183,8 +207,11 @@ def plot_double_descent(rec: dict, path: Path) -> Path:
     ax.set_ylabel("mean squared error")
     ax.set_title(f"polynomial fitting: m = {p['m']} points of sin(pi x) + noise", fontsize=9)
     ax.legend(fontsize=7)
-    fig.suptitle(f"double descent of minimum-norm least squares (label noise {rec['noise']}, mean of "
-                 f"{rec['trials']} draws, seed {rec['seed']})", fontsize=10)
+    fig.suptitle(
+        f"double descent of minimum-norm least squares (label noise {rec['noise']}, mean of "
+        f"{rec['trials']} draws, seed {rec['seed']})",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from iclab.errors import IclabError
 from iclab.files import write_json
 
 
-class GrokkingError(ValueError):
+class GrokkingError(IclabError, ValueError):
     pass
 
 
@@ -38,14 +39,27 @@ def summarize(run_dir: Path, memorized: float = 0.99, grokked: float = 0.95) -> 
         raise GrokkingError(f"{run_dir}/metrics.jsonl has no train/held-out accuracy records")
     o = cfg.task.options
     mem, grok = first_step(recs, "train/accuracy", memorized), first_step(recs, "heldout/accuracy", grokked)
-    return {"run": str(run_dir), "name": run_dir.name, "p": o.get("p", 97), "op": o.get("op", "/"),
-            "train_fraction": o.get("train_fraction", 0.5), "embed_std": o.get("embed_std"),
-            "weight_decay": cfg.training.optimizer.options.get("weight_decay"), "lr": cfg.training.lr,
-            "steps": recs[-1]["step"], "memorized_at": mem, "generalized_at": grok,
-            "delay_ratio": grok / mem if grok and mem else None,
-            "final_train_accuracy": recs[-1]["train/accuracy"], "final_heldout_accuracy": recs[-1]["heldout/accuracy"],
-            "curve": {"step": [r["step"] for r in recs], "train": [r["train/accuracy"] for r in recs],
-                      "heldout": [r["heldout/accuracy"] for r in recs]}}
+    return {
+        "run": str(run_dir),
+        "name": run_dir.name,
+        "p": o.get("p", 97),
+        "op": o.get("op", "/"),
+        "train_fraction": o.get("train_fraction", 0.5),
+        "embed_std": o.get("embed_std"),
+        "weight_decay": cfg.training.optimizer.options.get("weight_decay"),
+        "lr": cfg.training.lr,
+        "steps": recs[-1]["step"],
+        "memorized_at": mem,
+        "generalized_at": grok,
+        "delay_ratio": grok / mem if grok and mem else None,
+        "final_train_accuracy": recs[-1]["train/accuracy"],
+        "final_heldout_accuracy": recs[-1]["heldout/accuracy"],
+        "curve": {
+            "step": [r["step"] for r in recs],
+            "train": [r["train/accuracy"] for r in recs],
+            "heldout": [r["heldout/accuracy"] for r in recs],
+        },
+    }
 
 
 def compare_runs(run_dirs: list[Path], out: Path, memorized: float = 0.99, grokked: float = 0.95) -> dict:
@@ -78,8 +92,10 @@ def plot_compare(rec: dict, path: Path) -> Path:
     ax.set_ylabel("accuracy (solid: held-out, dashed: train)")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
-    for key, marker, lab in (("memorized_at", "s", f"train acc >= {rec['memorized_level']}"),
-                             ("generalized_at", "o", f"held-out acc >= {rec['grokked_level']}")):
+    for key, marker, lab in (
+        ("memorized_at", "s", f"train acc >= {rec['memorized_level']}"),
+        ("generalized_at", "o", f"held-out acc >= {rec['grokked_level']}"),
+    ):
         by_group: dict = {}
         for r in runs:
             by_group.setdefault((r["p"], r["weight_decay"]), []).append(r)
@@ -90,8 +106,14 @@ def plot_compare(rec: dict, path: Path) -> Path:
             hollow = [r[key] is None for r in group]
             bx.plot(xs, ys, "-", lw=1, color="tab:red" if key == "generalized_at" else "tab:blue", alpha=0.6)
             for x, y, h in zip(xs, ys, hollow):
-                bx.plot(x, y, marker, ms=7, color="tab:red" if key == "generalized_at" else "tab:blue",
-                        mfc="none" if h else None)
+                bx.plot(
+                    x,
+                    y,
+                    marker,
+                    ms=7,
+                    color="tab:red" if key == "generalized_at" else "tab:blue",
+                    mfc="none" if h else None,
+                )
         bx.plot([], [], marker, color="tab:red" if key == "generalized_at" else "tab:blue", label=lab)
     bx.plot([], [], "o", mfc="none", color="gray", label="never (drawn at the last step)")
     bx.set_yscale("log")

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from iclab.errors import IclabError
 from iclab.files import write_json
 
 N_IN, N_CLASSES, N_TRAIN, BATCH = 32, 10, 2048, 128
@@ -39,7 +40,7 @@ INITS = ("naive(0.01)", "naive(1)", "xavier", "kaiming")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-class InitError(ValueError):
+class InitError(IclabError, ValueError):
     pass
 
 
@@ -62,7 +63,7 @@ def initialize(mlp: nn.Sequential, init: str, activation: str) -> None:
             continue
         nn.init.zeros_(m.bias)
         if init.startswith("naive("):
-            nn.init.normal_(m.weight, 0.0, float(init[len("naive("):-1]))
+            nn.init.normal_(m.weight, 0.0, float(init[len("naive(") : -1]))
         elif init == "xavier":
             nn.init.xavier_normal_(m.weight)
         elif init == "kaiming":
@@ -115,9 +116,17 @@ def train(mlp: nn.Sequential, x, y, steps: int, lr: float, seed: int, every: int
     return log_steps, losses
 
 
-def run_initialization(out: Path, *, seed: int = 0, depths: list[int] = (20, 50), width: int = 64,
-                       steps: int = 300, lr: float = 0.01, inits: tuple[str, ...] = INITS,
-                       activations: tuple[str, ...] = ("relu", "tanh")) -> dict:
+def run_initialization(
+    out: Path,
+    *,
+    seed: int = 0,
+    depths: list[int] = (20, 50),
+    width: int = 64,
+    steps: int = 300,
+    lr: float = 0.01,
+    inits: tuple[str, ...] = INITS,
+    activations: tuple[str, ...] = ("relu", "tanh"),
+) -> dict:
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,13 +148,31 @@ def run_initialization(out: Path, *, seed: int = 0, depths: list[int] = (20, 50)
                     s, losses = train(mlp, x, y, steps, lr, seed)
                     with torch.no_grad():
                         acc = float((mlp(x).argmax(1) == y).float().mean())
-                    runs.append({"depth": depth, "activation": act, "init": init, "act_rms": a, "grad_norms": gn,
-                                 "steps": s, "loss": losses, "accuracy": acc})
+                    runs.append(
+                        {
+                            "depth": depth,
+                            "activation": act,
+                            "init": init,
+                            "act_rms": a,
+                            "grad_norms": gn,
+                            "steps": s,
+                            "loss": losses,
+                            "accuracy": acc,
+                        }
+                    )
     finally:
         torch.set_num_threads(threads)
-    rec = {"seed": seed, "width": width, "steps": steps, "lr": lr, "optimizer": "SGD, momentum 0.9, batch 128",
-           "task": f"{N_CLASSES}-class labels of a random tanh teacher on x ~ N(0, I_{N_IN}), {N_TRAIN} examples",
-           "chance_loss": math.log(N_CLASSES), "runs": runs, "seconds": time.perf_counter() - t0}
+    rec = {
+        "seed": seed,
+        "width": width,
+        "steps": steps,
+        "lr": lr,
+        "optimizer": "SGD, momentum 0.9, batch 128",
+        "task": f"{N_CLASSES}-class labels of a random tanh teacher on x ~ N(0, I_{N_IN}), {N_TRAIN} examples",
+        "chance_loss": math.log(N_CLASSES),
+        "runs": runs,
+        "seconds": time.perf_counter() - t0,
+    }
     write_json(out / "initialization.json", rec)
     rec["figures"] = [str(plot_initialization(rec, out / "initialization.png"))]
     rec["path"] = str(out / "initialization.json")
@@ -169,10 +196,22 @@ def plot_initialization(rec: dict, path: Path) -> Path:
             if (r["depth"], r["activation"]) != (depth, act):
                 continue
             c = colors.get(r["init"])
-            axes[row, 0].plot(range(1, len(r["act_rms"]) + 1), [max(v, 1e-30) for v in r["act_rms"]], "-o", ms=2,
-                              color=c, label=r["init"])
-            axes[row, 1].plot(range(1, len(r["grad_norms"]) + 1), [max(v, 1e-30) for v in r["grad_norms"]], "-o",
-                              ms=2, color=c, label=r["init"])
+            axes[row, 0].plot(
+                range(1, len(r["act_rms"]) + 1),
+                [max(v, 1e-30) for v in r["act_rms"]],
+                "-o",
+                ms=2,
+                color=c,
+                label=r["init"],
+            )
+            axes[row, 1].plot(
+                range(1, len(r["grad_norms"]) + 1),
+                [max(v, 1e-30) for v in r["grad_norms"]],
+                "-o",
+                ms=2,
+                color=c,
+                label=r["init"],
+            )
             axes[row, 2].plot(r["steps"], r["loss"], color=c, lw=1.8, label=f"{r['init']} (acc {r['accuracy']:.2f})")
         axes[row, 0].set_ylabel(f"depth {depth}, {act}\nactivation RMS at init")
         axes[row, 1].set_ylabel("|dL/dW| at init")
@@ -185,8 +224,10 @@ def plot_initialization(rec: dict, path: Path) -> Path:
         axes[row, 2].set_ylim(0, 1.6 * rec["chance_loss"])
         for ax in axes[row]:
             ax.legend(fontsize=6)
-    fig.suptitle(f"deep MLPs (width {rec['width']}): which initialization trains ({rec['optimizer']}, lr {rec['lr']})",
-                 fontsize=10)
+    fig.suptitle(
+        f"deep MLPs (width {rec['width']}): which initialization trains ({rec['optimizer']}, lr {rec['lr']})",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

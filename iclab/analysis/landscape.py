@@ -42,15 +42,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from iclab.errors import IclabError
 from iclab.evaluation.plots import save_figure
-
 from iclab.files import write_json
 
 EVAL_STEP0 = 10**12  # the step ids of the evaluation batches: far past any training step
 DIRECTIONS = ("random", "pca", "init")
 
 
-class LandscapeError(ValueError):
+class LandscapeError(IclabError, ValueError):
     pass
 
 
@@ -72,7 +72,7 @@ def open_model(run_dir: Path):
 def run_weights(run_dir: Path, cfg, workload, step: int | None) -> tuple[dict[str, torch.Tensor], int]:
     """The state dict of `run_dir` at `step` (None: the final weights; 0: init.safetensors) and its step."""
     from iclab.training import checkpoint as ck
-    from iclab.training.trainer import INIT_WEIGHTS, identity
+    from iclab.training.checkpoint import INIT_WEIGHTS, identity
 
     run_dir, ident = Path(run_dir), identity(cfg, workload)
     if step is None:
@@ -87,14 +87,18 @@ def run_weights(run_dir: Path, cfg, workload, step: int | None) -> tuple[dict[st
     if step == 0:
         path = run_dir / INIT_WEIGHTS
         if not path.is_file():
-            raise LandscapeError(f"{path} not found: the run was trained before iclab saved the initial weights "
-                                 f"(--directions init and --checkpoint 0 need it); train it again")
+            raise LandscapeError(
+                f"{path} not found: the run was trained before iclab saved the initial weights "
+                f"(--directions init and --checkpoint 0 need it); train it again"
+            )
         return ck.load_weights(path, ident), 0
     path = ck.checkpoint_path(run_dir / "checkpoints", step)
     if not path.is_file():
         have = [s for s, _ in ck.list_checkpoints(run_dir / "checkpoints")]
-        raise LandscapeError(f"--checkpoint {step}: {path} does not exist; the run has steps 0 (init), "
-                             f"{', '.join(map(str, have)) or 'no checkpoints'} and the final weights")
+        raise LandscapeError(
+            f"--checkpoint {step}: {path} does not exist; the run has steps 0 (init), "
+            f"{', '.join(map(str, have)) or 'no checkpoints'} and the final weights"
+        )
     return ck.load_checkpoint(path, ident)["model"], step
 
 
@@ -155,8 +159,10 @@ def pca_directions(states: list[dict[str, torch.Tensor]], center: dict[str, torc
     M = torch.stack([torch.cat([(s[k] - center[k]).reshape(-1).double() for k in names]) for s in states])
     _, S, Vh = torch.linalg.svd(M, full_matrices=False)  # rows of Vh: unit principal directions
     if len(S) < 2 or S[1] <= 0:
-        raise LandscapeError("--directions pca needs a trajectory that spans a plane: save more checkpoints "
-                             "(logging.ckpt_every, logging.keep_last / milestone_every) and train again")
+        raise LandscapeError(
+            "--directions pca needs a trajectory that spans a plane: save more checkpoints "
+            "(logging.ckpt_every, logging.keep_last / milestone_every) and train again"
+        )
     coords = (M @ Vh[:2].T).numpy()
     explained = (S[:2] ** 2 / (S**2).sum()).tolist()
     dirs = []
@@ -164,7 +170,7 @@ def pca_directions(states: list[dict[str, torch.Tensor]], center: dict[str, torc
         d, i = {}, 0
         for k in names:
             n = center[k].numel()
-            d[k] = v[i: i + n].reshape(center[k].shape).to(center[k].device, torch.float32)
+            d[k] = v[i : i + n].reshape(center[k].shape).to(center[k].device, torch.float32)
             i += n
         dirs.append(d)
     return dirs, coords, explained
@@ -199,9 +205,14 @@ class LossFn:
         return float(total) / len(self.batches)
 
     def describe(self, cfg) -> dict:
-        return {"how": "workload.batch(step) at the curriculum's final values, model in eval mode",
-                "steps": [EVAL_STEP0, EVAL_STEP0 + len(self.batches) - 1], "n_batches": len(self.batches),
-                "batch_size": cfg.training.batch_size, "seed": cfg.seed, "curriculum": self.cur}
+        return {
+            "how": "workload.batch(step) at the curriculum's final values, model in eval mode",
+            "steps": [EVAL_STEP0, EVAL_STEP0 + len(self.batches) - 1],
+            "n_batches": len(self.batches),
+            "batch_size": cfg.training.batch_size,
+            "seed": cfg.seed,
+            "curriculum": self.cur,
+        }
 
 
 # --- one run ------------------------------------------------------------------------------------------------
@@ -217,9 +228,18 @@ def parse_range(text: str | None, directions: str) -> tuple[float, float] | None
     return a, b
 
 
-def landscape(run_dir: Path, *, directions: str = "random", dims: int = 2, step: int | None = None,
-              rng: tuple[float, float] | None = None, points: int = 21, n_batches: int = 4, seed: int = 0,
-              write: bool = True) -> dict:
+def landscape(
+    run_dir: Path,
+    *,
+    directions: str = "random",
+    dims: int = 2,
+    step: int | None = None,
+    rng: tuple[float, float] | None = None,
+    points: int = 21,
+    n_batches: int = 4,
+    seed: int = 0,
+    write: bool = True,
+) -> dict:
     """Compute one run's landscape (see the module docstring); write its JSON and figure into the run."""
     if directions not in DIRECTIONS:
         raise LandscapeError(f"--directions {directions!r}: expected one of {', '.join(DIRECTIONS)}")
@@ -240,15 +260,28 @@ def landscape(run_dir: Path, *, directions: str = "random", dims: int = 2, step:
     state, step = run_weights(run_dir, cfg, workload, step)
     center = select(state, names, device)
     loss_fn = LossFn(cfg, workload, model, n_batches, device)
-    rec = {"run": str(run_dir), "task": cfg.task.name, "step": step, "directions": directions, "dims": dims,
-           "points": points, "seed": seed, "batches": loss_fn.describe(cfg)}
+    rec = {
+        "run": str(run_dir),
+        "task": cfg.task.name,
+        "step": step,
+        "directions": directions,
+        "dims": dims,
+        "points": points,
+        "seed": seed,
+        "batches": loss_fn.describe(cfg),
+    }
     if directions == "init":
         start = select(run_weights(run_dir, cfg, workload, 0)[0], names, device)
         d = combine(center, [(-1.0, start)])
         lo, hi = rng or (-0.5, 1.5)
         alphas = np.linspace(lo, hi, points)
-        rec.update(alphas=alphas.tolist(), loss=[loss_fn(combine(start, [(float(a), d)])) for a in alphas],
-                   distance=math.sqrt(dot(d, d)), center_loss=loss_fn(center), init_loss=loss_fn(start))
+        rec.update(
+            alphas=alphas.tolist(),
+            loss=[loss_fn(combine(start, [(float(a), d)])) for a in alphas],
+            distance=math.sqrt(dot(d, d)),
+            center_loss=loss_fn(center),
+            init_loss=loss_fn(start),
+        )
     elif directions == "random":
         gen = torch.Generator().manual_seed(seed)
         d1 = filter_normalized_direction(center, gen)
@@ -260,8 +293,12 @@ def landscape(run_dir: Path, *, directions: str = "random", dims: int = 2, step:
         else:
             d2 = filter_normalized_direction(center, gen)
             loss = [[loss_fn(combine(center, [(float(a), d1), (float(b), d2)])) for b in alphas] for a in alphas]
-            rec.update(alphas=alphas.tolist(), betas=alphas.tolist(), loss=loss,
-                       cosine_d1_d2=dot(d1, d2) / math.sqrt(dot(d1, d1) * dot(d2, d2)))
+            rec.update(
+                alphas=alphas.tolist(),
+                betas=alphas.tolist(),
+                loss=loss,
+                cosine_d1_d2=dot(d1, d2) / math.sqrt(dot(d1, d1) * dot(d2, d2)),
+            )
         rec["center_loss"] = loss_fn(center)
     else:
         traj = trajectory(run_dir, cfg, workload)
@@ -274,9 +311,14 @@ def landscape(run_dir: Path, *, directions: str = "random", dims: int = 2, step:
             (xlo, xhi), (ylo, yhi) = rng, rng
         alphas, betas = np.linspace(xlo, xhi, points), np.linspace(ylo, yhi, points)
         loss = [[loss_fn(combine(center, [(float(a), d1), (float(b), d2)])) for b in betas] for a in alphas]
-        rec.update(alphas=alphas.tolist(), betas=betas.tolist(), loss=loss, explained_variance=explained,
-                   trajectory=[{"step": s, "x": float(x), "y": float(y)} for (s, _), (x, y) in zip(traj, coords)],
-                   center_loss=loss_fn(center))
+        rec.update(
+            alphas=alphas.tolist(),
+            betas=betas.tolist(),
+            loss=loss,
+            explained_variance=explained,
+            trajectory=[{"step": s, "x": float(x), "y": float(y)} for (s, _), (x, y) in zip(traj, coords)],
+            center_loss=loss_fn(center),
+        )
     rec["seconds"] = time.perf_counter() - t0
     if write:
         base = run_dir / f"landscape_{directions}_{dims}d{'' if step == cfg.training.steps else f'_step{step}'}"
@@ -297,8 +339,9 @@ def _plt():
 
 
 def _xlabel(rec: dict) -> str:
-    return {"init": "a  (0: initial weights, 1: final)", "random": "a  (filter-normalized direction 1)",
-            "pca": "PC 1"}[rec["directions"]]
+    return {"init": "a  (0: initial weights, 1: final)", "random": "a  (filter-normalized direction 1)", "pca": "PC 1"}[
+        rec["directions"]
+    ]
 
 
 def _draw_1d(ax, rec: dict, label: str | None = None, color=None):
@@ -327,8 +370,14 @@ def _levels(Z: np.ndarray, lo: float | None = None, hi: float | None = None, n: 
 def _draw_contour(ax, rec: dict, levels=None):
     A, B = np.meshgrid(rec["alphas"], rec["betas"], indexing="ij")
     Z = np.asarray(rec["loss"], dtype=float)
-    cs = ax.contourf(A, B, Z, levels=levels if levels is not None else _levels(Z), cmap="viridis",
-                     norm=_lognorm(levels if levels is not None else _levels(Z)))
+    cs = ax.contourf(
+        A,
+        B,
+        Z,
+        levels=levels if levels is not None else _levels(Z),
+        cmap="viridis",
+        norm=_lognorm(levels if levels is not None else _levels(Z)),
+    )
     ax.contour(A, B, Z, levels=cs.levels[::3], colors="white", linewidths=0.4, alpha=0.6)
     if "trajectory" in rec:
         xs = [p["x"] for p in rec["trajectory"]]

@@ -29,7 +29,7 @@ import torch
 from iclab.analysis.probes import ProbeError
 from iclab.files import write_json
 from iclab.runs import load_run_config, load_run_model
-from iclab.training.trainer import run_device
+from iclab.training.device import run_device
 from iclab.workloads import make_workload
 
 
@@ -42,14 +42,20 @@ def lens_predictions(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | Non
     lens, preds, labels = [], [], []
     for s in range(0, len(xs), batch):
         with model.tapped() as taps:
-            preds.append(model.predict(xs[s:s + batch], ys[s:s + batch], loops=loops))
+            preds.append(model.predict(xs[s : s + batch], ys[s : s + batch], loops=loops))
         lens.append(torch.stack([model._read_out(model.ln_f(u[:, 0::2])) for _, _, u in taps]))
         labels = [f"{t + 1}.{j + 1}" for t, j, _ in taps]
     return labels, torch.cat(lens, 1), torch.cat(preds)
 
 
-def logit_lens(run_dir: Path, n_prompts: int = 2000, seed: int = 0, loops: int | None = None,
-               min_examples: int | None = None, write: bool = True) -> dict:
+def logit_lens(
+    run_dir: Path,
+    n_prompts: int = 2000,
+    seed: int = 0,
+    loops: int | None = None,
+    min_examples: int | None = None,
+    write: bool = True,
+) -> dict:
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     workload = make_workload(cfg, run_dir)
@@ -71,10 +77,20 @@ def logit_lens(run_dir: Path, n_prompts: int = 2000, seed: int = 0, loops: int |
     z = task.zero_error(d)
     by_pos = ((lens - ys) ** 2).mean(1).double().cpu() / z  # (layers, n)
     model_pos = ((preds - ys) ** 2).mean(0).double().cpu() / z
-    record = {"task": cfg.task.name, "n_dims": d, "n_points": n, "n_prompts": n_prompts, "seed": seed,
-              "loops": loops or model.cfg.loops, "min_examples": min_examples, "layers": labels,
-              "error": by_pos[:, min_examples:].mean(1).tolist(), "error_last": by_pos[:, -1].tolist(),
-              "error_by_position": by_pos.tolist(), "model_error_by_position": model_pos.tolist()}
+    record = {
+        "task": cfg.task.name,
+        "n_dims": d,
+        "n_points": n,
+        "n_prompts": n_prompts,
+        "seed": seed,
+        "loops": loops or model.cfg.loops,
+        "min_examples": min_examples,
+        "layers": labels,
+        "error": by_pos[:, min_examples:].mean(1).tolist(),
+        "error_last": by_pos[:, -1].tolist(),
+        "error_by_position": by_pos.tolist(),
+        "model_error_by_position": model_pos.tolist(),
+    }
     if write:
         write_json(run_dir / "lens.json", record)
         plot_lens(record, run_dir / "lens.png")
@@ -126,7 +142,7 @@ def token_lens(model, workload, device, *, n: int, seed: int, loops: int | None 
         model_loss += F.cross_entropy(logits[keep].float(), y[keep], reduction="sum").item()
         ls, rs = [], []
         for _, _, u in taps:
-            t = y[:, y.shape[1] - u.shape[1]:]
+            t = y[:, y.shape[1] - u.shape[1] :]
             k = t != IGNORE
             lg = model.lm_head(model.ln_f(u))[k].float()
             ls.append(F.cross_entropy(lg, t[k], reduction="sum").item())
@@ -135,9 +151,16 @@ def token_lens(model, workload, device, *, n: int, seed: int, loops: int | None 
         loss_sum = ls if loss_sum is None else [a + b for a, b in zip(loss_sum, ls)]
         right = rs if right is None else [a + b for a, b in zip(right, rs)]
         counted += int(keep.sum())
-    return {"task": workload.cfg.task.name, "family": "sequence", "layers": labels, "n_tokens": counted,
-            "loops": loops or model.cfg.loops, "loss": [v / counted for v in loss_sum],
-            "token_accuracy": [v / counted for v in right], "model_loss": model_loss / counted}
+    return {
+        "task": workload.cfg.task.name,
+        "family": "sequence",
+        "layers": labels,
+        "n_tokens": counted,
+        "loops": loops or model.cfg.loops,
+        "loss": [v / counted for v in loss_sum],
+        "token_accuracy": [v / counted for v in right],
+        "model_loss": model_loss / counted,
+    }
 
 
 def plot_token_lens(record: dict, path: Path) -> Path:

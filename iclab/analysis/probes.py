@@ -34,7 +34,7 @@ import torch
 from iclab.analysis.targets import TargetError, compute_targets
 from iclab.files import write_json
 from iclab.runs import RunError, load_run_config, load_run_model
-from iclab.training.trainer import run_device
+from iclab.training.device import run_device
 from iclab.workloads import make_workload
 
 LAMBDAS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -46,6 +46,7 @@ class ProbeError(RunError):
 
 # --- the probe ---------------------------------------------------------------------------------------
 
+
 def r2_score(Y: np.ndarray, P: np.ndarray) -> float:
     """Mean over columns of 1 - SSE/SST (SST around Y's own column means; constant columns left out)."""
     sse = ((Y - P) ** 2).sum(0)
@@ -54,15 +55,18 @@ def r2_score(Y: np.ndarray, P: np.ndarray) -> float:
     return float(np.mean(1 - sse[keep] / sst[keep])) if keep.any() else float("nan")
 
 
-def fit_ridge_probe(H_train: np.ndarray, Y_train: np.ndarray, H_val: np.ndarray, Y_val: np.ndarray,
-                    lambdas=LAMBDAS) -> tuple[np.ndarray, float, float]:
+def fit_ridge_probe(
+    H_train: np.ndarray, Y_train: np.ndarray, H_val: np.ndarray, Y_val: np.ndarray, lambdas=LAMBDAS
+) -> tuple[np.ndarray, float, float]:
     """Ridge probe H (N, p) -> Y (N, k) (or (N,)); returns (W (p+1, k): predict [H, 1] @ W in raw feature
     units, the chosen lam, its validation R^2)."""
     H, Y = np.asarray(H_train, np.float64), np.asarray(Y_train, np.float64).reshape(len(H_train), -1)
     Hv, Yv = np.asarray(H_val, np.float64), np.asarray(Y_val, np.float64).reshape(len(H_val), -1)
     if len(H) != len(Y) or len(Hv) != len(Yv) or not len(lambdas):
-        raise ValueError(f"probe data: {len(H)} vs {len(Y)} training rows, {len(Hv)} vs {len(Yv)} validation rows, "
-                         f"{len(lambdas)} penalties")
+        raise ValueError(
+            f"probe data: {len(H)} vs {len(Y)} training rows, {len(Hv)} vs {len(Yv)} validation rows, "
+            f"{len(lambdas)} penalties"
+        )
     mu, sd = H.mean(0), H.std(0)
     sd = np.where(sd > 1e-12, sd, 1.0)
     Hs, ym = (H - mu) / sd, Y.mean(0)
@@ -86,12 +90,15 @@ def predict(W: np.ndarray, H: np.ndarray) -> np.ndarray:
 
 # --- hidden states ------------------------------------------------------------------------------------
 
+
 def check_linear_task(workload, targets: list[str]) -> None:
     from iclab.workloads.regression.functions.linear import LinearRegression
 
     if workload.family != "regression" or not isinstance(workload.task, LinearRegression):
-        raise ProbeError(f"probe targets need a linear-regression task (linear_regression, noisy_linear_regression, "
-                         f"sparse_linear_regression); this run's task is {workload.cfg.task.name}")
+        raise ProbeError(
+            f"probe targets need a linear-regression task (linear_regression, noisy_linear_regression, "
+            f"sparse_linear_regression); this run's task is {workload.cfg.task.name}"
+        )
 
 
 def sample_linear(task, n_prompts: int, n_points: int, seed: int, device) -> tuple[torch.Tensor, ...]:
@@ -115,7 +122,7 @@ def hidden_states(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None =
     model.eval()
     chunks, preds, labels = [], [], ["embed"]
     for s in range(0, len(xs), batch):
-        x, y = xs[s:s + batch], ys[s:s + batch]
+        x, y = xs[s : s + batch], ys[s : s + batch]
         with model.tapped() as taps:
             preds.append(model.predict(x, y, loops=loops).cpu())
         e = model.read_in(interleave(x, y))
@@ -126,6 +133,7 @@ def hidden_states(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None =
 
 
 # --- the experiment -------------------------------------------------------------------------------------
+
 
 def _probe_model(states: list[torch.Tensor], tg: list[dict], positions: np.ndarray, lambdas) -> dict:
     """states[split] (layers, B, n, C), tg[split][name] -> per target: r2 per layer, lam, r2 by position."""
@@ -147,9 +155,19 @@ def _probe_model(states: list[torch.Tensor], tg: list[dict], positions: np.ndarr
     return out
 
 
-def run_probes(run_dir: Path, targets: list[str], n_train: int = 2000, n_val: int | None = None,
-               n_test: int | None = None, min_examples: int = 1, seed: int = 0, loops: int | None = None,
-               ridge_lam: float = 0.1, lambdas=LAMBDAS, write: bool = True) -> dict:
+def run_probes(
+    run_dir: Path,
+    targets: list[str],
+    n_train: int = 2000,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    min_examples: int = 1,
+    seed: int = 0,
+    loops: int | None = None,
+    ridge_lam: float = 0.1,
+    lambdas=LAMBDAS,
+    write: bool = True,
+) -> dict:
     """Probe every (iteration, layer) of a linear-regression run for each target; see the module docstring."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -170,10 +188,19 @@ def run_probes(run_dir: Path, targets: list[str], n_train: int = 2000, n_val: in
     tg = [{k: v.cpu() for k, v in compute_targets(targets, xs, ys, w, ridge_lam).items()} for xs, ys, w in data]
     torch.manual_seed(seed)
     random_model = workload.build_model().to(device)
-    record: dict = {"task": cfg.task.name, "n_dims": d, "n_points": n, "min_examples": min_examples,
-                    "positions": positions.tolist(), "n_prompts": dict(zip(("train", "val", "test"), sizes)),
-                    "seed": seed, "loops": loops or model.cfg.loops, "ridge_lam": ridge_lam, "lambdas": list(lambdas),
-                    "targets": targets}
+    record: dict = {
+        "task": cfg.task.name,
+        "n_dims": d,
+        "n_points": n,
+        "min_examples": min_examples,
+        "positions": positions.tolist(),
+        "n_prompts": dict(zip(("train", "val", "test"), sizes)),
+        "seed": seed,
+        "loops": loops or model.cfg.loops,
+        "ridge_lam": ridge_lam,
+        "lambdas": list(lambdas),
+        "targets": targets,
+    }
     for key, m in (("trained", model), ("random_init", random_model)):
         outs = [hidden_states(m, xs, ys, loops) for xs, ys, _ in data]
         record["layers"] = outs[0][0]
@@ -214,7 +241,9 @@ def plot_probes(record: dict, path: Path) -> Path:
     ax.set_ylabel("held-out R$^2$ of a linear probe")
     low = np.nanmin([record[k][t]["r2"] for k in ("trained", "random_init") for t in record["targets"]])
     ax.set_ylim(max(min(-0.1, float(low) - 0.05), -1.0), 1.05)
-    ax.set_title(f"probes at queries with >= {record['min_examples']} examples ({record['task']}, d={record['n_dims']})")
+    ax.set_title(
+        f"probes at queries with >= {record['min_examples']} examples ({record['task']}, d={record['n_dims']})"
+    )
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, jvp
 
+from iclab.errors import IclabError
 from iclab.evaluation.plots import save_figure
 from iclab.files import write_json
 
 
-class SharpnessError(ValueError):
+class SharpnessError(IclabError, ValueError):
     pass
 
 
@@ -75,8 +76,9 @@ class Hessian:
         self.n_hvp += 1
         return torch.cat([hv[k].reshape(-1) for k in self.names])
 
-    def top_eigenvalues(self, k: int = 1, method: str = "lanczos", seed: int = 0, tol: float = 1e-4,
-                        max_iter: int = 200) -> list[float]:
+    def top_eigenvalues(
+        self, k: int = 1, method: str = "lanczos", seed: int = 0, tol: float = 1e-4, max_iter: int = 200
+    ) -> list[float]:
         """The k largest eigenvalues, largest first (see the module docstring for the methods)."""
         if k < 1 or k >= self.n:
             raise SharpnessError(f"--top {k}: need 1 <= k < {self.n} (the number of parameters)")
@@ -95,8 +97,9 @@ class Hessian:
             return self.hvp(v).double().cpu().numpy()
 
         op = LinearOperator((self.n, self.n), matvec=mv, dtype=np.float64)
-        vals = eigsh(op, k=k, which="LA", v0=v0.numpy(), tol=tol, maxiter=max_iter * max(k, 1),
-                     return_eigenvectors=False)
+        vals = eigsh(
+            op, k=k, which="LA", v0=v0.numpy(), tol=tol, maxiter=max_iter * max(k, 1), return_eigenvectors=False
+        )
         return sorted((float(x) for x in vals), reverse=True)
 
     def _power(self, v0: torch.Tensor, tol: float, max_iter: int) -> float:
@@ -140,9 +143,13 @@ def stability_note(cfg) -> str:
     o = cfg.training.optimizer
     if o.name == "sgd":
         mom = float(o.options.get("momentum", 0.0) or 0.0)
-        return "2/lr: GD's stability threshold" if mom == 0 else f"(2+2*{mom:g})/lr: the threshold with momentum {mom:g}"
-    return (f"2/lr drawn for reference: with {o.name} the preconditioned sharpness, not this one, meets the "
-            f"threshold (Cohen et al. 2022)")
+        return (
+            "2/lr: GD's stability threshold" if mom == 0 else f"(2+2*{mom:g})/lr: the threshold with momentum {mom:g}"
+        )
+    return (
+        f"2/lr drawn for reference: with {o.name} the preconditioned sharpness, not this one, meets the "
+        f"threshold (Cohen et al. 2022)"
+    )
 
 
 def threshold(cfg, lr: float) -> float:
@@ -151,8 +158,16 @@ def threshold(cfg, lr: float) -> float:
     return (2.0 + 2.0 * mom) / lr if lr > 0 else float("inf")
 
 
-def sharpness_over_training(run_dir: Path, *, top: int = 1, trace_samples: int = 0, n_batches: int = 2,
-                            method: str = "lanczos", seed: int = 0, steps: list[int] | None = None) -> dict:
+def sharpness_over_training(
+    run_dir: Path,
+    *,
+    top: int = 1,
+    trace_samples: int = 0,
+    n_batches: int = 2,
+    method: str = "lanczos",
+    seed: int = 0,
+    steps: list[int] | None = None,
+) -> dict:
     """Top eigenvalues (and the trace) at every saved weight set of the run; writes sharpness.json/.png."""
     from iclab.analysis.landscape import LossFn, open_model, param_names, run_weights, select, trajectory
     from iclab.training.optimizers import lr_factor
@@ -171,17 +186,32 @@ def sharpness_over_training(run_dir: Path, *, top: int = 1, trace_samples: int =
     for step, state in traj:
         H = Hessian(loss_of, select(state, names, device))
         lr = cfg.training.lr * lr_factor(cfg.training, min(step, cfg.training.steps - 1))  # of the next step
-        p = {"step": step, "lr": lr, "threshold": threshold(cfg, lr), "loss": H.loss(),
-             "eigenvalues": H.top_eigenvalues(top, method=method, seed=seed)}
+        p = {
+            "step": step,
+            "lr": lr,
+            "threshold": threshold(cfg, lr),
+            "loss": H.loss(),
+            "eigenvalues": H.top_eigenvalues(top, method=method, seed=seed),
+        }
         if trace_samples:
             p["trace"], p["trace_stderr"] = H.trace(trace_samples, seed=seed)
         p["hvps"] = H.n_hvp
         points.append(p)
-    rec = {"run": str(run_dir), "task": cfg.task.name, "optimizer": cfg.training.optimizer.name,
-           "optimizer_options": dict(cfg.training.optimizer.options), "method": method, "top": top,
-           "trace_samples": trace_samples, "seed": seed, "n_params": sum(state[n].numel() for n in names),
-           "batches": fixed.describe(cfg), "note": stability_note(cfg), "points": points,
-           "seconds": time.perf_counter() - t0}
+    rec = {
+        "run": str(run_dir),
+        "task": cfg.task.name,
+        "optimizer": cfg.training.optimizer.name,
+        "optimizer_options": dict(cfg.training.optimizer.options),
+        "method": method,
+        "top": top,
+        "trace_samples": trace_samples,
+        "seed": seed,
+        "n_params": sum(state[n].numel() for n in names),
+        "batches": fixed.describe(cfg),
+        "note": stability_note(cfg),
+        "points": points,
+        "seconds": time.perf_counter() - t0,
+    }
     write_json(run_dir / "sharpness.json", rec)
     rec["figure"] = str(plot_sharpness(rec, run_dir / "sharpness.png", title=run_dir.name))
     rec["path"] = str(run_dir / "sharpness.json")
@@ -209,10 +239,22 @@ def plot_sharpness(rec: dict, path: Path, title: str = "") -> Path:
     fig, axes = plt.subplots(1, ncol + 1, figsize=(5.5 * (ncol + 1), 4), squeeze=False)
     ax = axes[0, 0]
     for i in range(rec["top"]):
-        ax.plot(steps, [p["eigenvalues"][i] for p in pts], "-o", ms=3, lw=2 if i == 0 else 1,
-                label="top eigenvalue" if i == 0 else f"eigenvalue {i + 1}")
-    ax.plot(steps, [p["threshold"] for p in pts], "--", color="k", lw=1.2,
-            label="2/lr" if rec["optimizer"] != "sgd" or not rec["optimizer_options"].get("momentum") else "(2+2 beta)/lr")
+        ax.plot(
+            steps,
+            [p["eigenvalues"][i] for p in pts],
+            "-o",
+            ms=3,
+            lw=2 if i == 0 else 1,
+            label="top eigenvalue" if i == 0 else f"eigenvalue {i + 1}",
+        )
+    ax.plot(
+        steps,
+        [p["threshold"] for p in pts],
+        "--",
+        color="k",
+        lw=1.2,
+        label="2/lr" if rec["optimizer"] != "sgd" or not rec["optimizer_options"].get("momentum") else "(2+2 beta)/lr",
+    )
     ax.set_xlabel("training step")
     ax.set_ylabel("Hessian eigenvalue")
     _yscale(ax, [p["eigenvalues"][0] for p in pts] + [p["threshold"] for p in pts])

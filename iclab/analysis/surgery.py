@@ -50,10 +50,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from iclab.errors import IclabError
 from iclab.files import write_json
 
 
-class SurgeryError(ValueError):
+class SurgeryError(IclabError, ValueError):
     pass
 
 
@@ -93,7 +94,7 @@ def parse_op(op: str, n_blocks: int, trained_loops: int = 1) -> Variant:
         return Variant("original", None, trained_loops)
     if name == "duplicate":
         i = layer(arg)
-        return Variant(op, base[: i + 1] + [i] + base[i + 1:], trained_loops)
+        return Variant(op, base[: i + 1] + [i] + base[i + 1 :], trained_loops)
     if name == "repeat":
         m = re.fullmatch(r"(\d+)-(\d+):x(\d+)", arg)
         if not m:
@@ -103,7 +104,7 @@ def parse_op(op: str, n_blocks: int, trained_loops: int = 1) -> Variant:
             raise bad(f"range {i}-{j} is empty; expected i <= j within {rng}")
         if n < 1:
             raise bad(f"x{n}: the repeat count must be >= 1")
-        return Variant(op, base[:i] + base[i: j + 1] * n + base[j + 1:], trained_loops)
+        return Variant(op, base[:i] + base[i : j + 1] * n + base[j + 1 :], trained_loops)
     if name == "drop":
         i = layer(arg)
         if n_blocks == 1:
@@ -123,8 +124,9 @@ def parse_op(op: str, n_blocks: int, trained_loops: int = 1) -> Variant:
         if arg and not arg.isdigit():
             raise bad(f"{arg!r} is not a seed; expected shuffle or shuffle:SEED with SEED a non-negative integer")
         seed = int(arg or 0)
-        return Variant(f"shuffle:{seed}", [int(k) for k in np.random.default_rng(seed).permutation(n_blocks)],
-                       trained_loops)
+        return Variant(
+            f"shuffle:{seed}", [int(k) for k in np.random.default_rng(seed).permutation(n_blocks)], trained_loops
+        )
     if name == "loops":
         if not arg.isdigit() or int(arg) < 1:
             raise bad("expected loops:N with N >= 1 loop iterations")
@@ -146,8 +148,9 @@ def _rearranged(model, v: Variant):
 
 
 # --- regression ----------------------------------------------------------------------------------------
-def regression_surgery(model, workload, variants: list[Variant], *, n_prompts: int, n_points: int, seed: int,
-                       batch_size: int, device) -> dict:
+def regression_surgery(
+    model, workload, variants: list[Variant], *, n_prompts: int, n_points: int, seed: int, batch_size: int, device
+) -> dict:
     from iclab.evaluation.regression import evaluate
 
     task = workload.task.without_pool()  # fresh functions: the test distribution, as `iclab eval`
@@ -159,12 +162,25 @@ def regression_surgery(model, workload, variants: list[Variant], *, n_prompts: i
         with _rearranged(model, v):
             ev = evaluate(model, task, loops=v.loops, baselines=baselines, **common)
         m = ev["model"]
-        out[v.name] = {"order": v.resolved_order(len(model.blocks)), "loops": v.loops,
-                       "metric": "normalized_squared_error", "mean": m["mean"], "ci95": m["ci95"], "at_k": m["mean"][k]}
+        out[v.name] = {
+            "order": v.resolved_order(len(model.blocks)),
+            "loops": v.loops,
+            "metric": "normalized_squared_error",
+            "mean": m["mean"],
+            "ci95": m["ci95"],
+            "at_k": m["mean"][k],
+        }
         for name, c in ev["baselines"].items():
             ref[name] = {**c, "at_k": c["mean"][k]}
-    return {"task": ev["task"], "n_dims": task.n_dims, "n_points": n_points, "metric": "normalized_squared_error",
-            "summary_position": k, "variants": out, "reference": ref}
+    return {
+        "task": ev["task"],
+        "n_dims": task.n_dims,
+        "n_points": n_points,
+        "metric": "normalized_squared_error",
+        "summary_position": k,
+        "variants": out,
+        "reference": ref,
+    }
 
 
 # --- token sequences -----------------------------------------------------------------------------------
@@ -173,8 +189,10 @@ def eval_batches(workload, n: int, seed: int, device) -> list[tuple[torch.Tensor
     try:  # the workload's own: validation windows (LM), its evaluation sequences (sorting), held-out pairs
         return workload.fixed_batches(n, seed, device)
     except NotImplementedError:
-        raise SurgeryError(f"task {workload.cfg.task.name!r} has no sampler; surgery supports regression, "
-                           f"language_model, sorting, modular_arithmetic and tasks with `sample`") from None
+        raise SurgeryError(
+            f"task {workload.cfg.task.name!r} has no sampler; surgery supports regression, "
+            f"language_model, sorting, modular_arithmetic and tasks with `sample`"
+        ) from None
 
 
 def sequence_surgery(model, workload, variants: list[Variant], *, n_prompts: int, seed: int, device) -> dict:
@@ -183,10 +201,21 @@ def sequence_surgery(model, workload, variants: list[Variant], *, n_prompts: int
     for v in variants:
         with _rearranged(model, v):
             m = workload.metrics_of(model, batches, loops=v.loops)
-        out[v.name] = {"order": v.resolved_order(len(model.blocks)), "loops": v.loops, "metric": "token_accuracy",
-                       "value": m["token_accuracy"], "loss": m["loss"], "metrics": m}
-    return {"task": workload.cfg.task.name, "seq_len": workload.seq_len, "metric": "token_accuracy",
-            "n_sequences": sum(len(x) for x, _ in batches), "variants": out}
+        out[v.name] = {
+            "order": v.resolved_order(len(model.blocks)),
+            "loops": v.loops,
+            "metric": "token_accuracy",
+            "value": m["token_accuracy"],
+            "loss": m["loss"],
+            "metrics": m,
+        }
+    return {
+        "task": workload.cfg.task.name,
+        "seq_len": workload.seq_len,
+        "metric": "token_accuracy",
+        "n_sequences": sum(len(x) for x, _ in batches),
+        "variants": out,
+    }
 
 
 # --- figures -------------------------------------------------------------------------------------------
@@ -205,8 +234,11 @@ def plot_surgery(res: dict, path: Path, title: str | None = None) -> Path:
         colors = list(plt.get_cmap("tab10").colors[1:])  # blue is the original's
         for i, (name, v) in enumerate(variants.items()):
             orig = name == "original"
-            style = dict(lw=3, color="tab:blue", zorder=3) if orig else dict(
-                lw=1.4, color=colors[(i - 1) % len(colors)], ls=("-", "--", "-.")[(i - 1) // len(colors) % 3])
+            style = (
+                dict(lw=3, color="tab:blue", zorder=3)
+                if orig
+                else dict(lw=1.4, color=colors[(i - 1) % len(colors)], ls=("-", "--", "-.")[(i - 1) // len(colors) % 3])
+            )
             ax.plot(xs, v["mean"], label=name, **style)
         for name, c in res.get("reference", {}).items():
             lab, color, ls = baseline_style(name)
@@ -221,8 +253,11 @@ def plot_surgery(res: dict, path: Path, title: str | None = None) -> Path:
         names = list(variants)
         fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.0 * len(names) + 3), 4))
         for ax, key, label in ((axes[0], "value", "token accuracy"), (axes[1], "loss", "loss (nats/token)")):
-            ax.bar(range(len(names)), [variants[n][key] for n in names],
-                   color=["tab:blue" if n == "original" else "tab:gray" for n in names])
+            ax.bar(
+                range(len(names)),
+                [variants[n][key] for n in names],
+                color=["tab:blue" if n == "original" else "tab:gray" for n in names],
+            )
             ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
             ax.set_ylabel(label)
     fig.suptitle(title or f"layer surgery: {res['task']}")
@@ -234,8 +269,9 @@ def plot_surgery(res: dict, path: Path, title: str | None = None) -> Path:
 
 
 # --- the run-level entry point ---------------------------------------------------------------------------
-def run_surgery(run_dir: Path, ops: list[str], n_prompts: int | None = None, seed: int | None = None,
-                tag: str | None = None) -> dict:
+def run_surgery(
+    run_dir: Path, ops: list[str], n_prompts: int | None = None, seed: int | None = None, tag: str | None = None
+) -> dict:
     """Evaluate every variant of a saved run on the same data; write surgery[_TAG].json and .png into it.
     Returns the record, with "path" and "figure" added."""
     from iclab.runs import load_run_config, open_run
@@ -254,12 +290,26 @@ def run_surgery(run_dir: Path, ops: list[str], n_prompts: int | None = None, see
     n_prompts = n_prompts or cfg.eval.n_prompts
     seed = cfg.eval.seed if seed is None else seed
     if workload.family == "regression":
-        res = regression_surgery(model, workload, variants, n_prompts=n_prompts, n_points=n_points, seed=seed,
-                                 batch_size=cfg.eval.batch_size, device=device)
+        res = regression_surgery(
+            model,
+            workload,
+            variants,
+            n_prompts=n_prompts,
+            n_points=n_points,
+            seed=seed,
+            batch_size=cfg.eval.batch_size,
+            device=device,
+        )
     else:
         res = sequence_surgery(model, workload, variants, n_prompts=n_prompts, seed=seed, device=device)
-    res = {"family": workload.family, "n_blocks": cfg.model.n_layer, "trained_loops": cfg.model.loops,
-           "n_prompts": n_prompts, "seed": seed, **res}
+    res = {
+        "family": workload.family,
+        "n_blocks": cfg.model.n_layer,
+        "trained_loops": cfg.model.loops,
+        "n_prompts": n_prompts,
+        "seed": seed,
+        **res,
+    }
     suffix = f"_{tag}" if tag else ""
     write_json(run_dir / f"surgery{suffix}.json", res)
     fig = plot_surgery(res, run_dir / f"surgery{suffix}.png", title=f"layer surgery: {run_dir.name}")

@@ -32,13 +32,15 @@ import re
 
 import torch
 
+from iclab.errors import IclabError
+
 METHODS = ("true_w", "least_squares", "ridge")
 ITERATIVE = ("gd", "newton")
 VALID_HELP = "true_w, least_squares, ridge, gd_<k>, newton_<k> (k >= 1), each also as <target>_pred"
 _NAME = re.compile(r"^(true_w|least_squares|ridge|gd_(\d+)|newton_(\d+))(_pred)?$")
 
 
-class TargetError(ValueError):
+class TargetError(IclabError, ValueError):
     pass
 
 
@@ -104,8 +106,15 @@ def newton_iterates(S: torch.Tensor, b: torch.Tensor, K: int, c: float = 1.0) ->
     return out
 
 
-def compute_targets(names: list[str], xs: torch.Tensor, ys: torch.Tensor, w: torch.Tensor | None = None,
-                    ridge_lam: float = 0.1, eta: float | None = None, newton_c: float = 1.0) -> dict[str, torch.Tensor]:
+def compute_targets(
+    names: list[str],
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    w: torch.Tensor | None = None,
+    ridge_lam: float = 0.1,
+    eta: float | None = None,
+    newton_c: float = 1.0,
+) -> dict[str, torch.Tensor]:
     """{name: (B, n, d) weights or (B, n) query predictions} for every prompt and prefix (float64)."""
     parsed = {name: parse_target(name) for name in names}
     S, b = prefix_stats(xs, ys)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -14,11 +14,18 @@ from iclab.cli.app import _clean_errors, app
 @_clean_errors
 def surgery(
     run_dir: Path = typer.Argument(..., help="a run directory written by `iclab train`"),
-    op: Optional[List[str]] = typer.Option(
-        None, "--op", help="a variant (repeatable): duplicate:i, repeat:i-j:xN, drop:i, swap:i,j, reverse, shuffle[:SEED], "
-        "loops:N, identity; the original is always included"),
-    n_prompts: Optional[int] = typer.Option(None, "--n-prompts", min=1, help="prompts / sequences (default: eval.n_prompts)"),
-    seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="seed of the evaluation data (default: eval.seed)"),
+    op: Optional[list[str]] = typer.Option(
+        None,
+        "--op",
+        help="a variant (repeatable): duplicate:i, repeat:i-j:xN, drop:i, swap:i,j, reverse, shuffle[:SEED], "
+        "loops:N, identity; the original is always included",
+    ),
+    n_prompts: Optional[int] = typer.Option(
+        None, "--n-prompts", min=1, help="prompts / sequences (default: eval.n_prompts)"
+    ),
+    seed: Optional[int] = typer.Option(
+        None, min=0, max=2**63 - 1, help="seed of the evaluation data (default: eval.seed)"
+    ),
     out_tag: Optional[str] = typer.Option(None, "--out-tag", help="write surgery_TAG.json / surgery_TAG.png"),
 ):
     """Layer surgery: evaluate the trained model with its blocks duplicated, dropped, swapped or shuffled."""
@@ -29,8 +36,11 @@ def surgery(
         res = run_surgery(run_dir, list(op or []), n_prompts=n_prompts, seed=seed, tag=out_tag)
     except SurgeryError as e:
         raise RunError(str(e)) from None
-    what = (f"normalized squared error at k={res['summary_position']}" if res["family"] == "regression"
-            else f"token accuracy at length {res['seq_len']}")
+    what = (
+        f"normalized squared error at k={res['summary_position']}"
+        if res["family"] == "regression"
+        else f"token accuracy at length {res['seq_len']}"
+    )
     rows = summary_rows(res)
     w = max(len("variant"), *(len(r[0]) for r in rows))
     wo = max(len("order"), *(len(r[1]) for r in rows))

@@ -38,8 +38,13 @@ class _OneLineErrors(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_OneLineErrors,
-                  help="iclab: train and evaluate transformers on in-context learning of function classes and on token sequences.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    cls=_OneLineErrors,
+    help="iclab: train and evaluate transformers on in-context learning of function classes and on token sequences.",
+)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -60,14 +65,26 @@ def _clean_errors(fn):
         from iclab.registry import UnknownNameError
         from iclab.runs import RunError
         from iclab.training.checkpoint import CheckpointError
+        from iclab.training.device import TrainingError
         from iclab.training.distributed import DistributedError
-        from iclab.training.trainer import Interrupted, TrainingError
+        from iclab.training.trainer import Interrupted
         from iclab.workloads.base import EvalError
         from iclab.workloads.sequence.corpus import CorpusError
         from iclab.workloads.sequence.tokenizers import TokenizerError
 
-        expected = (ConfigError, RunError, CheckpointError, TrainingError, UnknownNameError, OSError, EvalError,
-                    CorpusError, TokenizerError, MultipleChoiceError, DistributedError)
+        expected = (
+            ConfigError,
+            RunError,
+            CheckpointError,
+            TrainingError,
+            UnknownNameError,
+            OSError,
+            EvalError,
+            CorpusError,
+            TokenizerError,
+            MultipleChoiceError,
+            DistributedError,
+        )
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
@@ -83,5 +100,3 @@ def _clean_errors(fn):
             raise typer.Exit(130)
 
     return wrapper
-
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -26,9 +26,16 @@ def optbench(
     studies: Optional[int] = typer.Option(None, "--studies", min=1, help="studies per pair (default: the spec's)"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="trials at once (default: the spec's)"),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads per trial"),
-    backend: str = typer.Option("pool", "--backend", help="pool (persistent worker processes), inline (this process), "
-                                "or an iclab sweep backend: local, ray, slurm"),
-    set_: List[str] = typer.Option([], "--set", help="override in every workload's config, before the submission's keys (key=value, repeatable; changes the trials' hashes)"),
+    backend: str = typer.Option(
+        "pool",
+        "--backend",
+        help="pool (persistent worker processes), inline (this process), or an iclab sweep backend: local, ray, slurm",
+    ),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="override in every workload's config, before the submission's keys (key=value, repeatable; changes the trials' hashes)",
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="rerun trials that failed before (e.g. diverged)"),
     report_only: bool = typer.Option(False, "--report-only", help="only read the finished trials and write the report"),
 ):
@@ -38,13 +45,27 @@ def optbench(
     from iclab.optbench.bench import scores_markdown, ttt_markdown
 
     path = spec_path_of(str(spec) if spec else None, scale)
-    res = run_benchmark(path, out, workloads=_names(workloads), submissions=_names(submissions), trials=trials,
-                        studies=studies, workers=workers, threads=threads, backend=backend, overrides=list(set_),
-                        retry_failed=retry_failed, report_only=report_only, log=typer.echo)
+    res = run_benchmark(
+        path,
+        out,
+        workloads=_names(workloads),
+        submissions=_names(submissions),
+        trials=trials,
+        studies=studies,
+        workers=workers,
+        threads=threads,
+        backend=backend,
+        overrides=list(set_),
+        retry_failed=retry_failed,
+        report_only=report_only,
+        log=typer.echo,
+    )
     agg, sp, o = res["aggregate"], res["spec"], res["out"]
     typer.echo("\ntime to target: steps / training seconds (trials that reached it / trials)\n" + ttt_markdown(sp, agg))
     typer.echo("\n" + scores_markdown(sp, agg))
     if res["run"]:
         typer.echo(f"\nwall time {res['run']['wall_s']:.0f} s; ")
-    typer.echo(f"written: {o}/summary.md, time_to_target.csv|json|md, scores.json|md, trials.csv|json, profiles.png, "
-               f"curves.png")
+    typer.echo(
+        f"written: {o}/summary.md, time_to_target.csv|json|md, scores.json|md, trials.csv|json, profiles.png, "
+        f"curves.png"
+    )

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -15,18 +15,31 @@ from iclab.cli.app import _clean_errors, app
 @_clean_errors
 def probe(
     run_dir: Path = typer.Argument(..., help="a linear-regression run directory"),
-    target: List[str] = typer.Option(..., "--target", "-t", help="true_w, least_squares, ridge, gd_K, newton_K, or <target>_pred (repeatable)"),
+    target: list[str] = typer.Option(
+        ..., "--target", "-t", help="true_w, least_squares, ridge, gd_K, newton_K, or <target>_pred (repeatable)"
+    ),
     n_prompts: int = typer.Option(2000, "--n-prompts", min=10, help="training prompts (validation: N/4, test: N/2)"),
-    seed: int = typer.Option(0, min=0, help="prompt seed (train, validation, test use seed, seed+1, seed+2); also the random-init control's"),
-    min_examples: int = typer.Option(1, "--min-examples", min=0, help="pool the queries with at least this many in-context examples"),
+    seed: int = typer.Option(
+        0, min=0, help="prompt seed (train, validation, test use seed, seed+1, seed+2); also the random-init control's"
+    ),
+    min_examples: int = typer.Option(
+        1, "--min-examples", min=0, help="pool the queries with at least this many in-context examples"
+    ),
     loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
     ridge_lambda: float = typer.Option(0.1, "--ridge-lambda", min=0.0, help="the penalty of the `ridge` target"),
 ):
     """Fit linear probes for algorithm targets at every layer; write probes.json and probes.png into the run."""
     from iclab.analysis.probes import best_layers, run_probes
 
-    rec = run_probes(run_dir, list(target), n_train=n_prompts, seed=seed, min_examples=min_examples, loops=loops,
-                     ridge_lam=ridge_lambda)
+    rec = run_probes(
+        run_dir,
+        list(target),
+        n_train=n_prompts,
+        seed=seed,
+        min_examples=min_examples,
+        loops=loops,
+        ridge_lam=ridge_lambda,
+    )
     w = max(len(t) for t in rec["targets"]) + 2
     lines = [f"{'target':<{w}}{'best layer':>11}{'R^2':>8}   {'random init':>11}{'R^2':>8}   {'embed R^2':>9}"]
     for name, bl, r2, rbl, rr2, er2 in best_layers(rec):
@@ -39,10 +52,14 @@ def probe(
 @_clean_errors
 def lens(
     run_dir: Path = typer.Argument(..., help="a run directory (regression or token workload)"),
-    n_prompts: int = typer.Option(2000, "--n-prompts", min=1, help="prompts (token workloads: sequences, at most 512) to average over"),
+    n_prompts: int = typer.Option(
+        2000, "--n-prompts", min=1, help="prompts (token workloads: sequences, at most 512) to average over"
+    ),
     seed: int = typer.Option(0, min=0, help="prompt seed"),
     loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
-    min_examples: Optional[int] = typer.Option(None, "--min-examples", min=0, help="average over queries with at least this many examples (default: d)"),
+    min_examples: Optional[int] = typer.Option(
+        None, "--min-examples", min=0, help="average over queries with at least this many examples (default: d)"
+    ),
 ):
     """Logit lens: the read-out applied to every layer; write lens.json and lens.png into the run."""
     from iclab.analysis.lens import logit_lens
@@ -50,9 +67,13 @@ def lens(
     rec = logit_lens(run_dir, n_prompts=n_prompts, seed=seed, loops=loops, min_examples=min_examples)
     if rec.get("family") == "sequence":
         lines = [f"{'layer':>6}{'loss':>9}{'accuracy':>10}"]
-        lines += [f"{lab:>6}{v:>9.4f}{a:>10.4f}" for lab, v, a in zip(rec["layers"], rec["loss"], rec["token_accuracy"])]
-        lines.append(f"(cross-entropy in nats per counted token over {rec['n_tokens']:,} tokens; the model: "
-                     f"{rec['model_loss']:.4f})\nwritten: {Path(run_dir) / 'lens.json'}, lens.png")
+        lines += [
+            f"{lab:>6}{v:>9.4f}{a:>10.4f}" for lab, v, a in zip(rec["layers"], rec["loss"], rec["token_accuracy"])
+        ]
+        lines.append(
+            f"(cross-entropy in nats per counted token over {rec['n_tokens']:,} tokens; the model: "
+            f"{rec['model_loss']:.4f})\nwritten: {Path(run_dir) / 'lens.json'}, lens.png"
+        )
         typer.echo("\n".join(lines))
         return
     lines = [f"{'layer':>6}{'error':>9}{'at ' + str(rec['n_points'] - 1):>9}"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -17,9 +17,13 @@ def _list() -> str:
     for e in entries():
         if e.built:
             mins = ", ".join(f"{s} ~{m:g} min" for s, m in e.minutes.items())
-            lines += [f"{e.name}  [{e.source}]  scales: {', '.join(e.configs)}; seeds: "
-                      f"{', '.join(f'{s} {n}' for s, n in e.seeds.items() if s in e.configs)}" + (f"; {mins}" if mins else ""),
-                      f"    claim:     {e.claim}", f"    criterion: {e.criterion}"]
+            lines += [
+                f"{e.name}  [{e.source}]  scales: {', '.join(e.configs)}; seeds: "
+                f"{', '.join(f'{s} {n}' for s, n in e.seeds.items() if s in e.configs)}"
+                + (f"; {mins}" if mins else ""),
+                f"    claim:     {e.claim}",
+                f"    criterion: {e.criterion}",
+            ]
         else:
             lines += [f"{e.name}  [{e.source}]  NOT BUILT ({e.issue})", f"    claim:     {e.claim}"]
     return "\n".join(lines)
@@ -28,20 +32,23 @@ def _list() -> str:
 @app.command()
 @_clean_errors
 def reproduce(
-    names: Optional[List[str]] = typer.Argument(None, help="entries to run (see --list); --all runs every built one"),
+    names: Optional[list[str]] = typer.Argument(None, help="entries to run (see --list); --all runs every built one"),
     list_: bool = typer.Option(False, "--list", help="show every entry with its claim and criterion"),
     all_: bool = typer.Option(False, "--all", help="run every built entry"),
     scale: str = typer.Option("tiny", help="tiny: 2 CPU cores, minutes; full: the paper's setting (a GPU)"),
     seeds: Optional[int] = typer.Option(None, min=1, help="seeds 0..N-1 (default: the entry's, 5 at tiny scale)"),
     out: Path = typer.Option(Path("runs/reproduce"), help="runs and results (finished runs are reused)"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="key=value override for every config (changes the runs)"),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="key=value override for every config (changes the runs)"
+    ),
     workers: int = typer.Option(1, min=1, help="runs trained in parallel (through iclab sweep's local backend)"),
     summary: bool = typer.Option(False, "--summary", help="print a Markdown table of every result under OUT"),
 ):
     """Train (or reuse) the runs of a headline result, check its criterion and print PASS or FAIL with the numbers.
 
     Exit code 0 when every entry passes, 1 when one fails. Writes OUT/NAME/SCALE/{result.json, figure.png, report.html}."""
-    from iclab.reproduce.runner import ReproduceError, reproduce as run, entries
+    from iclab.reproduce.runner import ReproduceError, entries
+    from iclab.reproduce.runner import reproduce as run
     from iclab.runs import RunError
 
     if list_:
@@ -62,13 +69,17 @@ def reproduce(
     failed = []
     for name in names:
         try:
-            res = run(name, scale=scale, seeds=seeds, out=out, overrides=list(set_ or []), workers=workers, log=typer.echo)
+            res = run(
+                name, scale=scale, seeds=seeds, out=out, overrides=list(set_ or []), workers=workers, log=typer.echo
+            )
         except ReproduceError as e:
             raise RunError(str(e)) from None
         if not res["passed"]:
             failed.append(name)
     if len(names) > 1:
-        typer.echo(f"{len(names) - len(failed)} of {len(names)} pass" + (f"; FAIL: {', '.join(failed)}" if failed else ""))
+        typer.echo(
+            f"{len(names) - len(failed)} of {len(names)} pass" + (f"; FAIL: {', '.join(failed)}" if failed else "")
+        )
     if failed:
         raise typer.Exit(1)
 
@@ -76,7 +87,9 @@ def reproduce(
 @app.command()
 @_clean_errors
 def report(
-    paths: List[Path] = typer.Argument(..., help="run directories, or directories holding runs, reproductions, comparisons"),
+    paths: list[Path] = typer.Argument(
+        ..., help="run directories, or directories holding runs, reproductions, comparisons"
+    ),
     out: Path = typer.Option(Path("report.html"), help="the HTML file to write"),
     title: Optional[str] = typer.Option(None, help="page title"),
 ):

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from iclab.cli.app import _clean_errors, _fmt, app
 
+
 @app.command()
 @_clean_errors
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config (omit with --resume)"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="config overrides, e.g. training.lr=3e-4 model.n_layer=4"),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="config overrides, e.g. training.lr=3e-4 model.n_layer=4"
+    ),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default: runs/<config name>)"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="continue the run in this directory from its latest checkpoint"
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run directory"),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip the evaluation after training"),
-    nproc: Optional[int] = typer.Option(None, "--nproc", min=1,
-                                        help="data-parallel processes on this machine (runs the same command under torchrun)"),
+    nproc: Optional[int] = typer.Option(
+        None, "--nproc", min=1, help="data-parallel processes on this machine (runs the same command under torchrun)"
+    ),
 ):
     """Train a model from a config; write checkpoints, metrics, eval.json and figures into the run directory."""
     from iclab.config import load_config
@@ -43,9 +49,16 @@ def train(
         run_dir = out or Path("runs") / config.stem
     if nproc is not None and nproc > 1 and not distributed.in_torchrun():  # checked here, then torchrun runs us N times
         distributed.check_batch(cfg, nproc, run_dir, resume is not None)
-        argv = ["train", *([str(config)] if config else []), *(overrides or []), "--out", str(run_dir),
-                *(["--resume", str(resume)] if resume is not None else []), *(["--overwrite"] if overwrite else []),
-                *(["--no-eval"] if no_eval else [])]
+        argv = [
+            "train",
+            *([str(config)] if config else []),
+            *(overrides or []),
+            "--out",
+            str(run_dir),
+            *(["--resume", str(resume)] if resume is not None else []),
+            *(["--overwrite"] if overwrite else []),
+            *(["--no-eval"] if no_eval else []),
+        ]
         raise typer.Exit(distributed.launch(nproc, argv))
     if distributed.env_rank() > 0:  # torchrun: ranks other than 0 train only (rank 0 writes and evaluates)
         distributed.train_rank(cfg, run_dir, resume is not None, overwrite)
@@ -66,20 +79,36 @@ def eval_(
     run_dir: Path = typer.Argument(..., help="a run directory written by `iclab train`"),
     n_prompts: Optional[int] = typer.Option(None, min=1, help="prompts to average over (default: eval.n_prompts)"),
     n_points: Optional[int] = typer.Option(None, min=1, help="points per prompt, may exceed the trained length"),
-    seed: Optional[int] = typer.Option(None, min=0, max=2**63 - 1, help="seed of the evaluation prompts (default: eval.seed)"),
+    seed: Optional[int] = typer.Option(
+        None, min=0, max=2**63 - 1, help="seed of the evaluation prompts (default: eval.seed)"
+    ),
     loops: Optional[int] = typer.Option(None, min=1, help="loop iterations (looped models; default: model.loops)"),
-    max_loops: Optional[int] = typer.Option(None, "--max-loops", min=1,
-                                            help="looped models: error vs loops for 1..N (default: max(2b, --loops))"),
-    tag: Optional[str] = typer.Option(None, help="write eval_TAG.json / error_vs_examples_TAG.png instead of eval.json"),
-    shift: Optional[str] = typer.Option(None, help="evaluate under this distribution shift (iclab list shifts); writes eval_SHIFT.json"),
-    shift_option: Optional[List[str]] = typer.Option(None, "--shift-option", help="a shift option key=value, e.g. factor=3 (repeatable)"),
+    max_loops: Optional[int] = typer.Option(
+        None, "--max-loops", min=1, help="looped models: error vs loops for 1..N (default: max(2b, --loops))"
+    ),
+    tag: Optional[str] = typer.Option(
+        None, help="write eval_TAG.json / error_vs_examples_TAG.png instead of eval.json"
+    ),
+    shift: Optional[str] = typer.Option(
+        None, help="evaluate under this distribution shift (iclab list shifts); writes eval_SHIFT.json"
+    ),
+    shift_option: Optional[list[str]] = typer.Option(
+        None, "--shift-option", help="a shift option key=value, e.g. factor=3 (repeatable)"
+    ),
     task: Optional[str] = typer.Option(None, "--task", help="evaluate on another function class (same n_dims)"),
-    task_option: Optional[List[str]] = typer.Option(None, "--task-option", help="an option of --task, key=value (repeatable)"),
-    all_shifts: bool = typer.Option(False, "--all-shifts", help="every applicable shift; eval_<shift>.json each and shifts.png"),
-    baselines: Optional[str] = typer.Option(None, help="comma-separated baselines (default: eval.baselines, else the task's defaults)"),
+    task_option: Optional[list[str]] = typer.Option(
+        None, "--task-option", help="an option of --task, key=value (repeatable)"
+    ),
+    all_shifts: bool = typer.Option(
+        False, "--all-shifts", help="every applicable shift; eval_<shift>.json each and shifts.png"
+    ),
+    baselines: Optional[str] = typer.Option(
+        None, help="comma-separated baselines (default: eval.baselines, else the task's defaults)"
+    ),
     seq_len: Optional[int] = typer.Option(None, "--seq-len", min=1, help="token workloads: the length to evaluate at"),
     multiple_choice: Optional[Path] = typer.Option(
-        None, "--multiple-choice", help="score a multiple-choice JSONL file (ARC-Easy format) with a language-model run"),
+        None, "--multiple-choice", help="score a multiple-choice JSONL file (ARC-Easy format) with a language-model run"
+    ),
 ):
     """Re-evaluate a saved run (more prompts, longer prompts, another seed, a distribution shift, another
     function class; token workloads: another length, a multiple-choice file) and draw its figure."""
@@ -94,7 +123,9 @@ def eval_(
         from iclab.workloads import make_workload
 
         if shift is not None or task is not None or all_shifts or baselines is not None or n_points is not None:
-            raise typer.BadParameter("--shift, --task, --all-shifts, --baselines and --n-points are for regression runs")
+            raise typer.BadParameter(
+                "--shift, --task, --all-shifts, --baselines and --n-points are for regression runs"
+            )
         opts = dict(n_prompts=n_prompts, seed=seed, loops=loops, tag=tag, seq_len=seq_len)
         cfg = load_run_config(run_dir)
         workload = make_workload(cfg, run_dir)  # prepares (or reuses) the data once
@@ -106,11 +137,14 @@ def eval_(
 
     def line(name, ev):
         k = min(2 * ev["n_dims"], ev["n_points"] - 1)
-        return (f"{name}: error at k={k}: model {ev['model']['mean'][k]:.4f}, "
-                + ", ".join(f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()))
+        return f"{name}: error at k={k}: model {ev['model']['mean'][k]:.4f}, " + ", ".join(
+            f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()
+        )
 
     if shift is None and task is None and not all_shifts and baselines is None:
-        ev = evaluate_run(run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag, max_loops=max_loops)
+        ev = evaluate_run(
+            run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag, max_loops=max_loops
+        )
         typer.echo(line(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json", ev))
         return
     from iclab.config import ConfigError
@@ -137,7 +171,7 @@ def eval_(
 @app.command()
 @_clean_errors
 def plot(
-    run_dirs: List[Path] = typer.Argument(..., help="one or more run directories"),
+    run_dirs: list[Path] = typer.Argument(..., help="one or more run directories"),
     out: Path = typer.Option(Path("error_vs_examples.png"), "--out", "-o", help="output PNG"),
     tag: Optional[str] = typer.Option(None, help="read eval_TAG.json instead of eval.json"),
     loops: bool = typer.Option(False, "--loops", help="plot error vs loop iterations (loops.json) instead"),
@@ -155,22 +189,36 @@ def plot(
 @app.command()
 @_clean_errors
 def compare(
-    configs: List[Path] = typer.Argument(..., help="YAML configs to compare"),
+    configs: list[Path] = typer.Argument(..., help="YAML configs to compare"),
     seeds: str = typer.Option("3", "--seeds", help="a count (3 = seeds 0,1,2), a range (0-4) or a list (1,5,7)"),
     out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="directory of the runs and the tables"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override for every run, e.g. training.steps=500"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="train the missing runs through iclab sweep's backend: "
-                                          "local (process pool) | ray | slurm (default: one after another here)"),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="config override for every run, e.g. training.steps=500"
+    ),
+    backend: Optional[str] = typer.Option(
+        None,
+        "--backend",
+        help="train the missing runs through iclab sweep's backend: "
+        "local (process pool) | ray | slurm (default: one after another here)",
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", help="with --backend: runs at a time"),
 ):
     """Train every config at every seed (reusing finished runs) and tabulate the headline metric, mean +- 95% CI."""
-    from iclab.compare import CompareError, compare as run_compare, parse_seeds, table
-    from iclab.sweep import SweepError
+    from iclab.compare import CompareError, parse_seeds, table
+    from iclab.compare import compare as run_compare
     from iclab.config import ConfigError
+    from iclab.sweep import SweepError
 
     try:
-        res = run_compare(configs, parse_seeds(seeds), out, set_ or [], log=lambda m: typer.echo(m, err=True),
-                          backend=backend, workers=workers)
+        res = run_compare(
+            configs,
+            parse_seeds(seeds),
+            out,
+            set_ or [],
+            log=lambda m: typer.echo(m, err=True),
+            backend=backend,
+            workers=workers,
+        )
     except (CompareError, SweepError) as e:
         raise ConfigError(str(e)) from None
     typer.echo(table(res) + f"wrote {out}/compare.json, compare.csv, compare.md, compare.png")

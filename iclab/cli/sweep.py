@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -17,24 +17,32 @@ from iclab.cli.app import _clean_errors, app
 def sweep(
     config: str = typer.Argument(..., help="YAML config, or `status` followed by a sweep directory"),
     sweep_dir: Optional[Path] = typer.Argument(None, help="(iclab sweep status SWEEP_DIR) the sweep to report on"),
-    grid: Optional[List[str]] = typer.Option(None, "--grid", "-g", help="key=v1,v2 (repeatable: the product of all)"),
+    grid: Optional[list[str]] = typer.Option(None, "--grid", "-g", help="key=v1,v2 (repeatable: the product of all)"),
     seeds: str = typer.Option("1", "--seeds", help="a count (3 = seeds 0,1,2), a range (0-4) or a list (1,5,7)"),
     backend: str = typer.Option("local", "--backend", help="local (process pool) | ray | slurm (submitit)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="runs at a time (default: min(runs, CPU cores))"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="sweep directory (default: runs/sweep-<config name>)"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override for every run, e.g. training.steps=500"),
-    target: Optional[str] = typer.Option(None, "--target", help="time to target: METRIC<=VALUE or METRIC>=VALUE of metrics.jsonl"),
-    slurm_option: Optional[List[str]] = typer.Option(
-        None, "--slurm-option", help="submitit parameter key=value (e.g. slurm_partition=gpu, timeout_min=60, cluster=local)"),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (default: start a local one)"),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="config override for every run, e.g. training.steps=500"
+    ),
+    target: Optional[str] = typer.Option(
+        None, "--target", help="time to target: METRIC<=VALUE or METRIC>=VALUE of metrics.jsonl"
+    ),
+    slurm_option: Optional[list[str]] = typer.Option(
+        None,
+        "--slurm-option",
+        help="submitit parameter key=value (e.g. slurm_partition=gpu, timeout_min=60, cluster=local)",
+    ),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="Ray cluster to join (default: start a local one)"
+    ),
 ):
     """Train CONFIG at every grid point x seed into one directory (finished runs reused, interrupted ones
     resumed), then tabulate each point's final metrics as mean +- 95% CI over seeds (table.md/csv/json/png)."""
     import yaml
 
     from iclab.config import ConfigError
-    from iclab.sweep import GridError, SweepError, parse_seeds
-    from iclab.sweep import core
+    from iclab.sweep import GridError, SweepError, core, parse_seeds
 
     try:
         if config == "status":
@@ -59,16 +67,28 @@ def sweep(
         cfg_path = Path(config)
         out = out or Path("runs") / f"sweep-{cfg_path.stem}"
         t0 = time.perf_counter()
-        res = core.run_sweep(cfg_path, grid or [], parse_seeds(seeds), out, set_ or [], backend=backend, workers=workers,
-                             target=target, log=lambda m: typer.echo(m, err=True), options=options)
+        res = core.run_sweep(
+            cfg_path,
+            grid or [],
+            parse_seeds(seeds),
+            out,
+            set_ or [],
+            backend=backend,
+            workers=workers,
+            target=target,
+            log=lambda m: typer.echo(m, err=True),
+            options=options,
+        )
     except (GridError, SweepError) as e:
         raise ConfigError(str(e)) from None
     from iclab.sweep.aggregate import table
 
     failed = [r for r in res["results"] if r.state == "failed"]
     typer.echo(table(res["rows"], core.parse_target(target)), nl=False)
-    typer.echo(f"wrote {out}/table.md, table.csv, table.json, table.png  ({time.perf_counter() - t0:.1f} s; "
-               f"{len(res['results']) - len(failed)} of {len(res['results'])} runs finished)")
+    typer.echo(
+        f"wrote {out}/table.md, table.csv, table.json, table.png  ({time.perf_counter() - t0:.1f} s; "
+        f"{len(res['results']) - len(failed)} of {len(res['results'])} runs finished)"
+    )
     for r in failed:
         typer.secho(f"failed: {r.run_dir}: {r.error}", fg="red", err=True)
     if failed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -16,8 +16,10 @@ app.add_typer(data_app, name="data")
 @data_app.command("prepare")
 @_clean_errors
 def prepare(
-    config: Optional[Path] = typer.Argument(None, help="a config whose task is language_model (its corpus options are used)"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="config overrides"),
+    config: Optional[Path] = typer.Argument(
+        None, help="a config whose task is language_model (its corpus options are used)"
+    ),
+    overrides: Optional[list[str]] = typer.Argument(None, help="config overrides"),
     corpus: Optional[str] = typer.Option(None, help="instead of a config: a UTF-8 text file or python_stdlib"),
     tokenizer: str = typer.Option("char", help="with --corpus: char | byte | gpt2"),
     val_fraction: float = typer.Option(0.1, help="with --corpus: the share of tokens held out for validation"),
@@ -26,7 +28,8 @@ def prepare(
 ):
     """Encode a corpus once into memory-mapped train.bin / val.bin (reused by every run with the same settings)."""
     from iclab.config import ConfigError, load_config
-    from iclab.workloads.sequence.corpus import load_prepared, prepare as prepare_corpus
+    from iclab.workloads.sequence.corpus import load_prepared
+    from iclab.workloads.sequence.corpus import prepare as prepare_corpus
 
     if (config is None) == (corpus is None):
         raise typer.BadParameter("give a CONFIG or --corpus (not both)")
@@ -35,14 +38,24 @@ def prepare(
         if cfg.task.name != "language_model":
             raise ConfigError(f"{config}: task.name is {cfg.task.name!r}; only language_model reads a corpus")
         o = cfg.task.options
-        path, reused = prepare_corpus(o["corpus"], o["tokenizer"], val_fraction=o["val_fraction"],
-                                      data_root=Path(o["data_dir"]), glob=o["glob"], max_bytes=o["max_bytes"])
+        path, reused = prepare_corpus(
+            o["corpus"],
+            o["tokenizer"],
+            val_fraction=o["val_fraction"],
+            data_root=Path(o["data_dir"]),
+            glob=o["glob"],
+            max_bytes=o["max_bytes"],
+        )
     else:
-        path, reused = prepare_corpus(corpus, tokenizer, val_fraction=val_fraction, data_root=data_dir, max_bytes=max_bytes)
+        path, reused = prepare_corpus(
+            corpus, tokenizer, val_fraction=val_fraction, data_root=data_dir, max_bytes=max_bytes
+        )
     d = load_prepared(path, check_ids=False)
     src = d.meta["source"]
-    typer.echo(f"{'reused' if reused else 'prepared'} {path}: {d.meta['n_train']:,} train + {d.meta['n_val']:,} val "
-               f"tokens, vocabulary {d.vocab_size} ({d.tokenizer.kind}), corpus sha256 {src['sha256'][:16]}")
+    typer.echo(
+        f"{'reused' if reused else 'prepared'} {path}: {d.meta['n_train']:,} train + {d.meta['n_val']:,} val "
+        f"tokens, vocabulary {d.vocab_size} ({d.tokenizer.kind}), corpus sha256 {src['sha256'][:16]}"
+    )
 
 
 @app.command()
@@ -60,7 +73,7 @@ def sample(
     import torch
 
     from iclab.runs import RunError, load_run_config, load_run_model
-    from iclab.training.trainer import run_device
+    from iclab.training.device import run_device
     from iclab.workloads import make_workload
     from iclab.workloads.sequence.generate import generate
 
@@ -68,7 +81,9 @@ def sample(
     workload = make_workload(cfg, run_dir)
     tok = getattr(workload, "tokenizer", None)
     if tok is None:
-        raise RunError(f"{run_dir}: task {cfg.task.name} has no text tokenizer; `iclab sample` needs a language-model run")
+        raise RunError(
+            f"{run_dir}: task {cfg.task.name} has no text tokenizer; `iclab sample` needs a language-model run"
+        )
     device = run_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)
     ids = tok.encode(prompt or "\n")
@@ -76,4 +91,4 @@ def sample(
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     out = generate(model, idx, tokens, temperature=temperature, top_k=top_k, generator=gen, loops=loops)
-    typer.echo(prompt + tok.decode(out[0, len(ids):].cpu()))
+    typer.echo(prompt + tok.decode(out[0, len(ids) :].cpu()))

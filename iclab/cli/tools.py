@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from iclab.cli.app import _clean_errors, app
 
+
 @app.command("list")
 @_clean_errors
-def list_(what: Optional[str] = typer.Argument(None, help="tasks | models | optimizers | curricula | baselines | shifts (default: all)")):
+def list_(
+    what: Optional[str] = typer.Argument(
+        None, help="tasks | models | optimizers | curricula | baselines | shifts (default: all)"
+    ),
+):
     """Print what each registry holds, one line each."""
     from iclab.registry import BASELINES, MODELS, OPTIMIZERS, SHAPES, SHIFTS, TASKS
 
-    regs = {"tasks": TASKS, "models": MODELS, "optimizers": OPTIMIZERS, "curricula": SHAPES, "baselines": BASELINES,
-            "shifts": SHIFTS}
+    regs = {
+        "tasks": TASKS,
+        "models": MODELS,
+        "optimizers": OPTIMIZERS,
+        "curricula": SHAPES,
+        "baselines": BASELINES,
+        "shifts": SHIFTS,
+    }
     if what is not None and what not in regs:
         raise typer.BadParameter(f"'{what}' is not one of: {', '.join(regs)}")
     for name, reg in regs.items():
@@ -34,7 +45,7 @@ def list_(what: Optional[str] = typer.Argument(None, help="tasks | models | opti
 @_clean_errors
 def curriculum(
     config: Path = typer.Argument(..., help="YAML config"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="config overrides"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="config overrides"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also draw the schedule to this PNG"),
     rows: int = typer.Option(12, min=2, help="table rows"),
 ):
@@ -74,15 +85,25 @@ def curriculum(
 @app.command()
 @_clean_errors
 def bench(
-    names: Optional[List[str]] = typer.Argument(None, help="suite names or YAML configs (default: the whole suite)"),
-    quick: bool = typer.Option(False, "--quick", help="1 warm-up step, ~2 s per configuration, 1 round (< 2 min on a CPU)"),
+    names: Optional[list[str]] = typer.Argument(None, help="suite names or YAML configs (default: the whole suite)"),
+    quick: bool = typer.Option(
+        False, "--quick", help="1 warm-up step, ~2 s per configuration, 1 round (< 2 min on a CPU)"
+    ),
     out: Path = typer.Option(Path("bench.json"), "--out", "-o", help="JSON file of the records"),
     device: str = typer.Option("auto", help="cpu | cuda | auto: training.device of every configuration"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override for every configuration, e.g. training.compile=true"),
-    ablate: Optional[List[str]] = typer.Option(None, help="KEY=V1,V2: time each value side by side (repeatable: all combinations)"),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help="config override for every configuration, e.g. training.compile=true"
+    ),
+    ablate: Optional[list[str]] = typer.Option(
+        None, help="KEY=V1,V2: time each value side by side (repeatable: all combinations)"
+    ),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default: torch's)"),
-    rounds: Optional[int] = typer.Option(None, min=1, help="timing rounds, round-robin over configurations (default 3; --quick 1)"),
-    seconds: Optional[float] = typer.Option(None, min=0, help="timed seconds per configuration and round (default 8; --quick 2)"),
+    rounds: Optional[int] = typer.Option(
+        None, min=1, help="timing rounds, round-robin over configurations (default 3; --quick 1)"
+    ),
+    seconds: Optional[float] = typer.Option(
+        None, min=0, help="timed seconds per configuration and round (default 8; --quick 2)"
+    ),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip timing the evaluation"),
 ):
     """Steps/s, tokens/s, FLOPs, MFU against the measured matmul peak, and peak memory of training steps."""
@@ -98,10 +119,24 @@ def bench(
         return
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if device != "cuda" and (threads or torch.get_num_threads()) > 1 and load > cores - 0.5:
-        typer.secho(f"note: the CPU is busy (load {load:.1f} on {cores} cores); with several torch threads each waits "
-                    "for the others at every operator: consider --threads 1", fg="yellow", err=True)
-    recs = run_suite(names or None, quick=quick, device=device, overrides=set_ or [], ablate=ablate or [],
-                     threads=threads, rounds=rounds, eval_=not no_eval, target_s=seconds, log=lambda m: typer.echo(m, err=True))
+        typer.secho(
+            f"note: the CPU is busy (load {load:.1f} on {cores} cores); with several torch threads each waits "
+            "for the others at every operator: consider --threads 1",
+            fg="yellow",
+            err=True,
+        )
+    recs = run_suite(
+        names or None,
+        quick=quick,
+        device=device,
+        overrides=set_ or [],
+        ablate=ablate or [],
+        threads=threads,
+        rounds=rounds,
+        eval_=not no_eval,
+        target_s=seconds,
+        log=lambda m: typer.echo(m, err=True),
+    )
     write_json(recs, out)
     print_table(recs)
     typer.echo(f"wrote {out}")

@@ -10,6 +10,8 @@ runs in seconds to a minute on one CPU thread. The optimizers come from iclab's 
 
 from __future__ import annotations
 
+from iclab.errors import IclabError
+
 DEMOS = {
     "trajectories": "iclab.demos.trajectories",
     "noise-floor": "iclab.demos.noise_floor",
@@ -17,7 +19,7 @@ DEMOS = {
 }
 
 
-class DemoError(ValueError):
+class DemoError(IclabError, ValueError):
     """A bad demo name or option (one line, exit 2 on the command line)."""
 
 

@@ -73,29 +73,64 @@ def train(name, lr, x, labels, classes, steps, batch, seed, record, class_bucket
     return {"lr": lr, "overall": overall, "per_bucket": per_bucket}
 
 
-def run(out, seed: int = 0, classes: int = 500, dim: int = 32, examples: int = 10000, noise: float = 1.0,
-        offset: float = 5.0, steps: int = 1000, batch: int = 256, buckets: int = 10) -> dict:
+def run(
+    out,
+    seed: int = 0,
+    classes: int = 500,
+    dim: int = 32,
+    examples: int = 10000,
+    noise: float = 1.0,
+    offset: float = 5.0,
+    steps: int = 1000,
+    batch: int = 256,
+    buckets: int = 10,
+) -> dict:
     x, labels, counts = make_data(seed, classes, dim, examples, noise, offset)
     class_bucket = buckets_of(counts, buckets)
     n_buckets = int(class_bucket.max()) + 1
     record = sorted(set(range(0, steps + 1, max(1, steps // 25))) | {steps})
     runs = {}
     for name, grid in (("sgd", SGD_LRS), ("adam", ADAM_LRS)):
-        tried = [train(name, lr, x, labels, classes, steps, batch, seed + 1, record, class_bucket, n_buckets)
-                 for lr in grid]
+        tried = [
+            train(name, lr, x, labels, classes, steps, batch, seed + 1, record, class_bucket, n_buckets) for lr in grid
+        ]
         ok = [t for t in tried if math.isfinite(t["overall"][-1])]
         best = min(ok, key=lambda t: sum(t["overall"]) / len(t["overall"]))  # lowest loss averaged over the run
-        best["lr_grid"] = {str(t["lr"]): {"final": t["overall"][-1], "mean": sum(t["overall"]) / len(t["overall"]),
-                                          "final_rarest_group": t["per_bucket"][-1][-1]} for t in tried}
+        best["lr_grid"] = {
+            str(t["lr"]): {
+                "final": t["overall"][-1],
+                "mean": sum(t["overall"]) / len(t["overall"]),
+                "final_rarest_group": t["per_bucket"][-1][-1],
+            }
+            for t in tried
+        }
         runs[name] = best
-    bucket_info = [{"classes": int((class_bucket == i).sum()), "examples": int(counts[class_bucket == i].sum()),
-                    "most_frequent_class_count": int(counts[class_bucket == i].max()),
-                    "least_frequent_class_count": int(counts[class_bucket == i].min())} for i in range(n_buckets)]
-    result = {"demo": "heavy-tail", "seed": seed, "classes": classes, "dim": dim, "examples": int(len(labels)),
-              "noise": noise, "offset": offset, "steps": steps, "batch": batch, "steps_recorded": record, "buckets": bucket_info,
-              "class_counts": counts.tolist(), "runs": runs,
-              "final_bucket_loss": {n: r["per_bucket"][-1] for n, r in runs.items()},
-              "initial_loss": math.log(classes)}
+    bucket_info = [
+        {
+            "classes": int((class_bucket == i).sum()),
+            "examples": int(counts[class_bucket == i].sum()),
+            "most_frequent_class_count": int(counts[class_bucket == i].max()),
+            "least_frequent_class_count": int(counts[class_bucket == i].min()),
+        }
+        for i in range(n_buckets)
+    ]
+    result = {
+        "demo": "heavy-tail",
+        "seed": seed,
+        "classes": classes,
+        "dim": dim,
+        "examples": int(len(labels)),
+        "noise": noise,
+        "offset": offset,
+        "steps": steps,
+        "batch": batch,
+        "steps_recorded": record,
+        "buckets": bucket_info,
+        "class_counts": counts.tolist(),
+        "runs": runs,
+        "final_bucket_loss": {n: r["per_bucket"][-1] for n, r in runs.items()},
+        "initial_loss": math.log(classes),
+    }
     _plot(result, out / "heavy-tail.png")
     return result
 
@@ -114,12 +149,14 @@ def _plot(r, path):
     start = 0
     for i, bk in enumerate(r["buckets"]):
         ks = list(range(start + 1, start + bk["classes"] + 1))
-        axes[0].loglog(ks, counts[start:start + bk["classes"]], ".", ms=3, color=colors[i])
+        axes[0].loglog(ks, counts[start : start + bk["classes"]], ".", ms=3, color=colors[i])
         start += bk["classes"]
     axes[0].set_xlabel("class (sorted by frequency)")
     axes[0].set_ylabel("examples per class")
-    axes[0].set_title(f"(a) Zipf classes: {r['classes']} classes, {r['examples']} examples,\n"
-                      f"{nb} groups of ~equal examples (colour)", fontsize=9)
+    axes[0].set_title(
+        f"(a) Zipf classes: {r['classes']} classes, {r['examples']} examples,\n{nb} groups of ~equal examples (colour)",
+        fontsize=9,
+    )
     steps = r["steps_recorded"]
     for name, style in (("sgd", "-"), ("adam", "--")):
         run = r["runs"][name]
@@ -130,8 +167,13 @@ def _plot(r, path):
     for ax, name, tag in ((axes[2], "sgd", "(c) SGD"), (axes[3], "adam", "(d) Adam")):
         pb = torch.tensor(r["runs"][name]["per_bucket"])
         for i in range(nb):
-            ax.plot(steps, pb[:, i], color=colors[i], lw=1.5,
-                    label=f"group {i + 1}: {r['buckets'][i]['classes']} classes" if name == "sgd" else None)
+            ax.plot(
+                steps,
+                pb[:, i],
+                color=colors[i],
+                lw=1.5,
+                label=f"group {i + 1}: {r['buckets'][i]['classes']} classes" if name == "sgd" else None,
+            )
         ax.set_title(f"{tag} (lr {r['runs'][name]['lr']:g}): loss per frequency group", fontsize=9)
     axes[2].legend(fontsize=6.5, ncol=2)
     top = max(max(max(v) for v in r["runs"][n]["per_bucket"]) for n in ("sgd", "adam"))
@@ -143,9 +185,12 @@ def _plot(r, path):
         ax.set_yscale("log")
         ax.set_ylim(max(low, 1e-3) * 0.8, top * 1.3)
         ax.grid(alpha=0.3, which="both")
-    fig.suptitle(f"Heavy-tailed class imbalance: linear softmax model, d={r['dim']}, feature offset {r['offset']:g}, "
-                 f"batch {r['batch']}, lr tuned on a grid "
-                 "(group 1 = most frequent classes, darkest)", fontsize=11)
+    fig.suptitle(
+        f"Heavy-tailed class imbalance: linear softmax model, d={r['dim']}, feature offset {r['offset']:g}, "
+        f"batch {r['batch']}, lr tuned on a grid "
+        "(group 1 = most frequent classes, darkest)",
+        fontsize=11,
+    )
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

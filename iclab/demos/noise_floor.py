@@ -89,9 +89,22 @@ def run(out, seed: int = 0, steps: int = 20000, runs: int = 20, batch: int = 2) 
         if k in record:
             gd.append(max(float(loss(X, A, y, mu)[0] - fstar), 0.0))
     tail = {name: float(sum(c[-10:]) / 10) for name, c in curves.items()}  # mean of the last 10 recorded k
-    result = {"demo": "noise-floor", "seed": seed, "steps": steps, "runs": runs, "batch": batch, "m": m, "n": n,
-              "mu": mu, "L": L, "f_star": fstar, "iterations": record, "mean_gap": curves, "gd_gap": gd,
-              "tail_mean_gap": tail}
+    result = {
+        "demo": "noise-floor",
+        "seed": seed,
+        "steps": steps,
+        "runs": runs,
+        "batch": batch,
+        "m": m,
+        "n": n,
+        "mu": mu,
+        "L": L,
+        "f_star": fstar,
+        "iterations": record,
+        "mean_gap": curves,
+        "gd_gap": gd,
+        "tail_mean_gap": tail,
+    }
     _plot(result, out / "noise-floor.png")
     return result
 
@@ -117,8 +130,11 @@ def _plot(r, path):
     ax.set_xlabel("iteration k")
     ax.set_ylabel("f(x_k) - f*  (mean over %d runs)" % r["runs"])
     ax.set_ylim(bottom=max(1e-9, min(min(c) for c in r["mean_gap"].values()) / 10))
-    ax.set_title(f"SGD on logistic regression (m={r['m']}, n={r['n']}, mu={r['mu']:g}, batch {r['batch']}): "
-                 "constant steps stall at a noise floor", fontsize=10)
+    ax.set_title(
+        f"SGD on logistic regression (m={r['m']}, n={r['n']}, mu={r['mu']:g}, batch {r['batch']}): "
+        "constant steps stall at a noise floor",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()

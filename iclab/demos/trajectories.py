@@ -36,12 +36,12 @@ METHODS = {
     "Muon": ("muon", {"matrices": "all"}, False),
     "Shampoo": ("shampoo", {"matrices": "all"}, False),
 }
-LR_GRID = [10.0 ** e for e in (-4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1)]
+LR_GRID = [10.0**e for e in (-4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1)]
 
 
 def rosenbrock(p):
     x, y = p[..., 0], p[..., 1]
-    return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
+    return (1 - x) ** 2 + 100 * (y - x**2) ** 2
 
 
 _C, _S = math.cos(math.pi / 6), math.sin(math.pi / 6)
@@ -51,12 +51,12 @@ def quadratic(p):
     """0.5 (u^2 + 20 v^2) in axes rotated by 30 degrees: condition number 20, not axis-aligned."""
     x, y = p[..., 0], p[..., 1]
     u, v = _C * x + _S * y, -_S * x + _C * y
-    return 0.5 * (u ** 2 + 20 * v ** 2)
+    return 0.5 * (u**2 + 20 * v**2)
 
 
 def beale(p):
     x, y = p[..., 0], p[..., 1]
-    return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y ** 2) ** 2 + (2.625 - x + x * y ** 3) ** 2
+    return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
 
 
 # name -> (function, start, minimizer, plot box (x0, x1, y0, y1), gradient noise of SGD)
@@ -94,8 +94,14 @@ def _score(fn, path, fstar) -> float:
     return float(torch.log10(gaps.clamp_min(1e-12)).mean())
 
 
-def run(out, seed: int = 0, steps: int = 300, methods: list[str] | None = None, functions: list[str] | None = None,
-        lr_grid: list[float] | None = None) -> dict:
+def run(
+    out,
+    seed: int = 0,
+    steps: int = 300,
+    methods: list[str] | None = None,
+    functions: list[str] | None = None,
+    lr_grid: list[float] | None = None,
+) -> dict:
     methods = methods or list(METHODS)
     functions = functions or list(FUNCTIONS)
     result = {"demo": "trajectories", "seed": seed, "steps": steps, "lr_grid": lr_grid or LR_GRID, "functions": {}}
@@ -113,9 +119,12 @@ def run(out, seed: int = 0, steps: int = 300, methods: list[str] | None = None, 
             score, lr, path = best
             finite = bool(torch.isfinite(path).all(-1)[-1])
             path = path[torch.isfinite(path).all(-1)]  # a method that diverged at every lr: drawn up to the blow-up
-            res["methods"][m] = {"lr": lr, "diverged": not math.isfinite(score),
-                                 "final_gap": float(fn(path[-1])) - fstar if finite else None,
-                                 "path": [[round(float(a), 5), round(float(b), 5)] for a, b in path.tolist()]}
+            res["methods"][m] = {
+                "lr": lr,
+                "diverged": not math.isfinite(score),
+                "final_gap": float(fn(path[-1])) - fstar if finite else None,
+                "path": [[round(float(a), 5), round(float(b), 5)] for a, b in path.tolist()],
+            }
     _plot(result, out / "trajectories.png")
     return result
 
@@ -128,8 +137,9 @@ def _plot(result, path):
 
     names = list(result["functions"])
     methods = list(result["functions"][names[0]]["methods"])
-    fig, axes = plt.subplots(len(names), len(methods), figsize=(2.3 * len(methods), 2.5 * len(names) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(names), len(methods), figsize=(2.3 * len(methods), 2.5 * len(names) + 0.6), squeeze=False
+    )
     for row, fname in zip(axes, names):
         fn, start, xstar, (x0, x1, y0, y1), _ = FUNCTIONS[fname]
         xs, ys = torch.linspace(x0, x1, 200, dtype=torch.float64), torch.linspace(y0, y1, 200, dtype=torch.float64)
@@ -150,8 +160,11 @@ def _plot(result, path):
             ax.set_title(f"{m}: lr {r['lr']:.2g}\n{gap}", fontsize=8)
             ax.tick_params(labelsize=6)
         row[0].set_ylabel(f"{fname}\ny", fontsize=9)
-    fig.suptitle(f"Trajectories over log10(f - f*) contours, {result['steps']} steps from the square to the star "
-                 "(lr tuned per method; SGD = exact gradient + Gaussian noise)", fontsize=11)
+    fig.suptitle(
+        f"Trajectories over log10(f - f*) contours, {result['steps']} steps from the square to the star "
+        "(lr tuned per method; SGD = exact gradient + Gaussian noise)",
+        fontsize=11,
+    )
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +44,9 @@ import numpy as np
 import torch
 
 from iclab.files import write_json
+from iclab.stats import Z95, wilson_interval  # noqa: F401  (wilson_interval: scored here, tested from here)
 from iclab.workloads.base import EvalError
 from iclab.workloads.sequence.tokenizers import Tokenizer, TokenizerError
-
-Z95 = 1.959963984540054  # the two-sided 95% normal quantile
 
 
 class MultipleChoiceError(EvalError):
@@ -82,6 +80,7 @@ TEMPLATE_TEXT = context_of("") + continuation_of("")  # the characters every sco
 
 
 # --- reading ------------------------------------------------------------------------------------------
+
 
 def _parse(obj: Any, where: str, lineno: int, source: str) -> Question:
     def fail(msg: str) -> MultipleChoiceError:
@@ -134,7 +133,7 @@ def read_questions(path: str | Path) -> list[Question]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise MultipleChoiceError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x})") from None
     out = []
     for lineno, raw in enumerate(text.split("\n"), start=1):
@@ -156,6 +155,7 @@ def file_sha256(path: str | Path) -> str:
 
 # --- tokens -------------------------------------------------------------------------------------------
 
+
 def encode_pair(tokenizer: Tokenizer, q: Question, context: str, continuation: str) -> tuple[np.ndarray, int]:
     """(ids of context + continuation, number of continuation tokens: the suffix after the context's)."""
     try:
@@ -166,8 +166,9 @@ def encode_pair(tokenizer: Tokenizer, q: Question, context: str, continuation: s
     return ids, min(max(len(ids) - n_ctx, 1), len(ids) - 1)
 
 
-def encode_choices(tokenizer: Tokenizer, questions: list[Question], n_positions: int
-                   ) -> tuple[list[np.ndarray], np.ndarray]:
+def encode_choices(
+    tokenizer: Tokenizer, questions: list[Question], n_positions: int
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Every (question, choice) pair, question-major: token ids (left-truncated to n_positions) and the
     number of continuation tokens of each."""
     seqs, n_cont = [], []
@@ -176,16 +177,19 @@ def encode_choices(tokenizer: Tokenizer, questions: list[Question], n_positions:
         for label, text in zip(q.labels, q.texts):
             ids, k = encode_pair(tokenizer, q, ctx, continuation_of(text))
             if k > n_positions - 1:
-                raise MultipleChoiceError(f"{q.where}: choice {label} is {k} tokens; a model with n_positions="
-                                          f"{n_positions} scores at most {n_positions - 1}")
+                raise MultipleChoiceError(
+                    f"{q.where}: choice {label} is {k} tokens; a model with n_positions="
+                    f"{n_positions} scores at most {n_positions - 1}"
+                )
             seqs.append(ids[-n_positions:])
             n_cont.append(k)
     return seqs, np.asarray(n_cont, dtype=np.int64)
 
 
 @torch.no_grad()
-def continuation_logprobs(model, seqs: list[np.ndarray], n_cont: np.ndarray, device, *, loops: int | None = None,
-                          batch_size: int = 64) -> np.ndarray:
+def continuation_logprobs(
+    model, seqs: list[np.ndarray], n_cont: np.ndarray, device, *, loops: int | None = None, batch_size: int = 64
+) -> np.ndarray:
     """Summed log-probability of the last n_cont[i] tokens of seqs[i] given the tokens before them."""
     lengths = np.asarray([len(s) for s in seqs], dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
@@ -194,11 +198,11 @@ def continuation_logprobs(model, seqs: list[np.ndarray], n_cont: np.ndarray, dev
     model.eval()
     try:
         for start in range(0, len(seqs), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             L = int(lengths[rows].max())
             idx = np.zeros((len(rows), L), dtype=np.int64)
             for r, i in enumerate(rows):  # copying the rows in; the scoring below is batched
-                idx[r, :lengths[i]] = seqs[i]
+                idx[r, : lengths[i]] = seqs[i]
             idx_t = torch.from_numpy(idx).to(device)
             logits = model.logits(idx_t, loops=loops)[:, :-1].float()  # position t predicts token t + 1
             target = idx_t[:, 1:]
@@ -215,19 +219,10 @@ def continuation_logprobs(model, seqs: list[np.ndarray], n_cont: np.ndarray, dev
 
 # --- scoring ------------------------------------------------------------------------------------------
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> list[float]:
-    """Wilson score interval of a binomial proportion k / n ([0, 1] for n = 0)."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = k / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return [max(0.0, center - half), min(1.0, center + half)]
 
-
-def score_questions(model, tokenizer: Tokenizer, questions: list[Question], device, *, loops: int | None = None,
-                    batch_size: int = 64) -> dict:
+def score_questions(
+    model, tokenizer: Tokenizer, questions: list[Question], device, *, loops: int | None = None, batch_size: int = 64
+) -> dict:
     """Accuracy (summed log-likelihood) and length-normalized accuracy of `model` on `questions`, each with
     a 95% Wilson interval, the chance level and per-question predictions (see the module docstring)."""
     if not questions:
@@ -237,36 +232,51 @@ def score_questions(model, tokenizer: Tokenizer, questions: list[Question], devi
     preds, right, right_norm, at = [], 0, 0, 0
     for q in questions:
         k = len(q.texts)
-        s = ll[at:at + k]
+        s = ll[at : at + k]
         s_norm = s / np.asarray([len(continuation_of(t)) for t in q.texts], dtype=np.float64)
         at += k
         p, pn = int(np.argmax(s)), int(np.argmax(s_norm))  # argmax: the first of equal scores wins
         right += p == q.answer
         right_norm += pn == q.answer
-        preds.append({"id": q.id, "answer": q.answer, "pred": p, "pred_norm": pn,
-                      "scores": s.tolist(), "scores_norm": s_norm.tolist()})
+        preds.append(
+            {
+                "id": q.id,
+                "answer": q.answer,
+                "pred": p,
+                "pred_norm": pn,
+                "scores": s.tolist(),
+                "scores_norm": s_norm.tolist(),
+            }
+        )
     n = len(questions)
-    return {"n_questions": n,
-            "accuracy": right / n, "accuracy_ci95": wilson_interval(right, n),
-            "accuracy_norm": right_norm / n, "accuracy_norm_ci95": wilson_interval(right_norm, n),
-            "chance": float(np.mean([1 / len(q.texts) for q in questions])),
-            "predictions": preds}
+    return {
+        "n_questions": n,
+        "accuracy": right / n,
+        "accuracy_ci95": wilson_interval(right, n),
+        "accuracy_norm": right_norm / n,
+        "accuracy_norm_ci95": wilson_interval(right_norm, n),
+        "chance": float(np.mean([1 / len(q.texts) for q in questions])),
+        "predictions": preds,
+    }
 
 
 def summary_line(record: dict) -> str:
     """One line about a record of `score_questions` / `evaluate_multiple_choice`."""
     ci = lambda v: f"[{v[0]:.2f}, {v[1]:.2f}]"  # noqa: E731
     where = f" ({record['file']})" if record.get("file") else ""
-    return (f"multiple choice{where}: accuracy {record['accuracy']:.3f} {ci(record['accuracy_ci95'])}, "
-            f"length-normalized {record['accuracy_norm']:.3f} {ci(record['accuracy_norm_ci95'])}, "
-            f"chance {record['chance']:.2f}, {record['n_questions']} questions")
+    return (
+        f"multiple choice{where}: accuracy {record['accuracy']:.3f} {ci(record['accuracy_ci95'])}, "
+        f"length-normalized {record['accuracy_norm']:.3f} {ci(record['accuracy_norm_ci95'])}, "
+        f"chance {record['chance']:.2f}, {record['n_questions']} questions"
+    )
 
 
-def evaluate_multiple_choice(run_dir: str | Path, file: str | Path, *, tag: str | None = None,
-                             loops: int | None = None) -> dict:
+def evaluate_multiple_choice(
+    run_dir: str | Path, file: str | Path, *, tag: str | None = None, loops: int | None = None
+) -> dict:
     """Score a language-model run on a question file; writes RUN_DIR/eval_mc_<file stem>[_<tag>].json."""
     from iclab.runs import load_run_config, load_run_model
-    from iclab.training.trainer import run_device
+    from iclab.training.device import run_device
     from iclab.workloads import make_workload
 
     run_dir, file = Path(run_dir), Path(file)
@@ -274,18 +284,36 @@ def evaluate_multiple_choice(run_dir: str | Path, file: str | Path, *, tag: str 
     workload = make_workload(cfg, run_dir)
     tokenizer = getattr(workload, "tokenizer", None)
     if tokenizer is None:
-        raise MultipleChoiceError(f"task {cfg.task.name} has no text tokenizer; multiple choice needs a "
-                                  f"language-model run")
+        raise MultipleChoiceError(
+            f"task {cfg.task.name} has no text tokenizer; multiple choice needs a language-model run"
+        )
     questions = read_questions(file)  # before loading the model: a bad file fails fast
     device = run_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)
     loops = loops or cfg.eval.loops or cfg.model.loops
-    record = {"file": str(file), "sha256": file_sha256(file), "task": cfg.task.name, "tokenizer": tokenizer.kind,
-              "tokenizer_fingerprint": tokenizer.fingerprint(), "loops": loops,
-              **score_questions(model, tokenizer, questions, device, loops=loops)}
+    record = {
+        "file": str(file),
+        "sha256": file_sha256(file),
+        "task": cfg.task.name,
+        "tokenizer": tokenizer.kind,
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+        "loops": loops,
+        **score_questions(model, tokenizer, questions, device, loops=loops),
+    }
     write_json(run_dir / f"eval_mc_{file.stem}{'_' + tag if tag else ''}.json", record)
     return record
 
 
-__all__ = ["MultipleChoiceError", "Question", "read_questions", "score_questions", "evaluate_multiple_choice",
-           "summary_line", "wilson_interval", "context_of", "continuation_of", "encode_choices", "file_sha256"]
+__all__ = [
+    "MultipleChoiceError",
+    "Question",
+    "read_questions",
+    "score_questions",
+    "evaluate_multiple_choice",
+    "summary_line",
+    "wilson_interval",
+    "context_of",
+    "continuation_of",
+    "encode_choices",
+    "file_sha256",
+]

@@ -39,8 +39,9 @@ over tokens, so millions of train tokens fit in a second or so per order.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -61,17 +62,20 @@ def _ids(arr: Any, what: str, vocab_size: int) -> np.ndarray:
     a = a.astype(np.int64)
     bad = np.flatnonzero((a < 0) | (a >= vocab_size))
     if bad.size:
-        raise ValueError(f"n-gram {what} id {int(a[bad[0]])} at position {int(bad[0])} is outside "
-                         f"the vocabulary [0, {vocab_size})")
+        raise ValueError(
+            f"n-gram {what} id {int(a[bad[0]])} at position {int(bad[0])} is outside the vocabulary [0, {vocab_size})"
+        )
     return a
 
 
 def _check_order(order: int, vocab_size: int) -> None:
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ValueError(f"n-gram order must be a positive integer, got {order!r}")
-    if vocab_size ** order >= 2 ** 63:
-        raise ValueError(f"n-gram order {order} with vocab_size {vocab_size}: keys of {vocab_size}^{order} "
-                         f"values do not fit in int64; use a lower order or a smaller vocabulary")
+    if vocab_size**order >= 2**63:
+        raise ValueError(
+            f"n-gram order {order} with vocab_size {vocab_size}: keys of {vocab_size}^{order} "
+            f"values do not fit in int64; use a lower order or a smaller vocabulary"
+        )
 
 
 def _check_vocab(vocab_size: int) -> None:
@@ -83,12 +87,12 @@ def _check_vocab(vocab_size: int) -> None:
 class _Level:
     """One KN level: sorted (context, token) keys with their counts, and per-context statistics."""
 
-    keys: np.ndarray       # sorted int64 m-gram keys
-    counts: np.ndarray     # c_m of each key (raw or continuation)
-    ctx: np.ndarray        # sorted distinct contexts (key // V)
+    keys: np.ndarray  # sorted int64 m-gram keys
+    counts: np.ndarray  # c_m of each key (raw or continuation)
+    ctx: np.ndarray  # sorted distinct contexts (key // V)
     ctx_total: np.ndarray  # S_m(h)
     ctx_types: np.ndarray  # T_m(h)
-    discount: float        # D_m
+    discount: float  # D_m
 
     @classmethod
     def build(cls, keys: np.ndarray, counts: np.ndarray, vocab_size: int) -> _Level:
@@ -137,7 +141,7 @@ class _Counts:
                 keys = self.train[:n].copy()
                 for j in range(1, m):
                     keys *= self.V
-                    keys += self.train[j:j + n]
+                    keys += self.train[j : j + n]
                 self._unique[m] = np.unique(keys, return_counts=True)
         return self._unique[m]
 
@@ -146,7 +150,7 @@ class _Counts:
             if raw:
                 keys, counts = self.unique(m)
             else:  # continuation: distinct left extensions v of each m-gram, from the (m+1)-grams
-                keys, counts = np.unique(self.unique(m + 1)[0] % self.V ** m, return_counts=True)
+                keys, counts = np.unique(self.unique(m + 1)[0] % self.V**m, return_counts=True)
             self._levels[m, raw] = _Level.build(keys, counts.astype(np.int64), self.V)
         return self._levels[m, raw]
 
@@ -157,12 +161,12 @@ def _kn_logprobs(counts: _Counts, val: np.ndarray, order: int) -> np.ndarray:
     q = val.copy()  # q[i]: key of the m-gram ending at i (valid for i >= m - 1)
     for m in range(1, min(order, L) + 1):  # a val shorter than the order has no longer contexts
         if m > 1:
-            q[m - 1:] += val[:L - m + 1] * V ** (m - 1)
+            q[m - 1 :] += val[: L - m + 1] * V ** (m - 1)
         if m == order:  # the top level: raw counts for every full context
-            p[m - 1:] = counts.level(m, True).interpolate(q[m - 1:], p[m - 1:], V)
+            p[m - 1 :] = counts.level(m, True).interpolate(q[m - 1 :], p[m - 1 :], V)
             continue
         # position m - 1 has only m - 1 tokens of context: level m is its top; later ones go higher
-        p[m - 1:m] = counts.level(m, True).interpolate(q[m - 1:m], p[m - 1:m], V)
+        p[m - 1 : m] = counts.level(m, True).interpolate(q[m - 1 : m], p[m - 1 : m], V)
         if m < L:
             p[m:] = counts.level(m, False).interpolate(q[m:], p[m:], V)
     return np.log(p)
@@ -184,8 +188,9 @@ def unigram_logprobs(train: np.ndarray, val: np.ndarray, vocab_size: int) -> np.
     return np.log((c[va] + 1.0) / (len(tr) + vocab_size))
 
 
-def ngram_baselines(train: np.ndarray, val: np.ndarray, vocab_size: int,
-                    orders: Iterable[int] = (1, 2, 3, 5)) -> dict[str, dict[str, Any]]:
+def ngram_baselines(
+    train: np.ndarray, val: np.ndarray, vocab_size: int, orders: Iterable[int] = (1, 2, 3, 5)
+) -> dict[str, dict[str, Any]]:
     """Val loss of each baseline: order 1 is the add-one unigram, order n >= 2 interpolated KN.
 
     Returns {name: {"nats", "bits", "order", "smoothing"}} with names "unigram", "bigram_kn",

@@ -9,10 +9,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-BASELINE_STYLE = {"least_squares": ("Least Squares", "k", "--"), "knn": ("3-Nearest Neighbors", "tab:green", ":"),
-                  "averaging": ("Averaging", "tab:orange", "-."), "ridge": ("Ridge", "tab:brown", "--"),
-                  "lasso": ("Lasso", "tab:purple", "--"), "decision_tree": ("Greedy Tree Learning", "tab:olive", ":"),
-                  "xgboost": ("XGBoost", "tab:cyan", "-."), "relu_net_gd": ("2-layer NN, GD", "tab:pink", "--")}
+BASELINE_STYLE = {
+    "least_squares": ("Least Squares", "k", "--"),
+    "knn": ("3-Nearest Neighbors", "tab:green", ":"),
+    "averaging": ("Averaging", "tab:orange", "-."),
+    "ridge": ("Ridge", "tab:brown", "--"),
+    "lasso": ("Lasso", "tab:purple", "--"),
+    "decision_tree": ("Greedy Tree Learning", "tab:olive", ":"),
+    "xgboost": ("XGBoost", "tab:cyan", "-."),
+    "relu_net_gd": ("2-layer NN, GD", "tab:pink", "--"),
+}
 
 
 def baseline_style(key: str) -> tuple[str, str | None, str]:
@@ -23,7 +29,18 @@ def baseline_style(key: str) -> tuple[str, str | None, str]:
     if base in BASELINE_STYLE:
         return key, None, BASELINE_STYLE[base][2]  # several variants of one baseline: distinct colors
     return key, None, "--"
-RUN_COLORS = ["tab:blue", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]  # none a baseline's
+
+
+RUN_COLORS = [
+    "tab:blue",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+    "tab:gray",
+]  # none a baseline's
 
 
 def run_color(i: int) -> str:
@@ -37,7 +54,9 @@ def _band(ax, xs, curve, label, **kw):
     if len(keep) < len(curve["mean"]):
         kw.setdefault("marker", ".")
     (line,) = ax.plot(xs, mean, label=label, **kw)
-    ax.fill_between(xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], color=line.get_color(), alpha=0.15)
+    ax.fill_between(
+        xs, [m - c for m, c in zip(mean, ci)], [m + c for m, c in zip(mean, ci)], color=line.get_color(), alpha=0.15
+    )
 
 
 def save_figure(fig, path, dpi: int = 120) -> Path:
@@ -119,7 +138,9 @@ def plot_lm_eval(run_dir: Path, ev: dict, out: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     unit = "char" if ev["tokenizer"] == "char" else "token"
     if recs:
-        ax1.plot([r["step"] for r in recs], [r["val/bits"] for r in recs], color=run_color(0), marker=".", label="model")
+        ax1.plot(
+            [r["step"] for r in recs], [r["val/bits"] for r in recs], color=run_color(0), marker=".", label="model"
+        )
         ax1.set_xscale("log")
     pos = ev["loss_per_position"]
     ax2.plot(range(len(pos)), [v / math.log(2) for v in pos], color=run_color(0), label="model")
@@ -127,8 +148,11 @@ def plot_lm_eval(run_dir: Path, ev: dict, out: Path) -> None:
         for ax in (ax1, ax2):
             ax.axhline(b["bits"], color=NGRAM_COLORS.get(name), ls="--", lw=1, label=name)
     ax1.set(xlabel="training step", ylabel=f"validation bits per {unit}", title="validation loss during training")
-    ax2.set(xlabel="position in the context (tokens before it)", ylabel=f"bits per {unit}",
-            title=f"after training: {ev['bits']:.3f} bits per {unit} overall")
+    ax2.set(
+        xlabel="position in the context (tokens before it)",
+        ylabel=f"bits per {unit}",
+        title=f"after training: {ev['bits']:.3f} bits per {unit} overall",
+    )
     ax2.set_xscale("symlog", linthresh=1)
     ax2.set_xlim(left=0)
     for ax in (ax1, ax2):

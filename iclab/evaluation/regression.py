@@ -45,8 +45,9 @@ def summarize(err: torch.Tensor, positions: list[int] | None = None) -> dict:
 
 
 @torch.no_grad()
-def per_iteration_predictions(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None,
-                              window: int = 1) -> torch.Tensor:
+def per_iteration_predictions(
+    model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, window: int = 1
+) -> torch.Tensor:
     """(window, B, n): the predictions of the last `window` of `loops` iterations at every position, where
     position i is predicted from the prompt cut after x_{i+1} (the query after i examples).
 
@@ -60,7 +61,9 @@ def per_iteration_predictions(model, xs: torch.Tensor, ys: torch.Tensor, loops: 
     out = xs.new_empty(len(preds), xs.shape[0], n)
     out[:, :, -1] = torch.stack([p[:, -1] for p in preds])
     for i in range(n - 1):
-        out[:, :, i] = torch.stack([p[:, -1] for p in model(xs[:, : i + 1], ys[:, : i + 1], loops=loops, window=window)])
+        out[:, :, i] = torch.stack(
+            [p[:, -1] for p in model(xs[:, : i + 1], ys[:, : i + 1], loops=loops, window=window)]
+        )
     return out
 
 
@@ -70,8 +73,19 @@ def model_predictions(model, xs, ys, loops: int | None = None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, task: Task, *, n_prompts: int, n_points: int, n_dims: int | None = None, loops: int | None = None,
-             baselines: list = (), seed: int = 12345, batch_size: int = 500, device="cpu") -> dict:
+def evaluate(
+    model,
+    task: Task,
+    *,
+    n_prompts: int,
+    n_points: int,
+    n_dims: int | None = None,
+    loops: int | None = None,
+    baselines: list = (),
+    seed: int = 12345,
+    batch_size: int = 500,
+    device="cpu",
+) -> dict:
     model.eval()
     n_dims = n_dims or task.n_dims
     gen = eval_generator(seed, device)
@@ -89,15 +103,31 @@ def evaluate(model, task: Task, *, n_prompts: int, n_points: int, n_dims: int | 
     positions = {b.label: b.positions for b in resolved}
     summ = {k: summarize(torch.cat(v), positions[k]) for k, v in errs.items()}
     return {
-        "task": type(task).__name__, "n_dims": n_dims, "n_points": n_points, "n_prompts": n_prompts,
-        "loops": loops or model.cfg.loops, "seed": seed, "normalization": norm,
-        "model": summarize(torch.cat(model_errs)), "baselines": summ,
+        "task": type(task).__name__,
+        "n_dims": n_dims,
+        "n_points": n_points,
+        "n_prompts": n_prompts,
+        "loops": loops or model.cfg.loops,
+        "seed": seed,
+        "normalization": norm,
+        "model": summarize(torch.cat(model_errs)),
+        "baselines": summ,
     }
 
 
 @torch.no_grad()
-def evaluate_loops(model, task: Task, *, max_loops: int, n_prompts: int, n_points: int, n_dims: int | None = None,
-                   seed: int = 12345, batch_size: int = 500, device="cpu") -> dict:
+def evaluate_loops(
+    model,
+    task: Task,
+    *,
+    max_loops: int,
+    n_prompts: int,
+    n_points: int,
+    n_dims: int | None = None,
+    seed: int = 12345,
+    batch_size: int = 500,
+    device="cpu",
+) -> dict:
     """Error of each loop iteration 1..max_loops, averaged over prompts: at the last point (the query after
     n_points - 1 examples) and averaged over all positions (each from its own prefix, as in `evaluate`).
     One forward pass gives every iteration (n passes with token dropping)."""
@@ -113,6 +143,13 @@ def evaluate_loops(model, task: Task, *, max_loops: int, n_prompts: int, n_point
         err = (per_iteration_predictions(model, xs, ys, max_loops, window=max_loops) - ys).pow(2).double() / norm
         last += err[:, :, -1].sum(1)
         mean += err.mean(2).sum(1)
-    return {"loops": list(range(1, max_loops + 1)), "last_point": (last / n_prompts).cpu().tolist(),
-            "all_points": (mean / n_prompts).cpu().tolist(), "n_points": n_points, "n_dims": n_dims,
-            "n_prompts": n_prompts, "seed": seed, "trained_loops": model.cfg.loops}
+    return {
+        "loops": list(range(1, max_loops + 1)),
+        "last_point": (last / n_prompts).cpu().tolist(),
+        "all_points": (mean / n_prompts).cpu().tolist(),
+        "n_points": n_points,
+        "n_dims": n_dims,
+        "n_prompts": n_prompts,
+        "seed": seed,
+        "trained_loops": model.cfg.loops,
+    }

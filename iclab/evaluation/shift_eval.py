@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from iclab.evaluation.regression import eval_generator, model_predictions, summarize
 from iclab.evaluation.baselines import resolve
+from iclab.evaluation.regression import eval_generator, model_predictions, summarize
 from iclab.evaluation.shifts import DEFAULT_SHIFTS, SHIFTS, Shift, make_shift
 from iclab.workloads.regression.functions.base import Task
 
@@ -40,8 +40,20 @@ def _diag(pred: torch.Tensor, B: int, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_shift(model, task: Task, shift: Shift, *, n_prompts: int, n_points: int, n_dims: int | None = None,
-                   loops: int | None = None, baselines=(), seed: int = 12345, batch_size: int = 500, device="cpu") -> dict:
+def evaluate_shift(
+    model,
+    task: Task,
+    shift: Shift,
+    *,
+    n_prompts: int,
+    n_points: int,
+    n_dims: int | None = None,
+    loops: int | None = None,
+    baselines=(),
+    seed: int = 12345,
+    batch_size: int = 500,
+    device="cpu",
+) -> dict:
     model.eval()
     d = n_dims or task.n_dims
     why = shift.applies_to(task)
@@ -68,15 +80,25 @@ def evaluate_shift(model, task: Task, shift: Shift, *, n_prompts: int, n_points:
 
             def pick(pred):
                 return _diag(pred, bs, n)
+
         errs["model"].append((pick(model_predictions(model, xs, ys, loops)) - target).pow(2) / norm)
         errs["zero"].append(target.pow(2) / norm)
         for b in resolved:
             errs[b.label].append((pick(b(xs, ys, task)) - target).pow(2) / norm)
     positions = {b.label: b.positions for b in resolved}
     summ = {k: summarize(torch.cat(v), positions.get(k)) for k, v in errs.items()}
-    return {"task": type(task).__name__, "n_dims": d, "n_points": n, "n_prompts": n_prompts,
-            "loops": loops or model.cfg.loops, "seed": seed, "normalization": norm,
-            "model": summ.pop("model"), "zero_predictor": summ.pop("zero"), "baselines": summ}
+    return {
+        "task": type(task).__name__,
+        "n_dims": d,
+        "n_points": n,
+        "n_prompts": n_prompts,
+        "loops": loops or model.cfg.loops,
+        "seed": seed,
+        "normalization": norm,
+        "model": summ.pop("model"),
+        "zero_predictor": summ.pop("zero"),
+        "baselines": summ,
+    }
 
 
 def parse_options(items: list[str] | None, what: str) -> dict:
@@ -99,18 +121,29 @@ def shift_tag(shift: str, shift_options: dict | None = None, task_name: str | No
     return re.sub(r"[^A-Za-z0-9_.=-]", "-", tag)
 
 
-def evaluate_run_shift(run_dir: Path, shift: str = "standard", shift_options: dict | None = None,
-                       task_name: str | None = None, task_options: dict | None = None, *, n_prompts: int | None = None,
-                       n_points: int | None = None, seed: int | None = None, loops: int | None = None,
-                       baselines: list[str] | None = None, tag: str | None = None, model=None, write_figure: bool = True) -> dict:
+def evaluate_run_shift(
+    run_dir: Path,
+    shift: str = "standard",
+    shift_options: dict | None = None,
+    task_name: str | None = None,
+    task_options: dict | None = None,
+    *,
+    n_prompts: int | None = None,
+    n_points: int | None = None,
+    seed: int | None = None,
+    loops: int | None = None,
+    baselines: list[str] | None = None,
+    tag: str | None = None,
+    model=None,
+    write_figure: bool = True,
+) -> dict:
     """Evaluate a saved run under `shift`, on its own task or on `task_name` (same n_dims); write
     eval_<tag>.json and error_vs_examples_<tag>.png."""
-    from iclab.evaluation.baselines import BASELINES
     from iclab.config import ConfigError
+    from iclab.evaluation.baselines import BASELINES, resolve_baselines
     from iclab.evaluation.plots import plot_error_curves
     from iclab.runs import RunError, open_run, write_json
     from iclab.workloads.regression.functions import make_task
-    from iclab.evaluation.baselines import resolve_baselines
 
     run_dir = Path(run_dir)
     cfg, device, model, n_points = open_run(run_dir, model=model, n_points=n_points)
@@ -131,10 +164,24 @@ def evaluate_run_shift(run_dir: Path, shift: str = "standard", shift_options: di
         raise ConfigError(f"--shift {shift} / --task {task_name or cfg.task.name}: {e}") from None
     if why:
         raise RunError(f"shift '{shift}' does not apply to task {task_name or cfg.task.name}: {why}")
-    ev = evaluate_shift(model, task, sh, n_prompts=n_prompts or cfg.eval.n_prompts, n_points=n_points,
-                        loops=loops or cfg.eval.loops or cfg.model.loops, baselines=names,
-                        seed=cfg.eval.seed if seed is None else seed, batch_size=cfg.eval.batch_size, device=device)
-    ev.update(shift=shift, shift_options=sh.opts.model_dump(), eval_task=task_name or cfg.task.name, trained_task=cfg.task.name)
+    ev = evaluate_shift(
+        model,
+        task,
+        sh,
+        n_prompts=n_prompts or cfg.eval.n_prompts,
+        n_points=n_points,
+        loops=loops or cfg.eval.loops or cfg.model.loops,
+        baselines=names,
+        seed=cfg.eval.seed if seed is None else seed,
+        batch_size=cfg.eval.batch_size,
+        device=device,
+    )
+    ev.update(
+        shift=shift,
+        shift_options=sh.opts.model_dump(),
+        eval_task=task_name or cfg.task.name,
+        trained_task=cfg.task.name,
+    )
     tag = tag or shift_tag(shift, shift_options, task_name)
     write_json(run_dir / f"eval_{tag}.json", ev)
     if write_figure:
@@ -143,12 +190,13 @@ def evaluate_run_shift(run_dir: Path, shift: str = "standard", shift_options: di
     return ev
 
 
-def evaluate_run_all_shifts(run_dir: Path, task_name: str | None = None, task_options: dict | None = None,
-                            shifts=DEFAULT_SHIFTS, **kw) -> dict[str, dict]:
+def evaluate_run_all_shifts(
+    run_dir: Path, task_name: str | None = None, task_options: dict | None = None, shifts=DEFAULT_SHIFTS, **kw
+) -> dict[str, dict]:
     """Every applicable shift; eval_<shift>.json each and one summary figure shifts[_on_<task>].png."""
     from iclab.runs import load_run_config, load_run_model
+    from iclab.training.device import run_device
     from iclab.workloads.regression.functions import make_task
-    from iclab.training.trainer import run_device
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -158,9 +206,13 @@ def evaluate_run_all_shifts(run_dir: Path, task_name: str | None = None, task_op
     for name in shifts:
         if SHIFTS.get(name)().applies_to(task):
             continue
-        results[name] = evaluate_run_shift(run_dir, name, None, task_name, task_options, model=model, write_figure=False, **kw)
+        results[name] = evaluate_run_shift(
+            run_dir, name, None, task_name, task_options, model=model, write_figure=False, **kw
+        )
     out = run_dir / (f"shifts_on_{task_name}.png" if task_name else "shifts.png")
-    plot_shift_grid(results, out, title=f"{task_name or cfg.task.name}, model trained on {cfg.task.name} ({run_dir.name})")
+    plot_shift_grid(
+        results, out, title=f"{task_name or cfg.task.name}, model trained on {cfg.task.name} ({run_dir.name})"
+    )
     return results
 
 

@@ -70,8 +70,6 @@ class Shift:
         return Prompts(xs, ys, xq, yq)
 
 
-
-
 def make_shift(name: str, options: dict | None = None) -> Shift:
     return SHIFTS.get(name)(**(options or {}))
 
@@ -237,5 +235,15 @@ class OverlappingQuery(Shift):
 
 
 #: what `iclab eval --all-shifts` evaluates (each where it applies)
-DEFAULT_SHIFTS = ("standard", "skewed", "half_subspace", "label_noise", "orthants", "orthogonal_query",
-                  "overlapping_query", "scaled_x", "scaled_y", "train_pool")
+DEFAULT_SHIFTS = (
+    "standard",
+    "skewed",
+    "half_subspace",
+    "label_noise",
+    "orthants",
+    "orthogonal_query",
+    "overlapping_query",
+    "scaled_x",
+    "scaled_y",
+    "train_pool",
+)

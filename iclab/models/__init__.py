@@ -14,8 +14,9 @@ from iclab.config import ModelConfig
 from iclab.models.transformer import GPTLanguageModel, ICLTransformer
 from iclab.registry import MODELS
 
-MODELS.register("gpt2", help="GPT-2-style decoder (pre-LN, SDPA), optionally looped with input injection; heads: "
-                "regression, lm")({"regression": ICLTransformer, "lm": GPTLanguageModel})
+MODELS.register(
+    "gpt2", help="GPT-2-style decoder (pre-LN, SDPA), optionally looped with input injection; heads: regression, lm"
+)({"regression": ICLTransformer, "lm": GPTLanguageModel})
 
 
 def make_model(cfg: ModelConfig, head: str, **kwargs) -> nn.Module:

@@ -68,6 +68,7 @@ class CausalSelfAttention(nn.Module):
 # --- reflex: the per-layer head plan (also used by the FLOP formula and the config check) -------------------
 class Source(NamedTuple):
     """What a reflex layer leaves for later layers of the same forward / loop iteration."""
+
     layer: int
     k: torch.Tensor  # (B, n_kv, T, H): the K of the layer's kv_heads
     v: torch.Tensor
@@ -92,8 +93,10 @@ class ReflexAttention(nn.Module):
         # reuse: where a source layer keeps the first head this layer reads from it (heads are contiguous)
         firsts = [p.n_self + sum(n for _, n in p.groups[:g]) for g in range(len(p.groups))]
         if self.mode == "fixed":
-            self.src_pos = {d: plans[layer - d].kv_heads.index(a) if not self.reproject else a - p.n_self
-                            for (d, _), a in zip(p.groups, firsts)}
+            self.src_pos = {
+                d: plans[layer - d].kv_heads.index(a) if not self.reproject else a - p.n_self
+                for (d, _), a in zip(p.groups, firsts)
+            }
         else:
             self.src_pos = {d: plans[layer - d].kv_heads.index(p.n_self) if not self.reproject else 0 for d in p.cands}
         if self.mode == "linear" and p.n_cross:  # one-hot on each head's allocated layer; 1-D so Muon leaves it alone
@@ -110,7 +113,7 @@ class ReflexAttention(nn.Module):
         if self.mode == "linear":
             return self.mix.view(p.n_cross, len(p.cands))
         probs = F.softmax(self.scores, dim=0)
-        order = torch.argsort(self.scores.detach(), descending=True)[:len(p.groups)]
+        order = torch.argsort(self.scores.detach(), descending=True)[: len(p.groups)]
         w_group = F.one_hot(order, len(p.cands)).to(probs.dtype) + probs - probs.detach()  # straight-through
         return w_group.repeat_interleave(torch.tensor([n for _, n in p.groups], device=probs.device), dim=0)
 
@@ -118,12 +121,12 @@ class ReflexAttention(nn.Module):
         """K, V (B, n, T, H) of the n heads this layer reads from source offset d."""
         a = self.src_pos[d]
         if not self.reproject:
-            return src.k[:, a:a + n], src.v[:, a:a + n]
+            return src.k[:, a : a + n], src.v[:, a : a + n]
         B, T, _ = src.x.shape
         H, half = self.head_dim, self.p.n_cross * self.head_dim
         w, b = self.c_kv_cross.weight, self.c_kv_cross.bias
-        k = F.linear(src.x, w[a * H:(a + n) * H], b[a * H:(a + n) * H])
-        v = F.linear(src.x, w[half + a * H:half + (a + n) * H], b[half + a * H:half + (a + n) * H])
+        k = F.linear(src.x, w[a * H : (a + n) * H], b[a * H : (a + n) * H])
+        v = F.linear(src.x, w[half + a * H : half + (a + n) * H], b[half + a * H : half + (a + n) * H])
         return k.view(B, T, n, H).transpose(1, 2), v.view(B, T, n, H).transpose(1, 2)
 
     def cross_kv(self, cache: list[Source]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,8 +134,10 @@ class ReflexAttention(nn.Module):
         p = self.p
         for d in p.cands:
             if len(cache) < d or cache[-d].layer != self.layer - d:
-                raise RuntimeError(f"reflex layer {self.layer} reads layer {self.layer - d}, which did not run just "
-                                   f"before it in this forward (a rearranged block order?)")
+                raise RuntimeError(
+                    f"reflex layer {self.layer} reads layer {self.layer - d}, which did not run just "
+                    f"before it in this forward (a rearranged block order?)"
+                )
         if self.mode == "fixed":
             kvs = [self.source_kv(cache[-d], d, n) for d, n in p.groups]
             return torch.cat([k for k, _ in kvs], dim=1), torch.cat([v for _, v in kvs], dim=1)
@@ -149,16 +154,20 @@ class ReflexAttention(nn.Module):
         k, v = (t.view(B, T, -1, H).transpose(1, 2) for t in kv.chunk(2, dim=2))  # (B, n_kv, T, H)
         if p.n_cross:
             k_x, v_x = self.cross_kv(cache)
-            k_all, v_all = torch.cat([k[:, :p.n_self], k_x], dim=1), torch.cat([v[:, :p.n_self], v_x], dim=1)
+            k_all, v_all = torch.cat([k[:, : p.n_self], k_x], dim=1), torch.cat([v[:, : p.n_self], v_x], dim=1)
         else:
             k_all, v_all = k, v
         cache.append(Source(self.layer, k, v, x))
-        y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q, k_all, v_all, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
-ATTENTION = {"causal": lambda cfg, layer: CausalSelfAttention(cfg), "reflex": ReflexAttention}  # model.attention.name ->
+ATTENTION = {
+    "causal": lambda cfg, layer: CausalSelfAttention(cfg),
+    "reflex": ReflexAttention,
+}  # model.attention.name ->
 
 
 def make_attention(cfg: ModelConfig, layer: int) -> nn.Module:

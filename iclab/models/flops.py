@@ -70,8 +70,9 @@ def readin_flops(mcfg: ModelConfig, batch: int, n_points: int, n_dims: int) -> i
     return 2 * batch * 2 * n_points * n_dims * mcfg.n_embd
 
 
-def train_step_flops(mcfg: ModelConfig, *, n_dims: int, n_points: int, batch: int, loops: int | None = None,
-                     window: int | None = None) -> int:
+def train_step_flops(
+    mcfg: ModelConfig, *, n_dims: int, n_points: int, batch: int, loops: int | None = None, window: int | None = None
+) -> int:
     """Forward + backward matmul FLOPs of one training step (the formula in the module docstring)."""
     b = loops or mcfg.loops
     T = min(window or mcfg.window, b)
@@ -88,14 +89,18 @@ def predict_flops(mcfg: ModelConfig, *, n_dims: int, n_points: int, batch: int, 
     """Matmul FLOPs of `model.predict` (no gradient, read-out of the final iteration only)."""
     b = loops or mcfg.loops
     lens = seq_lens(mcfg, 2 * n_points, b)
-    return (readin_flops(mcfg, batch, n_points, n_dims) + sum(block_flops(mcfg, batch, L) for L in lens)
-            + readout_flops(mcfg, batch, lens[-1]))
+    return (
+        readin_flops(mcfg, batch, n_points, n_dims)
+        + sum(block_flops(mcfg, batch, L) for L in lens)
+        + readout_flops(mcfg, batch, lens[-1])
+    )
 
 
 def config_step_flops(cfg: Config) -> int:
     """FLOPs of a training step of `cfg` at its full shapes (the end of any curriculum)."""
-    return train_step_flops(cfg.model, n_dims=cfg.task.n_dims, n_points=cfg.task.n_points,
-                            batch=cfg.training.batch_size)
+    return train_step_flops(
+        cfg.model, n_dims=cfg.task.n_dims, n_points=cfg.task.n_points, batch=cfg.training.batch_size
+    )
 
 
 # --- token workloads (the language-model head) ------------------------------------------------------------
@@ -104,8 +109,9 @@ def lm_head_flops(mcfg: ModelConfig, batch: int, L: int, vocab_size: int) -> int
     return 2 * batch * L * mcfg.n_embd * vocab_size
 
 
-def lm_train_step_flops(mcfg: ModelConfig, *, vocab_size: int, batch: int, seq_len: int, loops: int | None = None,
-                        window: int | None = None) -> int:
+def lm_train_step_flops(
+    mcfg: ModelConfig, *, vocab_size: int, batch: int, seq_len: int, loops: int | None = None, window: int | None = None
+) -> int:
     """Forward + backward matmul FLOPs of a language-model training step of sequences of `seq_len` tokens:
 
         sum_{t < b-T} blocks(L_t) + 3 sum_{t >= b-T} (blocks(L_t) + head(L_t))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+
 @dataclass(frozen=True)
 class LayerPlan:
     n_self: int
@@ -26,8 +27,10 @@ def _rows(att: Any, n_layer: int, n_head: int) -> list[list[int]]:
     """Per layer i: [self, from i-1, from i-2, ...] after moving the heads of missing sources to self."""
     if att.all_layers:
         if n_layer - 1 >= n_head:
-            raise ValueError(f"model.attention all_layers: layer {n_layer - 1} gives one head to each of its "
-                             f"{n_layer - 1} earlier layers and keeps a self head, so n_head={n_head} must exceed {n_layer - 1}")
+            raise ValueError(
+                f"model.attention all_layers: layer {n_layer - 1} gives one head to each of its "
+                f"{n_layer - 1} earlier layers and keeps a self head, so n_head={n_head} must exceed {n_layer - 1}"
+            )
         return [[n_head - i] + [1] * i for i in range(n_layer)]
     a = att.allocation
     if not a or any(isinstance(r, list) and not r for r in a):
@@ -38,11 +41,15 @@ def _rows(att: Any, n_layer: int, n_head: int) -> list[list[int]]:
         rows = [list(r) for r in a]
     else:
         if sum(a) != n_head or min(a) < 0:
-            raise ValueError(f"model.attention allocation {a} must be non-negative head counts summing to n_head={n_head}")
+            raise ValueError(
+                f"model.attention allocation {a} must be non-negative head counts summing to n_head={n_head}"
+            )
         if len(a) > n_layer:
-            raise ValueError(f"model.attention allocation {a} reads layer i-{len(a) - 1}, which no layer of a "
-                             f"{n_layer}-layer model has")
-        rows = [[a[0] + sum(a[i + 1:])] + list(a[1:i + 1]) for i in range(n_layer)]
+            raise ValueError(
+                f"model.attention allocation {a} reads layer i-{len(a) - 1}, which no layer of a "
+                f"{n_layer}-layer model has"
+            )
+        rows = [[a[0] + sum(a[i + 1 :])] + list(a[1 : i + 1]) for i in range(n_layer)]
     for i, r in enumerate(rows):
         if min(r) < 0:
             raise ValueError(f"model.attention allocation {r} (layer {i}) has a negative head count")
@@ -50,7 +57,9 @@ def _rows(att: Any, n_layer: int, n_head: int) -> list[list[int]]:
             raise ValueError(f"model.attention allocation {r} (layer {i}) sums to {sum(r)}, not n_head={n_head}")
         bad = [d for d in range(i + 1, len(r)) if r[d]]
         if bad:
-            raise ValueError(f"model.attention allocation {r}: layer {i} gives heads to layer {i}-{bad[0]}, which does not exist")
+            raise ValueError(
+                f"model.attention allocation {r}: layer {i} gives heads to layer {i}-{bad[0]}, which does not exist"
+            )
     return rows
 
 

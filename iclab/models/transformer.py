@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from iclab.config import ModelConfig
 from iclab.models.attention import CausalSelfAttention, make_attention  # noqa: F401 (CausalSelfAttention: old import path)
 
-
 ACTIVATIONS = {"gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}
 
 
@@ -208,8 +207,9 @@ class ICLTransformer(Trunk):
         """Predictions of the last `window` iterations: a list of (B, m_t) tensors, where m_t is the
         number of points iteration t predicts (all n without token dropping; then it is the last m_t points)."""
         if 2 * xs.shape[1] > self.cfg.n_positions:
-            raise ValueError(f"prompt of {xs.shape[1]} points needs {2 * xs.shape[1]} positions > "
-                             f"n_positions={self.cfg.n_positions}")
+            raise ValueError(
+                f"prompt of {xs.shape[1]} points needs {2 * xs.shape[1]} positions > n_positions={self.cfg.n_positions}"
+            )
         hs = self.loop(self.read_in(interleave(xs, ys)), loops, window)
         return [self._read_out(h[:, h.shape[1] % 2 :: 2]) for h in hs]  # x tokens sit at even positions
 

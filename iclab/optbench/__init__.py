@@ -17,8 +17,17 @@ from pathlib import Path
 from iclab.optbench.profiles import performance_ratios, profile, score, scores
 from iclab.optbench.spec import BenchSpec, OptbenchError, load_spec
 
-__all__ = ["BenchSpec", "OptbenchError", "load_spec", "performance_ratios", "profile", "run_benchmark", "score", "scores",
-           "SCALES"]
+__all__ = [
+    "BenchSpec",
+    "OptbenchError",
+    "load_spec",
+    "performance_ratios",
+    "profile",
+    "run_benchmark",
+    "score",
+    "scores",
+    "SCALES",
+]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "optbench"
 SCALES = {"default": "default.yaml", "full": "full.yaml"}
@@ -33,10 +42,22 @@ def spec_path_of(spec: str | None, scale: str) -> Path:
     return CONFIG_DIR / SCALES[scale]
 
 
-def run_benchmark(spec_path: str | Path, out: str | Path | None = None, *, workloads: list[str] | None = None,
-                  submissions: list[str] | None = None, trials: int | None = None, studies: int | None = None,
-                  workers: int | None = None, threads: int = 1, backend: str = "pool", overrides: list[str] | None = None,
-                  retry_failed: bool = False, report_only: bool = False, log=print) -> dict:
+def run_benchmark(
+    spec_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    workloads: list[str] | None = None,
+    submissions: list[str] | None = None,
+    trials: int | None = None,
+    studies: int | None = None,
+    workers: int | None = None,
+    threads: int = 1,
+    backend: str = "pool",
+    overrides: list[str] | None = None,
+    retry_failed: bool = False,
+    report_only: bool = False,
+    log=print,
+) -> dict:
     """Plan, run (unless report_only), collect and report a benchmark; returns {"out", "run", "aggregate"}."""
     from iclab.files import write_text
     from iclab.optbench import bench
@@ -64,8 +85,9 @@ def run_benchmark(spec_path: str | Path, out: str | Path | None = None, *, workl
     if not report_only:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "spec.yaml", bench.spec_record(spec, spec_dir, overrides))
-        info = bench.run(trial_list, backend=backend, workers=spec.workers, threads=threads, retry_failed=retry_failed,
-                         log=log)
+        info = bench.run(
+            trial_list, backend=backend, workers=spec.workers, threads=threads, retry_failed=retry_failed, log=log
+        )
     elif not out.is_dir():
         raise OptbenchError(f"--report-only: {out} does not exist (run the benchmark first)")
     bench.collect(spec, trial_list)

@@ -29,8 +29,7 @@ import yaml
 
 from iclab.files import write_json, write_text
 from iclab.optbench.profiles import performance_ratios, profile, score
-from iclab.optbench.spec import (BenchSpec, base_config_data, sample_hparams, stable_int, trial_config,
-                                 trial_hash)
+from iclab.optbench.spec import BenchSpec, base_config_data, sample_hparams, stable_int, trial_config, trial_hash
 
 MEASURES = ("steps", "seconds")
 
@@ -113,8 +112,12 @@ def run_jobs(jobs: list, backend: str = "pool", workers: int = 2, threads: int =
 
     out: list[dict] = []
     done = 0
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
-                               initializer=_pool_worker_init, initargs=(threads,))
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_pool_worker_init,
+        initargs=(threads,),
+    )
     try:
         futures = [pool.submit(_execute, j.spec(threads)) for j in jobs]
         for f in futures:
@@ -144,8 +147,14 @@ def prepare_data(trials: list[Trial]) -> None:
             make_workload(t.config)
 
 
-def run(trials: list[Trial], backend: str = "pool", workers: int = 2, threads: int = 1, retry_failed: bool = False,
-        log=print) -> dict:
+def run(
+    trials: list[Trial],
+    backend: str = "pool",
+    workers: int = 2,
+    threads: int = 1,
+    retry_failed: bool = False,
+    log=print,
+) -> dict:
     """Run the trials that are not finished: finished ones (final weights) are reused, failed ones (failed.json:
     e.g. diverged) are kept as failed unless `retry_failed`, interrupted ones resume from their checkpoint with
     the config they started with (config.yaml; if it no longer loads, e.g. after a schema change, they restart)."""
@@ -172,8 +181,10 @@ def run(trials: list[Trial], backend: str = "pool", workers: int = 2, threads: i
                 todo.append(Job(t.config, d, evaluate=False))
         else:
             todo.append(Job(t.config, d, evaluate=False))
-    log(f"optbench: {len(by_dir)} trial runs: {reused} finished (reused), {failed} failed before (kept), "
-        f"{len(todo)} to run on {backend} with {workers} worker(s) x {threads} thread(s)")
+    log(
+        f"optbench: {len(by_dir)} trial runs: {reused} finished (reused), {failed} failed before (kept), "
+        f"{len(todo)} to run on {backend} with {workers} worker(s) x {threads} thread(s)"
+    )
     t0 = time.perf_counter()
     if todo:
         prepare_data([by_dir[j.run_dir] for j in todo])
@@ -181,8 +192,14 @@ def run(trials: list[Trial], backend: str = "pool", workers: int = 2, threads: i
     states: dict[str, int] = {}
     for r in results:
         states[r["state"]] = states.get(r["state"], 0) + 1
-    return {"runs": len(by_dir), "reused": reused, "failed_before": failed, "ran": len(todo), "states": states,
-            "wall_s": time.perf_counter() - t0}
+    return {
+        "runs": len(by_dir),
+        "reused": reused,
+        "failed_before": failed,
+        "ran": len(todo),
+        "states": states,
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 # --- reading results -----------------------------------------------------------------------------------------
@@ -237,8 +254,13 @@ def collect(spec: BenchSpec, trials: list[Trial]) -> list[Trial]:
         if state not in ("done", "failed"):
             res = {"reached": False, "steps": math.inf, "seconds": math.inf, "best": res["best"]}
         last = recs[-1] if recs else {}
-        t.result = {**res, "state": state, "final": last.get(w.metric), "last_step": last.get("step", 0),
-                    "train_seconds": last.get("train_seconds")}
+        t.result = {
+            **res,
+            "state": state,
+            "final": last.get(w.metric),
+            "last_step": last.get("step", 0),
+            "train_seconds": last.get("train_seconds"),
+        }
     return trials
 
 
@@ -287,8 +309,18 @@ def _fmt(x: float, digits: int = 0) -> str:
 def trials_rows(trials: list[Trial]) -> list[dict]:
     rows = []
     for t in trials:
-        rows.append({"workload": t.workload, "submission": t.submission, "study": t.study, "trial": t.trial,
-                     "seed": t.seed, "run_dir": str(t.run_dir), "hparams": t.hparams, **t.result})
+        rows.append(
+            {
+                "workload": t.workload,
+                "submission": t.submission,
+                "study": t.study,
+                "trial": t.trial,
+                "seed": t.seed,
+                "run_dir": str(t.run_dir),
+                "hparams": t.hparams,
+                **t.result,
+            }
+        )
     return rows
 
 
@@ -320,7 +352,9 @@ def ttt_markdown(spec: BenchSpec, agg: dict) -> str:
             r = agg["table"][w][s]
             cells.append(f"{_fmt(r['steps'])} / {_fmt(r['seconds'], 1)} s ({r['reached']}/{r['trials']})")
         sign = "≤" if ws.goal == "min" else "≥"
-        lines.append(f"| {w} ({ws.metric} {sign} {ws.target:g}, {agg['budgets'][w]} steps) | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {w} ({ws.metric} {sign} {ws.target:g}, {agg['budgets'][w]} steps) | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -331,7 +365,9 @@ def scores_markdown(spec: BenchSpec, agg: dict) -> str:
     lines = [f"| rank | submission | score ({rank}) | score ({other}) | workloads reached |", "|---|---|---|---|---|"]
     for i, s in enumerate(sorted(sc, key=lambda s: -sc[s]), 1):
         n = sum(math.isfinite(agg["table"][w][s][rank]) for w in spec.workloads)
-        lines.append(f"| {i} | {s} | {sc[s]:.3f} | {agg['measures'][other]['scores'][s]:.3f} | {n}/{len(spec.workloads)} |")
+        lines.append(
+            f"| {i} | {s} | {sc[s]:.3f} | {agg['measures'][other]['scores'][s]:.3f} | {n}/{len(spec.workloads)} |"
+        )
     return "\n".join(lines)
 
 
@@ -353,8 +389,14 @@ def plot_profiles(spec: BenchSpec, agg: dict, path: Path) -> Path:
     for ax, m in zip(axes, MEASURES):
         rat, sc = agg["measures"][m]["ratios"], agg["measures"][m]["scores"]
         for i, s in enumerate(sorted(rat, key=lambda s: -sc[s])):  # wider lines first: overlapping ones stay visible
-            ax.step(taus, profile(rat[s], taus), where="post", lw=max(1.2, 4.0 - 0.7 * i), alpha=0.85,
-                    label=f"{s} ({sc[s]:.3f})")
+            ax.step(
+                taus,
+                profile(rat[s], taus),
+                where="post",
+                lw=max(1.2, 4.0 - 0.7 * i),
+                alpha=0.85,
+                label=f"{s} ({sc[s]:.3f})",
+            )
         ax.set_xlim(1, spec.r_max)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(f"τ (ratio to the fastest, time in {'training steps' if m == 'steps' else 'training seconds'})")
@@ -362,8 +404,11 @@ def plot_profiles(spec: BenchSpec, agg: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="submission (score)", title_fontsize=8, loc="lower right")
     axes[0].set_ylabel("ρ(τ): share of workloads within τ of the fastest")
-    fig.suptitle(f"optbench {spec.name}: performance profiles ({len(spec.workloads)} workloads, {spec.studies} studies x "
-                 f"{spec.trials} trials)", fontsize=10)
+    fig.suptitle(
+        f"optbench {spec.name}: performance profiles ({len(spec.workloads)} workloads, {spec.studies} studies x "
+        f"{spec.trials} trials)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -389,8 +434,13 @@ def plot_curves(spec: BenchSpec, trials: list[Trial], agg: dict, path: Path) -> 
             sign = 1 if wspec.goal == "min" else -1
             t = min(mine, key=lambda t: (t.result["steps"], sign * t.result["best"]))
             recs = [r for r in read_metrics(t.run_dir) if r.get(wspec.metric) is not None]
-            ax.plot([r["step"] for r in recs], [r[wspec.metric] for r in recs], color=colors[s], lw=1.6,
-                    label=s + ("" if t.result["reached"] else " (not reached)"))
+            ax.plot(
+                [r["step"] for r in recs],
+                [r[wspec.metric] for r in recs],
+                color=colors[s],
+                lw=1.6,
+                label=s + ("" if t.result["reached"] else " (not reached)"),
+            )
         ax.axhline(wspec.target, color="k", ls="--", lw=1, label="target")
         ax.set_title(w, fontsize=10)
         ax.set_xlabel("training step")
@@ -399,7 +449,7 @@ def plot_curves(spec: BenchSpec, trials: list[Trial], agg: dict, path: Path) -> 
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(ws):]:
+    for ax in list(axes.flat)[len(ws) :]:
         ax.set_visible(False)
     fig.suptitle(f"optbench {spec.name}: each submission's fastest trial (by steps)", fontsize=10)
     fig.tight_layout()
@@ -415,43 +465,136 @@ def report(spec: BenchSpec, trials: list[Trial], out: Path, run_info: dict | Non
     rows = trials_rows(trials)
     write_json(out / "trials.json", _jsonable(rows))
     hp_keys = sorted({k for t in trials for k in t.hparams})
-    write_text(out / "trials.csv", _csv(
-        ["workload", "submission", "study", "trial", "seed", "state", "reached", "steps_to_target", "seconds_to_target",
-         "best", "final", *hp_keys, "run_dir"],
-        [[r["workload"], r["submission"], r["study"], r["trial"], r["seed"], r["state"], r["reached"], r["steps"],
-          r["seconds"], r["best"], r["final"], *[r["hparams"].get(k) for k in hp_keys], r["run_dir"]] for r in rows]))
-    write_text(out / "time_to_target.csv", _csv(
-        ["workload", "metric", "goal", "target", "budget_steps", "submission", "steps", "seconds", "reached", "trials",
-         "share_reached", "best_metric"],
-        [[w, spec.workloads[w].metric, spec.workloads[w].goal, spec.workloads[w].target, agg["budgets"][w], s, r["steps"],
-          r["seconds"], r["reached"], r["trials"], r["share_reached"], r["best_metric"]]
-         for w in spec.workloads for s, r in agg["table"][w].items()]))
-    write_json(out / "time_to_target.json", _jsonable({"workloads": {w: spec.workloads[w].model_dump() for w in spec.workloads},
-                                                       "budgets": agg["budgets"], "table": agg["table"]}))
+    write_text(
+        out / "trials.csv",
+        _csv(
+            [
+                "workload",
+                "submission",
+                "study",
+                "trial",
+                "seed",
+                "state",
+                "reached",
+                "steps_to_target",
+                "seconds_to_target",
+                "best",
+                "final",
+                *hp_keys,
+                "run_dir",
+            ],
+            [
+                [
+                    r["workload"],
+                    r["submission"],
+                    r["study"],
+                    r["trial"],
+                    r["seed"],
+                    r["state"],
+                    r["reached"],
+                    r["steps"],
+                    r["seconds"],
+                    r["best"],
+                    r["final"],
+                    *[r["hparams"].get(k) for k in hp_keys],
+                    r["run_dir"],
+                ]
+                for r in rows
+            ],
+        ),
+    )
+    write_text(
+        out / "time_to_target.csv",
+        _csv(
+            [
+                "workload",
+                "metric",
+                "goal",
+                "target",
+                "budget_steps",
+                "submission",
+                "steps",
+                "seconds",
+                "reached",
+                "trials",
+                "share_reached",
+                "best_metric",
+            ],
+            [
+                [
+                    w,
+                    spec.workloads[w].metric,
+                    spec.workloads[w].goal,
+                    spec.workloads[w].target,
+                    agg["budgets"][w],
+                    s,
+                    r["steps"],
+                    r["seconds"],
+                    r["reached"],
+                    r["trials"],
+                    r["share_reached"],
+                    r["best_metric"],
+                ]
+                for w in spec.workloads
+                for s, r in agg["table"][w].items()
+            ],
+        ),
+    )
+    write_json(
+        out / "time_to_target.json",
+        _jsonable(
+            {
+                "workloads": {w: spec.workloads[w].model_dump() for w in spec.workloads},
+                "budgets": agg["budgets"],
+                "table": agg["table"],
+            }
+        ),
+    )
     ttt_md = ttt_markdown(spec, agg)
     write_text(out / "time_to_target.md", ttt_md + "\n")
-    write_json(out / "scores.json", _jsonable({"r_max": spec.r_max, "rank_by": spec.rank_by,
-                                               **{m: agg["measures"][m] for m in MEASURES}}))
+    write_json(
+        out / "scores.json",
+        _jsonable({"r_max": spec.r_max, "rank_by": spec.rank_by, **{m: agg["measures"][m] for m in MEASURES}}),
+    )
     sc_md = scores_markdown(spec, agg)
     write_text(out / "scores.md", sc_md + "\n")
     plot_profiles(spec, agg, out / "profiles.png")
     plot_curves(spec, trials, agg, out / "curves.png")
     info = run_info or {}
-    summary = [f"# optbench {spec.name}", "",
-               f"{len(spec.workloads)} workloads x {len(spec.submissions)} submissions x {spec.studies} studies x "
-               f"{spec.trials} trials = {len(trials)} trials (seed {spec.seed}); r_max = {spec.r_max:g}; ranked by "
-               f"{spec.rank_by}.", ""]
+    summary = [
+        f"# optbench {spec.name}",
+        "",
+        f"{len(spec.workloads)} workloads x {len(spec.submissions)} submissions x {spec.studies} studies x "
+        f"{spec.trials} trials = {len(trials)} trials (seed {spec.seed}); r_max = {spec.r_max:g}; ranked by "
+        f"{spec.rank_by}.",
+        "",
+    ]
     if info:
-        summary += [f"This invocation: {info.get('ran', 0)} trial runs trained, {info.get('reused', 0)} reused, "
-                    f"states {info.get('states', {})}, wall time {info.get('wall_s', 0):.0f} s.", ""]
-    summary += ["## Time to target", "",
-                "Cell: median over studies of the fastest trial that reached the target, in steps / training seconds "
-                "(each measure picks its own fastest trial; the time is that of the first logged evaluation at or past "
-                "the target, training seconds exclude evaluations; ∞: not reached in the median study), and "
-                "(trials that reached it / trials).", "", ttt_md, "",
-                "## Score (area under the performance profile up to r_max, divided by r_max - 1)", "", sc_md, "",
-                f"## Performance ratios ({spec.rank_by})", "", ratios_markdown(spec, agg, spec.rank_by), "",
-                "Figures: profiles.png, curves.png. Every trial: trials.csv."]
+        summary += [
+            f"This invocation: {info.get('ran', 0)} trial runs trained, {info.get('reused', 0)} reused, "
+            f"states {info.get('states', {})}, wall time {info.get('wall_s', 0):.0f} s.",
+            "",
+        ]
+    summary += [
+        "## Time to target",
+        "",
+        "Cell: median over studies of the fastest trial that reached the target, in steps / training seconds "
+        "(each measure picks its own fastest trial; the time is that of the first logged evaluation at or past "
+        "the target, training seconds exclude evaluations; ∞: not reached in the median study), and "
+        "(trials that reached it / trials).",
+        "",
+        ttt_md,
+        "",
+        "## Score (area under the performance profile up to r_max, divided by r_max - 1)",
+        "",
+        sc_md,
+        "",
+        f"## Performance ratios ({spec.rank_by})",
+        "",
+        ratios_markdown(spec, agg, spec.rank_by),
+        "",
+        "Figures: profiles.png, curves.png. Every trial: trials.csv.",
+    ]
     write_text(out / "summary.md", "\n".join(summary) + "\n")
     return agg
 

@@ -50,9 +50,14 @@ class Dist(_Strict):
     log_uniform: tuple[float, float] | None = None
     uniform: tuple[float, float] | None = None
     choice: list[Any] | None = None
-    one_minus: bool = Field(False, description="the value set is 1 - the draw (e.g. beta1 from (1 - beta1) log-uniform)")
-    of_steps: bool = Field(False, description="the draw is a fraction of training.steps; the value set is "
-                           "round(fraction * steps) (e.g. warmup steps)")
+    one_minus: bool = Field(
+        False, description="the value set is 1 - the draw (e.g. beta1 from (1 - beta1) log-uniform)"
+    )
+    of_steps: bool = Field(
+        False,
+        description="the draw is a fraction of training.steps; the value set is "
+        "round(fraction * steps) (e.g. warmup steps)",
+    )
 
     @model_validator(mode="after")
     def _one(self):
@@ -121,8 +126,10 @@ def load_spec(path: str | Path) -> tuple[BenchSpec, Path]:
     try:
         spec = BenchSpec.model_validate(data)
     except ValidationError as e:
-        parts = [f"{'.'.join(str(p) for p in err['loc'])}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}"
-                 for err in e.errors()]
+        parts = [
+            f"{'.'.join(str(p) for p in err['loc'])}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}"
+            for err in e.errors()
+        ]
         raise OptbenchError(f"invalid optbench spec {path}: " + "; ".join(parts)) from None
     for name, w in spec.workloads.items():
         if not (path.parent / w.config).is_file():
@@ -150,7 +157,9 @@ def _set_path(data: dict, key: str, value: Any, where: str) -> None:
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not p.isdigit() or int(p) >= len(node):
-                raise OptbenchError(f"{where}: {key}: {'.'.join(parts[:i])} is a list of {len(node)}; '{p}' is not an index in it")
+                raise OptbenchError(
+                    f"{where}: {key}: {'.'.join(parts[:i])} is a list of {len(node)}; '{p}' is not an index in it"
+                )
             if last:
                 node[int(p)] = value
             else:

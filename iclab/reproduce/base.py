@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from iclab.config import Config
+from iclab.stats import fmt_ci, mean_ci  # noqa: F401  (the entries take them from here)
 
 
 @dataclass(frozen=True)
@@ -101,24 +102,6 @@ class Planned:
 def at(curve: dict, k: int) -> float:
     """The mean error at k in-context examples of an eval.json curve."""
     return float(curve["mean"][k])
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (0 for one value)."""
-    from iclab.compare import t_interval
-
-    vals = [float(v) for v in values]
-    if not all(math.isfinite(v) for v in vals):  # a diverged seed: no interval (statistics.stdev fails on NaN)
-        return statistics.fmean(vals), math.nan
-    return statistics.fmean(vals), t_interval(vals)
-
-
-def fmt_ci(values: list[float], digits: int = 3) -> str:
-    bad = sum(not math.isfinite(float(v)) for v in values)
-    if bad:
-        return f"diverged on {bad}/{len(values)} seeds"
-    m, h = mean_ci(values)
-    return f"{m:.{digits}f} +- {h:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
 
 
 def per_seed(values: list[float], digits: int = 3) -> str:

@@ -19,16 +19,31 @@ def seed_band(ax, xs, curves: list[list[float]], label: str | None, color: str, 
     stats = [mean_ci([c[i] for c in curves]) for i in range(len(xs))]
     m = [s[0] for s in stats]
     h = [s[1] for s in stats]
-    ax.plot(xs, m, color=color, lw=2, label=f"{label} (mean of {len(curves)} seeds)" if label and len(curves) > 1 else label, **kw)
+    ax.plot(
+        xs,
+        m,
+        color=color,
+        lw=2,
+        label=f"{label} (mean of {len(curves)} seeds)" if label and len(curves) > 1 else label,
+        **kw,
+    )
     if len(curves) > 1:
         if band:
-            ax.fill_between(xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], color=color, alpha=0.2, lw=0)
+            ax.fill_between(
+                xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], color=color, alpha=0.2, lw=0
+            )
         for c in curves:
             ax.plot(xs, c, color=color, lw=0.6, alpha=0.45)
 
 
-def error_vs_examples(ax, groups: dict[str, list[dict]], baselines: list[str], title: str, mark_k: int | None = None,
-                      ylim: float | None = 1.5) -> None:
+def error_vs_examples(
+    ax,
+    groups: dict[str, list[dict]],
+    baselines: list[str],
+    title: str,
+    mark_k: int | None = None,
+    ylim: float | None = 1.5,
+) -> None:
     """groups: label -> eval.json records (one per seed). Baselines are drawn from the first group's records."""
     for i, (label, evs) in enumerate(groups.items()):
         xs = list(range(len(evs[0]["model"]["mean"])))

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import iclab
 from iclab.config import Config, load_config
+from iclab.errors import IclabError
 from iclab.files import write_json
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict
 
 
-class ReproduceError(ValueError):
+class ReproduceError(IclabError, ValueError):
     pass
 
 
@@ -32,8 +33,10 @@ _VOLATILE = {("training", "threads"), ("logging", "progress"), ("logging", "tens
 def config_path(rel: str) -> Path:
     path = REPO / rel
     if not path.is_file():
-        raise ReproduceError(f"{path} not found: `iclab reproduce` reads the configs of the repository it is installed "
-                             "from (pip install -e .)")
+        raise ReproduceError(
+            f"{path} not found: `iclab reproduce` reads the configs of the repository it is installed "
+            "from (pip install -e .)"
+        )
     return path
 
 
@@ -45,8 +48,10 @@ def config_digest(cfg: Config) -> str:
     data = cfg.model_dump(mode="json", exclude_defaults=True)
     data.pop("seed", None)
     # the options dicts are filled with every option's default: keep only the options set to something else
-    for section, path, Options in (("task", ("options",), TASKS.get(cfg.task.name).Options),
-                                   ("training", ("optimizer", "options"), OPTIMIZERS.get(cfg.training.optimizer.name).Options)):
+    for section, path, Options in (
+        ("task", ("options",), TASKS.get(cfg.task.name).Options),
+        ("training", ("optimizer", "options"), OPTIMIZERS.get(cfg.training.optimizer.name).Options),
+    ):
         holder = data.get(section, {})
         for key in path[:-1]:
             holder = holder.get(key, {})
@@ -77,7 +82,9 @@ def get_entry(name: str) -> Entry:
     return entry
 
 
-def plan(entry: Entry, scale: str, seeds: int | None, out: Path, overrides: list[str] | None = None) -> dict[str, list[Run]]:
+def plan(
+    entry: Entry, scale: str, seeds: int | None, out: Path, overrides: list[str] | None = None
+) -> dict[str, list[Run]]:
     """The runs of an entry at a scale: label -> [Run per seed] (nothing is trained)."""
     if scale not in entry.configs:
         raise ReproduceError(f"reproduction '{entry.name}' has no '{scale}' scale; it has: {', '.join(entry.configs)}")
@@ -89,8 +96,10 @@ def plan(entry: Entry, scale: str, seeds: int | None, out: Path, overrides: list
         runs[label] = []
         if isinstance(rel, Command):
             if overrides:
-                raise ReproduceError(f"reproduction '{entry.name}': --set does not apply to '{label}', which is the "
-                                     f"function {rel.name} and not a config")
+                raise ReproduceError(
+                    f"reproduction '{entry.name}': --set does not apply to '{label}', which is the "
+                    f"function {rel.name} and not a config"
+                )
             base = Path(out) / "runs" / f"{rel.name}-{command_digest(rel)}"
             runs[label] = [Run(label, s, base / f"seed{s}", None, rel) for s in range(n)]
             continue
@@ -107,8 +116,16 @@ def _wall(run: Run) -> float:
     return json.loads(t.read_text()).get("wall_s", 0.0) if t.is_file() else 0.0
 
 
-def reproduce(name: str, scale: str = "tiny", seeds: int | None = None, out: Path = Path("runs/reproduce"),
-              overrides: list[str] | None = None, workers: int = 1, report: bool = True, log=print) -> dict:
+def reproduce(
+    name: str,
+    scale: str = "tiny",
+    seeds: int | None = None,
+    out: Path = Path("runs/reproduce"),
+    overrides: list[str] | None = None,
+    workers: int = 1,
+    report: bool = True,
+    log=print,
+) -> dict:
     entry = get_entry(name)
     out = Path(out)
     runs = plan(entry, scale, seeds, out, overrides)
@@ -124,9 +141,16 @@ def reproduce(name: str, scale: str = "tiny", seeds: int | None = None, out: Pat
     dest.mkdir(parents=True, exist_ok=True)
     entry.figure(runs, dest / "figure.png")
     result = {
-        "name": entry.name, "source": entry.source, "claim": entry.claim, "criterion": entry.criterion,
-        "scale": scale, "seeds": len(flat) // len(runs), "passed": verdict.passed, "summary": verdict.summary,
-        "numbers": verdict.numbers, "details": verdict.details,
+        "name": entry.name,
+        "source": entry.source,
+        "claim": entry.claim,
+        "criterion": entry.criterion,
+        "scale": scale,
+        "seeds": len(flat) // len(runs),
+        "passed": verdict.passed,
+        "summary": verdict.summary,
+        "numbers": verdict.numbers,
+        "details": verdict.details,
         "train_wall_s": round(sum(_wall(r) for r in flat), 1),  # the runs' own training + evaluation time
         "this_call_s": round(time.perf_counter() - t0, 1),
         "runs": {label: [str(r.dir) for r in rs] for label, rs in runs.items()},
@@ -135,8 +159,11 @@ def reproduce(name: str, scale: str = "tiny", seeds: int | None = None, out: Pat
     if report:
         from iclab.report import write_report
 
-        write_report([dest] + sorted({r.dir.parent for r in flat if r.cfg is not None}), dest / "report.html",
-                     title=f"iclab reproduce {entry.name} ({scale})")
+        write_report(
+            [dest] + sorted({r.dir.parent for r in flat if r.cfg is not None}),
+            dest / "report.html",
+            title=f"iclab reproduce {entry.name} ({scale})",
+        )
     log(f"{'PASS' if verdict.passed else 'FAIL'} {entry.name}: {verdict.summary}")
     for line in verdict.details:
         log(f"  {line}")
@@ -189,9 +216,15 @@ def summary_table(out: Path) -> str:
     rows = []
     for path in sorted(Path(out).glob("*/*/result.json")):
         r = json.loads(path.read_text())
-        rows.append(f"| {r['name']} | {r['scale']} | {r['seeds']} | {'PASS' if r['passed'] else 'FAIL'} | "
-                    f"{r['summary']} | {r['train_wall_s'] / 60:.1f} |")
+        rows.append(
+            f"| {r['name']} | {r['scale']} | {r['seeds']} | {'PASS' if r['passed'] else 'FAIL'} | "
+            f"{r['summary']} | {r['train_wall_s'] / 60:.1f} |"
+        )
     if not rows:
-        raise ReproduceError(f"no result.json under {out}/<entry>/<scale>/: run `iclab reproduce NAME --out {out}` first")
-    return ("| entry | scale | seeds | verdict | measured (mean +- 95% CI over seeds) | run time (min) |\n"
-            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+        raise ReproduceError(
+            f"no result.json under {out}/<entry>/<scale>/: run `iclab reproduce NAME --out {out}` first"
+        )
+    return (
+        "| entry | scale | seeds | verdict | measured (mean +- 95% CI over seeds) | run time (min) |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )

@@ -19,8 +19,7 @@ def error_over_training(run: Run, n_prompts: int = 500) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     from iclab.evaluation.regression import evaluate
-    from iclab.training.checkpoint import list_checkpoints, load_checkpoint
-    from iclab.training.trainer import identity
+    from iclab.training.checkpoint import identity, list_checkpoints, load_checkpoint
     from iclab.workloads import make_workload
 
     cfg = run.cfg
@@ -34,8 +33,9 @@ def error_over_training(run: Run, n_prompts: int = 500) -> dict:
     for step, ckpt in list_checkpoints(run.dir / "checkpoints"):
         model.load_state_dict(load_checkpoint(ckpt, ident)["model"])
         with torch.no_grad():
-            ev = evaluate(model, task, n_prompts=n_prompts, n_points=n_points, seed=cfg.eval.seed,
-                          batch_size=cfg.eval.batch_size)
+            ev = evaluate(
+                model, task, n_prompts=n_prompts, n_points=n_points, seed=cfg.eval.seed, batch_size=cfg.eval.batch_size
+            )
         steps.append(step)
         errors.append(ev["model"]["mean"][k])
     out = {"k": k, "steps": steps, "error": errors, "n_prompts": n_prompts}

@@ -13,8 +13,24 @@ from iclab.sweep.backends import BACKENDS, SweepError, run_many
 from iclab.sweep.grid import GridError, expand, parse_grid, parse_seeds, parse_target
 from iclab.sweep.jobs import Job, JobResult, execute_job, is_done, run_state
 
-__all__ = ["BACKENDS", "GridError", "Job", "JobResult", "SweepError", "execute_job", "expand", "is_done", "parse_grid",
-           "parse_seeds", "parse_target", "run_many", "run_state", "run_sweep", "status", "summarize"]
+__all__ = [
+    "BACKENDS",
+    "GridError",
+    "Job",
+    "JobResult",
+    "SweepError",
+    "execute_job",
+    "expand",
+    "is_done",
+    "parse_grid",
+    "parse_seeds",
+    "parse_target",
+    "run_many",
+    "run_state",
+    "run_sweep",
+    "status",
+    "summarize",
+]
 
 
 def __getattr__(name):  # core imports the config machinery: load it on first use

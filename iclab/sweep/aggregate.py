@@ -19,7 +19,7 @@ import math
 import statistics
 from pathlib import Path
 
-from iclab.compare import t_interval
+from iclab.stats import t_interval
 
 _SKIP = {"step", "lr", "steps_per_s", "skipped"}
 
@@ -58,7 +58,12 @@ def run_summary(run_dir: Path, workload=None, target=None) -> dict:
     recs = read_metrics(run_dir)
     if recs:
         for k, v in recs[-1].items():
-            if k not in _SKIP and not k.startswith("curriculum/") and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if (
+                k not in _SKIP
+                and not k.startswith("curriculum/")
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+            ):
                 out[k] = float(v)
         out["steps_per_s"] = statistics.median(r["steps_per_s"] for r in recs if "steps_per_s" in r)
     ev_path = run_dir / "eval.json"
@@ -88,13 +93,32 @@ def aggregate(points: list[dict], target=None) -> list[dict]:
             vals = [r[k] for r in done.values() if k in r]
             if vals:
                 metrics[k] = {"mean": statistics.fmean(vals), "ci95": t_interval(vals), "values": vals}
-        row = {"name": p["name"], "values": p["values"], "n_done": len(done), "n_runs": len(p["runs"]),
-               "seeds": sorted(done), "metrics": metrics}
+        row = {
+            "name": p["name"],
+            "values": p["values"],
+            "n_done": len(done),
+            "n_runs": len(p["runs"]),
+            "seeds": sorted(done),
+            "metrics": metrics,
+        }
         if target is not None:
             hits = [r["target"] for r in done.values() if r.get("target")]
-            row["target"] = {"reached": len(hits), "of": len(done),
-                             **{k: ({"mean": statistics.fmean(h[k] for h in hits), "ci95": t_interval([h[k] for h in hits]),
-                                     "values": [h[k] for h in hits]} if hits else None) for k in ("step", "seconds")}}
+            row["target"] = {
+                "reached": len(hits),
+                "of": len(done),
+                **{
+                    k: (
+                        {
+                            "mean": statistics.fmean(h[k] for h in hits),
+                            "ci95": t_interval([h[k] for h in hits]),
+                            "values": [h[k] for h in hits],
+                        }
+                        if hits
+                        else None
+                    )
+                    for k in ("step", "seconds")
+                },
+            }
         rows.append(row)
     return rows
 
@@ -116,7 +140,11 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 def table(rows: list[dict], target=None) -> str:
     names = metric_names(rows)
-    head = ["point", "seeds done"] + names + ([f"step to {''.join(map(str, target))}", "seconds to target"] if target else [])
+    head = (
+        ["point", "seeds done"]
+        + names
+        + ([f"step to {''.join(map(str, target))}", "seconds to target"] if target else [])
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["name"], f"{r['n_done']}/{r['n_runs']}"] + [_pm(r["metrics"].get(k)) for k in names]
@@ -145,7 +173,9 @@ def to_csv(rows: list[dict], target=None) -> str:
             cells += [m["mean"], m["ci95"]] if m else ["", ""]
         if target:
             t = r["target"]
-            cells += [t["reached"]] + [x for k in ("step", "seconds") for x in ((t[k]["mean"], t[k]["ci95"]) if t[k] else ("", ""))]
+            cells += [t["reached"]] + [
+                x for k in ("step", "seconds") for x in ((t[k]["mean"], t[k]["ci95"]) if t[k] else ("", ""))
+            ]
         w.writerow(cells)
     return buf.getvalue()
 
@@ -162,8 +192,9 @@ def plot(rows: list[dict], curves: dict[str, list[list[tuple[int, float]]]], out
     fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2))
     ax = axes[0]
     keys = list(rows[0]["values"]) if rows else []
-    numeric = bool(keys) and all(isinstance(r["values"][keys[0]], (int, float)) and not isinstance(r["values"][keys[0]], bool)
-                                 for r in rows)
+    numeric = bool(keys) and all(
+        isinstance(r["values"][keys[0]], (int, float)) and not isinstance(r["values"][keys[0]], bool) for r in rows
+    )
     if main:
         groups: dict[str, list[dict]] = {}
         for r in rows:
@@ -175,8 +206,15 @@ def plot(rows: list[dict], curves: dict[str, list[list[tuple[int, float]]]], out
                 continue
             xs = [r["values"][keys[0]] for r in rs] if numeric else [rows.index(r) for r in rs]
             ms = [r["metrics"][main] for r in rs]
-            ax.errorbar(xs, [m["mean"] for m in ms], yerr=[m["ci95"] for m in ms], fmt="o-" if numeric else "o",
-                        color=run_color(gi), capsize=4, label=label or None)
+            ax.errorbar(
+                xs,
+                [m["mean"] for m in ms],
+                yerr=[m["ci95"] for m in ms],
+                fmt="o-" if numeric else "o",
+                color=run_color(gi),
+                capsize=4,
+                label=label or None,
+            )
             for x, m in zip(xs, ms):
                 ax.scatter([x] * len(m["values"]), m["values"], color=run_color(gi), alpha=0.35, s=12)
         if numeric:
@@ -216,8 +254,14 @@ def plot(rows: list[dict], curves: dict[str, list[list[tuple[int, float]]]], out
             if t["step"]:
                 ax.errorbar([i], [t["step"]["mean"]], yerr=[t["step"]["ci95"]], fmt="o", color=run_color(i), capsize=4)
                 ax.scatter([i] * len(t["step"]["values"]), t["step"]["values"], color=run_color(i), alpha=0.35, s=12)
-            ax.annotate(f"{t['reached']}/{t['of']}", (i, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
-                        fontsize=7)
+            ax.annotate(
+                f"{t['reached']}/{t['of']}",
+                (i, 0),
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
         ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
         ax.set_ylim(bottom=0)
         ax.set(ylabel="steps to target", title=f"first logged step with {''.join(map(str, target))} (k/n reached)")

@@ -27,12 +27,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from iclab.errors import IclabError
 from iclab.sweep.jobs import Job, JobResult, config_conflict, is_done, mark_failed, run_state
 
 BACKENDS = ("local", "ray", "slurm")
 
 
-class SweepError(ValueError):
+class SweepError(IclabError, ValueError):
     """A sweep that cannot start (bad backend, option or directory); the message names it."""
 
 
@@ -47,8 +48,9 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cpu_cores() // max(1, workers))
 
 
-def run_many(jobs: list[Job], backend: str = "local", workers: int | None = None, log=print,
-             options: dict | None = None) -> list[JobResult]:
+def run_many(
+    jobs: list[Job], backend: str = "local", workers: int | None = None, log=print, options: dict | None = None
+) -> list[JobResult]:
     """Run every job (see the module docstring); never raises for a failed job. A job may also be given as a
     (config, run_dir) tuple. `options["threads"]`: torch threads per run (default cores // workers)."""
     jobs = [j if isinstance(j, Job) else Job(j[0], Path(j[1])) for j in jobs]
@@ -112,14 +114,21 @@ def _local_one(job: Job, threads: int, log) -> JobResult:
     log(f"  {run_dir}: {'resuming' if (run_dir / 'config.yaml').is_file() else 'training'}")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(log_path(run_dir), "ab") as out:
-        proc = subprocess.run([sys.executable, "-m", "iclab.sweep.jobs", "-"], input=json.dumps(job.spec(threads)).encode(),
-                              stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "iclab.sweep.jobs", "-"],
+            input=json.dumps(job.spec(threads)).encode(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     for ln in reversed(log_path(run_dir).read_text(errors="replace").splitlines()):
         if ln.startswith("iclab-sweep-result "):
             return _report(log, _from_dict(json.loads(ln.split(" ", 1)[1])))
     why = f"exit code {proc.returncode}" if proc.returncode >= 0 else f"killed by signal {-proc.returncode}"
     last = _last_line(log_path(run_dir))
-    msg = f"the run's process ended without a result ({why}); last line of {log_path(run_dir).name}: {last or '(empty)'}"
+    msg = (
+        f"the run's process ended without a result ({why}); last line of {log_path(run_dir).name}: {last or '(empty)'}"
+    )
     if run_state(run_dir, job.evaluate) != "done":
         mark_failed(run_dir, msg)
     return _report(log, JobResult(run_dir, "failed", msg))
@@ -127,8 +136,10 @@ def _local_one(job: Job, threads: int, log) -> JobResult:
 
 def _run_local(jobs: list[Job], workers: int, log, options: dict):
     threads = int(options.get("threads") or threads_per_worker(workers))
-    log(f"local backend: {len(jobs)} run(s), {workers} at a time, {threads} torch thread(s) each where the config "
-        "leaves training.threads unset")
+    log(
+        f"local backend: {len(jobs)} run(s), {workers} at a time, {threads} torch thread(s) each where the config "
+        "leaves training.threads unset"
+    )
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_local_one, job, threads, log) for job in jobs]
         return [(i, f.result()) for i, f in enumerate(futures)]
@@ -145,8 +156,12 @@ def _run_ray(jobs: list[Job], workers: int, log, options: dict):
     started = False
     if not ray.is_initialized():
         address = options.get("address")
-        ray.init(address=address, **({} if address else {"num_cpus": workers * int(options.get("threads") or 1)}),
-                 include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address=address,
+            **({} if address else {"num_cpus": workers * int(options.get("threads") or 1)}),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
         started = True
     threads = int(options.get("threads") or 1)
     log(f"ray backend: {len(jobs)} run(s), {threads} CPU(s) each")

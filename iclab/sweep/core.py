@@ -23,8 +23,14 @@ from iclab.sweep.jobs import Job, failure, run_state
 PLAN = "sweep.json"
 
 
-def plan(config: Path, grid: list[str], seeds: list[int], out: Path, overrides: list[str] | None = None,
-         target: str | None = None) -> dict:
+def plan(
+    config: Path,
+    grid: list[str],
+    seeds: list[int],
+    out: Path,
+    overrides: list[str] | None = None,
+    target: str | None = None,
+) -> dict:
     """Check everything (grid syntax, every point's config) before any run; return the plan."""
     axes = parse_grid(grid)
     parse_target(target)
@@ -40,8 +46,14 @@ def plan(config: Path, grid: list[str], seeds: list[int], out: Path, overrides: 
                 raise ConfigError(f"grid point {p.name}: {e}") from None
             runs[str(s)] = f"{p.name}/seed{s}"
         points.append({"name": p.name, "overrides": p.overrides, "values": p.values, "runs": runs})
-    return {"config": str(config), "grid": list(grid or []), "seeds": list(seeds), "overrides": list(overrides or []),
-            "target": target, "points": points}
+    return {
+        "config": str(config),
+        "grid": list(grid or []),
+        "seeds": list(seeds),
+        "overrides": list(overrides or []),
+        "target": target,
+        "points": points,
+    }
 
 
 def jobs_of(pl: dict, out: Path) -> list[tuple[dict, str, Job]]:
@@ -53,9 +65,18 @@ def jobs_of(pl: dict, out: Path) -> list[tuple[dict, str, Job]]:
     return res
 
 
-def run_sweep(config: Path, grid: list[str], seeds: list[int], out: Path, overrides: list[str] | None = None,
-              backend: str = "local", workers: int | None = None, target: str | None = None, log=print,
-              options: dict | None = None) -> dict:
+def run_sweep(
+    config: Path,
+    grid: list[str],
+    seeds: list[int],
+    out: Path,
+    overrides: list[str] | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    target: str | None = None,
+    log=print,
+    options: dict | None = None,
+) -> dict:
     """Plan, run what is missing, aggregate. Returns {"rows", "results", "plan"}."""
     out = Path(out)
     pl = plan(config, grid, seeds, out, overrides, target)
@@ -97,11 +118,22 @@ def summarize(out: Path, pl: dict | None = None) -> list[dict]:
                 continue
             wl = wl or make_workload(load_run_config(run), run)  # the seeds differ in nothing a workload reads
             runs[int(s)] = agg.run_summary(run, wl, target)
-            curves.setdefault(p["name"], []).append([(r["step"], r["loss"]) for r in agg.read_metrics(run) if "loss" in r])
+            curves.setdefault(p["name"], []).append(
+                [(r["step"], r["loss"]) for r in agg.read_metrics(run) if "loss" in r]
+            )
         points.append({"name": p["name"], "values": p["values"], "runs": runs})
     rows = agg.aggregate(points, target)
-    write_json(out / "table.json", {"config": pl["config"], "grid": pl["grid"], "seeds": pl["seeds"],
-                                    "overrides": pl["overrides"], "target": pl.get("target"), "points": rows})
+    write_json(
+        out / "table.json",
+        {
+            "config": pl["config"],
+            "grid": pl["grid"],
+            "seeds": pl["seeds"],
+            "overrides": pl["overrides"],
+            "target": pl.get("target"),
+            "points": rows,
+        },
+    )
     write_text(out / "table.csv", agg.to_csv(rows, target))
     write_text(out / "table.md", agg.table(rows, target))
     if any(r["n_done"] for r in rows):
@@ -133,5 +165,7 @@ def status_table(rows: list[dict]) -> str:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    lines = [f"{r['state']:<11} {r['point']}/seed{r['seed']}" + (f"  {r['detail']}" if r["detail"] else "") for r in rows]
+    lines = [
+        f"{r['state']:<11} {r['point']}/seed{r['seed']}" + (f"  {r['detail']}" if r["detail"] else "") for r in rows
+    ]
     return "\n".join(lines) + "\n" + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" (of {len(rows)})\n"

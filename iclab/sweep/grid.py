@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from iclab.errors import IclabError
 
-class GridError(ValueError):
+
+class GridError(IclabError, ValueError):
     """A grid or seed specification that cannot be read (the message names the option and value)."""
 
 
@@ -109,8 +111,13 @@ def expand(axes: list[Axis]) -> list[Point]:
     points = []
     for combo in itertools.product(*[list(zip(a.raw, a.values)) for a in axes]):
         name = ",".join(f"{a.key}={_clean(raw)}" for a, (raw, _) in zip(axes, combo))
-        points.append(Point(name, [f"{a.key}={raw}" for a, (raw, _) in zip(axes, combo)],
-                            {a.key: v for a, (_, v) in zip(axes, combo)}))
+        points.append(
+            Point(
+                name,
+                [f"{a.key}={raw}" for a, (raw, _) in zip(axes, combo)],
+                {a.key: v for a, (_, v) in zip(axes, combo)},
+            )
+        )
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         clash = next(n for n in names if names.count(n) > 1)
@@ -120,7 +127,8 @@ def expand(axes: list[Axis]) -> list[Point]:
 
 def parse_seeds(spec: str) -> list[int]:
     """'3' -> [0, 1, 2]; '0-4' -> [0..4]; '1,5,7' -> [1, 5, 7] (as `iclab compare`)."""
-    from iclab.compare import CompareError, parse_seeds as parse
+    from iclab.compare import CompareError
+    from iclab.compare import parse_seeds as parse
 
     try:
         seeds = parse(spec)
@@ -137,7 +145,9 @@ def parse_target(spec: str | None) -> tuple[str, str, float] | None:
         return None
     m = re.fullmatch(r"\s*([A-Za-z0-9_./-]+)\s*(<=|>=)\s*([-+0-9.eE]+|inf)\s*", spec)
     if not m:
-        raise GridError(f"--target {spec!r}: use METRIC<=VALUE or METRIC>=VALUE with a metrics.jsonl key, e.g. loss<=0.05")
+        raise GridError(
+            f"--target {spec!r}: use METRIC<=VALUE or METRIC>=VALUE with a metrics.jsonl key, e.g. loss<=0.05"
+        )
     try:
         value = float(m.group(3))
     except ValueError:

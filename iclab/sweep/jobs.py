@@ -36,8 +36,12 @@ class Job:
 
     def spec(self, threads: int | None = None) -> dict:
         """What a worker process needs (JSON-able)."""
-        return {"config": self.config.model_dump(mode="json"), "run_dir": str(self.run_dir), "evaluate": self.evaluate,
-                "threads": threads}
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "run_dir": str(self.run_dir),
+            "evaluate": self.evaluate,
+            "threads": threads,
+        }
 
 
 @dataclass
@@ -149,15 +153,34 @@ def execute_job(spec: dict) -> dict:
         resume = (run_dir / "config.yaml").is_file()
         prev = _timing(run_dir) if resume else 0.0
         try:
-            train_run(cfg, run_dir, resume=resume, overwrite=not resume and run_dir.exists(),
-                      evaluate_after=spec.get("evaluate", True))
+            train_run(
+                cfg,
+                run_dir,
+                resume=resume,
+                overwrite=not resume and run_dir.exists(),
+                evaluate_after=spec.get("evaluate", True),
+            )
         except Interrupted as e:
-            write_json(run_dir / TIMING, {"wall_s": prev + time.perf_counter() - t0, "started": started, "ended": time.time()})
-            return {"run_dir": str(run_dir), "state": "interrupted", "error": str(e), "wall_s": time.perf_counter() - t0}
-        write_json(run_dir / TIMING, {"wall_s": prev + time.perf_counter() - t0, "started": started, "ended": time.time()})
+            write_json(
+                run_dir / TIMING, {"wall_s": prev + time.perf_counter() - t0, "started": started, "ended": time.time()}
+            )
+            return {
+                "run_dir": str(run_dir),
+                "state": "interrupted",
+                "error": str(e),
+                "wall_s": time.perf_counter() - t0,
+            }
+        write_json(
+            run_dir / TIMING, {"wall_s": prev + time.perf_counter() - t0, "started": started, "ended": time.time()}
+        )
         return {"run_dir": str(run_dir), "state": "done", "error": None, "wall_s": time.perf_counter() - t0}
     except KeyboardInterrupt:
-        return {"run_dir": str(run_dir), "state": "interrupted", "error": "interrupted", "wall_s": time.perf_counter() - t0}
+        return {
+            "run_dir": str(run_dir),
+            "state": "interrupted",
+            "error": "interrupted",
+            "wall_s": time.perf_counter() - t0,
+        }
     except Exception as e:  # noqa: BLE001  (a failed run is reported, never stops the other runs)
         line = one_line(e)
         try:

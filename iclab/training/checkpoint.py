@@ -23,7 +23,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from iclab.files import TMP_PREFIX as _TMP_PREFIX, atomic_write
+from iclab.config import AttentionConfig, Config
+from iclab.errors import IclabError
+from iclab.files import TMP_PREFIX as _TMP_PREFIX
+from iclab.files import atomic_write
 
 FORMAT = "iclab-checkpoint-2"
 WEIGHTS_FORMAT = "iclab-weights-1"
@@ -32,7 +35,7 @@ _META_KEY = "iclab"  # all metadata in one JSON entry: safetensors writes a map'
 #                      a single key keeps equal checkpoints byte-identical
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(IclabError, RuntimeError):
     pass
 
 
@@ -124,7 +127,9 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     return stale
 
 
-def save_checkpoint(path: Path, *, model_state: dict, optim_state: dict, rng: dict, trainer: dict, identity: dict) -> None:
+def save_checkpoint(
+    path: Path, *, model_state: dict, optim_state: dict, rng: dict, trainer: dict, identity: dict
+) -> None:
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model_state.items():
         tensors[f"model/{k}"] = v.detach().contiguous().cpu()
@@ -168,13 +173,19 @@ def _read_verified(path: Path, formats: tuple[str, ...]) -> tuple[dict[str, torc
         tensors = load_file(str(path))
         meta = read_metadata(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CorruptCheckpointError(f"checkpoint {path} is unreadable (truncated or not a safetensors file): {e}") from None
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is unreadable (truncated or not a safetensors file): {e}"
+        ) from None
     if meta.get("format") not in formats:
-        raise CorruptCheckpointError(f"checkpoint {path} is not an iclab file of the expected kind "
-                                     f"(format={meta.get('format')!r}, expected {' or '.join(formats)})")
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is not an iclab file of the expected kind "
+            f"(format={meta.get('format')!r}, expected {' or '.join(formats)})"
+        )
     if _digest(tensors, meta) != meta.get("sha256"):
-        raise CorruptCheckpointError(f"checkpoint {path} is corrupt: its contents do not match the SHA-256 stored in it "
-                                     "(altered or damaged since it was written)")
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is corrupt: its contents do not match the SHA-256 stored in it "
+            "(altered or damaged since it was written)"
+        )
     return tensors, meta
 
 
@@ -189,8 +200,9 @@ def _leaf_diffs(a: Any, b: Any, prefix: str) -> list[str]:
 
 def check_identity(path: Path, saved: dict, expected: dict | None) -> None:
     if expected is not None and saved != expected:
-        raise IncompatibleCheckpointError(f"checkpoint {path} was made with another configuration: "
-                                          + "; ".join(_leaf_diffs(saved, expected, "")))
+        raise IncompatibleCheckpointError(
+            f"checkpoint {path} was made with another configuration: " + "; ".join(_leaf_diffs(saved, expected, ""))
+        )
 
 
 def load_checkpoint(path: Path, identity: dict | None = None) -> dict:
@@ -205,7 +217,7 @@ def load_checkpoint(path: Path, identity: dict | None = None) -> dict:
     except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
         raise CorruptCheckpointError(f"checkpoint {path} has damaged metadata ({e})") from None
     check_identity(path, saved_identity, identity)
-    model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    model = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
     return {"model": model, "optim": optim, "rng": rng, "trainer": trainer, "identity": saved_identity}
 
 
@@ -242,3 +254,30 @@ def prune_checkpoints(ckpt_dir: Path, keep_last: int, milestone_every: int | Non
         if step in recent or (milestone_every and step % milestone_every == 0):
             continue
         p.unlink(missing_ok=True)
+
+
+INIT_WEIGHTS = "init.safetensors"  # the weights at step 0, saved by every run (iclab landscape --directions init)
+
+
+def identity(cfg: Config, workload=None) -> dict:
+    """What a checkpoint must match to be loaded into a run of `cfg` (and the workload's own items,
+    e.g. the vocabulary of a token workload). Config keys added in later versions are left out while they
+    hold their default, so checkpoints written before them still load."""
+    model, task = cfg.model.model_dump(mode="json"), cfg.task.model_dump(mode="json")
+    for section, defaults in _LATER_KEYS.items():
+        d = {"model": model, "task": task}[section]
+        for key, default in defaults.items():
+            if d.get(key) == default:
+                d.pop(key)
+    return {
+        "model": model,
+        "task": task,
+        "optimizer": cfg.training.optimizer.name,
+        **(workload.identity() if workload is not None else {}),
+    }
+
+
+_LATER_KEYS = {
+    "task": {"seq_len": None},  # keys added after checkpoints already existed, with their defaults
+    "model": {"loop_loss": "mean", "attention": AttentionConfig().model_dump(mode="json")},
+}  # keys added after checkpoints already existed, with their defaults

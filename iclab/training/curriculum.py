@@ -31,34 +31,32 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 from iclab.registry import SHAPES
 
 
-
 @SHAPES.register("step", help="Garg et al.: +inc every `interval` steps (seed 000's 'linear')")
-def step(t: int, s: "Schedule") -> float:
+def step(t: int, s: Schedule) -> float:
     return t // s.interval
 
 
 @SHAPES.register("linear", help="the values share `duration` steps equally")
-def linear(t: int, s: "Schedule") -> float:
+def linear(t: int, s: Schedule) -> float:
     return (s.levels + 1) * t / s.duration
 
 
 @SHAPES.register("sqrt", help="sqrt(step/duration): fast early, hold time grows linearly with the level")
-def sqrt(t: int, s: "Schedule") -> float:
+def sqrt(t: int, s: Schedule) -> float:
     return (s.levels + 1) * math.sqrt(t / s.duration)
 
 
 @SHAPES.register("log", help="level i held interval*base^i steps (seed 000's log2 with base=2)")
-def log(t: int, s: "Schedule") -> float:
+def log(t: int, s: Schedule) -> float:
     return math.log(1 + t * (s.base - 1) / s.interval, s.base)
 
 
 @SHAPES.register("cos", help="cyclic: start -> end -> start every `interval` steps (seed 000's cos)")
-def cos(t: int, s: "Schedule") -> float:
+def cos(t: int, s: Schedule) -> float:
     return (s.levels + 1) * (1 - math.cos(2 * math.pi * t / s.interval)) / 2
 
 
@@ -96,8 +94,15 @@ class Curriculum:
         def make(sched, default):
             if sched is None:
                 return Constant(default)
-            return Schedule(sched.start, sched.end, sched.shape, sched.inc, sched.interval,
-                            sched.duration or cfg.training.steps, sched.base)
+            return Schedule(
+                sched.start,
+                sched.end,
+                sched.shape,
+                sched.inc,
+                sched.interval,
+                sched.duration or cfg.training.steps,
+                sched.base,
+            )
 
         c = cfg.curriculum
         self.dims = make(c.dims, cfg.task.n_dims)
@@ -106,5 +111,9 @@ class Curriculum:
         self.seq_len = make(c.seq_len, cfg.task.seq_len or 0)  # token workloads (0: the task's own length)
 
     def at(self, step: int) -> dict[str, int]:
-        return {"dims": self.dims(step), "points": self.points(step), "loops": self.loops(step),
-                "seq_len": self.seq_len(step)}
+        return {
+            "dims": self.dims(step),
+            "points": self.points(step),
+            "loops": self.loops(step),
+            "seq_len": self.seq_len(step),
+        }

@@ -41,10 +41,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from iclab.errors import IclabError
+
 ENV_TIMEOUT = "ICLAB_DIST_TIMEOUT_S"  # seconds a collective may wait for a missing rank (default 600)
 
 
-class DistributedError(RuntimeError):
+class DistributedError(IclabError, RuntimeError):
     """Data-parallel set-up or a collective failed; the message says which rank and what to do."""
 
 
@@ -80,8 +82,9 @@ class Dist:
         interrupted (one all-reduce)."""
         if not self.parallel:
             return loss_sum, stop
-        buf = torch.stack([loss_sum.detach().double(), torch.full((), float(stop), dtype=torch.float64,
-                                                                    device=loss_sum.device)])
+        buf = torch.stack(
+            [loss_sum.detach().double(), torch.full((), float(stop), dtype=torch.float64, device=loss_sum.device)]
+        )
         with collective("all_reduce"):
             dist.all_reduce(buf)
         return (buf[0] / self.world).to(loss_sum.dtype), bool(buf[1] > 0)
@@ -94,8 +97,10 @@ class Dist:
         with collective("all_reduce"):
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
         if int(t[0]) != value or int(-t[1]) != value:
-            raise DistributedError(f"the ranks disagree on {what} (rank {self.rank}: {value}, range "
-                                   f"{int(-t[1])}..{int(t[0])}); are all ranks reading the same run directory?")
+            raise DistributedError(
+                f"the ranks disagree on {what} (rank {self.rank}: {value}, range "
+                f"{int(-t[1])}..{int(t[0])}); are all ranks reading the same run directory?"
+            )
 
 
 def _coll_device(d: Dist) -> torch.device:
@@ -117,8 +122,18 @@ class collective:
         raise DistributedError(rank_failed_message(f"{self.what}: {exc}")) from None
 
 
-_PEER_LOST = ("connection closed", "connection reset", "broken pipe", "timed out", "timeout", "gloo", "nccl",
-              "socket", "peer", "transport")
+_PEER_LOST = (
+    "connection closed",
+    "connection reset",
+    "broken pipe",
+    "timed out",
+    "timeout",
+    "gloo",
+    "nccl",
+    "socket",
+    "peer",
+    "transport",
+)
 
 
 def lost_peer(e: BaseException) -> bool:
@@ -132,9 +147,11 @@ def lost_peer(e: BaseException) -> bool:
 def rank_failed_message(detail) -> str:
     detail = " ".join(str(detail).split())[:200]
     d = current()
-    return (f"data-parallel rank failed: rank {d.rank} of {d.world} lost its peers ({detail}); another rank "
-            "probably died (see torchrun's report for which and why). Checkpoints are written atomically by rank 0: "
-            "the latest one is intact; continue with --resume RUN_DIR")
+    return (
+        f"data-parallel rank failed: rank {d.rank} of {d.world} lost its peers ({detail}); another rank "
+        "probably died (see torchrun's report for which and why). Checkpoints are written atomically by rank 0: "
+        "the latest one is intact; continue with --resume RUN_DIR"
+    )
 
 
 def in_torchrun() -> bool:
@@ -161,11 +178,14 @@ def current(device: torch.device | None = None) -> Dist:
     if not dist.is_initialized():
         timeout = datetime.timedelta(seconds=float(os.environ.get(ENV_TIMEOUT, 600)))
         try:
-            dist.init_process_group(backend, timeout=timeout,
-                                    **({"device_id": torch.device("cuda", local)} if backend == "nccl" else {}))
+            dist.init_process_group(
+                backend, timeout=timeout, **({"device_id": torch.device("cuda", local)} if backend == "nccl" else {})
+            )
         except (RuntimeError, ValueError) as e:
-            raise DistributedError(f"cannot join the data-parallel group (rank {rank} of {world}, {backend}): "
-                                   f"{' '.join(str(e).split())[:300]}") from None
+            raise DistributedError(
+                f"cannot join the data-parallel group (rank {rank} of {world}, {backend}): "
+                f"{' '.join(str(e).split())[:300]}"
+            ) from None
     _STATE = Dist(rank, world, local, backend)
     return _STATE
 
@@ -177,34 +197,16 @@ def shutdown() -> None:
     _STATE = None
 
 
-def shard_batch(batch, rank: int, world: int, even: bool = True):
-    """Rank `rank`'s contiguous 1/world of a batch: a tensor, or a tuple/list of batch-first tensors. `even=False`
-    allows rows that do not divide (the first rows % world ranks get one more; the caller weights the loss)."""
-    if isinstance(batch, torch.Tensor):
-        rows = batch.shape[0]
-        if not even:
-            return torch.tensor_split(batch, world)[rank]
-        if rows % world:
-            raise DistributedError(f"training.batch_size: this step's batch has {rows} rows, which do not divide "
-                                   f"over {world} data-parallel ranks; choose a batch size divisible by {world}")
-        n = rows // world
-        return batch[rank * n:(rank + 1) * n]
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(shard_batch(b, rank, world, even) for b in batch)
-    raise DistributedError(f"cannot split a batch of type {type(batch).__name__} over ranks; the workload must "
-                           "override Workload.shard")
-
-
 def wrap(model: torch.nn.Module, d: Dist, device: torch.device, fsdp: bool = False) -> torch.nn.Module:
     """The module the step calls: DDP around `model` when data-parallel (FSDP2 in place with `fsdp`), else
     `model` itself."""
     if not d.parallel:
         return model
     if fsdp:
+        import warnings
+
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
-
-        import warnings
 
         # the read-out returns slices of its output: harmless here (the losses never modify them in place)
         warnings.filterwarnings("ignore", message=".*FSDP2-wrapped module.*returned a view tensor")
@@ -295,23 +297,28 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    args = get_args_parser().parse_args(["--standalone", "--nnodes", "1", "--nproc_per_node", str(nproc),
-                                         "--module", "iclab", *argv])
+    args = get_args_parser().parse_args(
+        ["--standalone", "--nnodes", "1", "--nproc_per_node", str(nproc), "--module", "iclab", *argv]
+    )
     try:
         run(args)
     except SignalException as e:  # Ctrl-C / SIGTERM: torchrun passed it on to the ranks, which agree to stop
-        sys.stderr.write(f"interrupted ({signal_name(e.sigval)}): the ranks saved a checkpoint at their next log or "
-                         "checkpoint step if they reached it within torchrun's 30 s shutdown time (else the previous "
-                         f"checkpoint stands); continue with iclab train --resume RUN_DIR --nproc {nproc}\n")
+        sys.stderr.write(
+            f"interrupted ({signal_name(e.sigval)}): the ranks saved a checkpoint at their next log or "
+            "checkpoint step if they reached it within torchrun's 30 s shutdown time (else the previous "
+            f"checkpoint stands); continue with iclab train --resume RUN_DIR --nproc {nproc}\n"
+        )
         return 130
     except ChildFailedError as e:
         first = min(e.failures.items(), key=lambda kv: kv[1].timestamp) if e.failures else None
         if first is not None:
             rank, f = first
             why = f"exit code {f.exitcode}" if f.exitcode >= 0 else f"signal {-f.exitcode}"
-            sys.stderr.write(f"error: data-parallel rank {rank} failed first ({why}); the other ranks were stopped. "
-                             "The latest checkpoint is intact: continue with iclab train --resume RUN_DIR "
-                             f"--nproc {nproc}\n")
+            sys.stderr.write(
+                f"error: data-parallel rank {rank} failed first ({why}); the other ranks were stopped. "
+                "The latest checkpoint is intact: continue with iclab train --resume RUN_DIR "
+                f"--nproc {nproc}\n"
+            )
         return 1
     return 0
 
@@ -347,8 +354,10 @@ def check_batch(cfg, world: int, run_dir=None, resume: bool = False) -> None:
 
         cfg = load_run_config(run_dir)
     if cfg is not None and world > 1 and cfg.training.batch_size % world:
-        raise DistributedError(f"training.batch_size={cfg.training.batch_size} does not divide over {world} data-parallel "
-                               f"processes: the global batch is split evenly; choose a multiple of {world}")
+        raise DistributedError(
+            f"training.batch_size={cfg.training.batch_size} does not divide over {world} data-parallel "
+            f"processes: the global batch is split evenly; choose a multiple of {world}"
+        )
 
 
 def train_rank(cfg, run_dir, resume: bool, overwrite: bool) -> None:

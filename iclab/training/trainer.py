@@ -27,25 +27,21 @@ from pathlib import Path
 
 import torch
 
+from iclab.config import Config
 from iclab.training import checkpoint as ck
 from iclab.training import distributed
-from iclab.config import AttentionConfig, Config
+from iclab.training.checkpoint import INIT_WEIGHTS, identity
 from iclab.training.curriculum import Curriculum
-from iclab.training.optimizers import lr_factor, make_optimizer, set_lr
+from iclab.training.device import (
+    COMPILE_BACKEND,
+    ResumeWarning,
+    TrainingError,
+    resolve_amp_dtype,
+    resolve_device,
+)
 from iclab.training.optim import eval_mode, train_mode, under_eval_weights
+from iclab.training.optimizers import lr_factor, make_optimizer, set_lr
 from iclab.workloads import make_workload
-from iclab.workloads.base import Workload, step_generator  # noqa: F401  (step_generator: re-exported)
-
-
-INIT_WEIGHTS = "init.safetensors"  # the weights at step 0, saved by every run (iclab landscape --directions init)
-
-
-class TrainingError(RuntimeError):
-    pass
-
-
-class ResumeWarning(UserWarning):
-    """Resume had to fall back (a damaged checkpoint, or none at all); the message says what it did."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -56,76 +52,8 @@ class Interrupted(KeyboardInterrupt):
         self.step, self.path = step, path
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise TrainingError(f"training.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError(f"training.device={name!r} but CUDA is not available (use training.device=cpu or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise TrainingError(f"training.device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif dev.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise TrainingError(f"training.device={name!r} but MPS is not available (use training.device=cpu or auto)")
-    elif dev.type != "cpu":
-        raise TrainingError(f"training.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
-    return dev
-
-
-def run_device(name: str) -> torch.device:
-    """The device to load a saved run onto (evaluation, sampling, analyses): its training device when this
-    machine has it, else the CPU, with a warning (a run trained on CUDA is still evaluated on a laptop)."""
-    try:
-        return resolve_device(name)
-    except TrainingError as e:
-        warnings.warn(f"{e}; loading the run on the CPU instead", ResumeWarning, stacklevel=2)
-        return torch.device("cpu")
-
-
-def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """training.dtype -> the autocast dtype of the step (None: plain fp32)."""
-    if name == "float32":
-        return None
-    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if name == "auto":
-        return torch.bfloat16 if cuda_bf16 else None
-    if device.type != "cuda":
-        raise TrainingError(f"training.dtype=bfloat16 (autocast) is supported on CUDA only; on {device.type} the "
-                            f"step runs in float32: set training.dtype=float32 (or auto)")
-    if not cuda_bf16:
-        raise TrainingError("training.dtype=bfloat16 but this CUDA device does not support bfloat16; set training.dtype=float32")
-    return torch.bfloat16
-
-
-# torch.compile backend of the step ("inductor"; tests use "aot_eager", which traces the same graphs
-# without generating code)
-COMPILE_BACKEND = "inductor"
-
-
 def _run_block(block, u):
     return block(u)
-
-
-def identity(cfg: Config, workload: Workload | None = None) -> dict:
-    """What a checkpoint must match to be loaded into a run of `cfg` (and the workload's own items,
-    e.g. the vocabulary of a token workload). Config keys added in later versions are left out while they
-    hold their default, so checkpoints written before them still load."""
-    model, task = cfg.model.model_dump(mode="json"), cfg.task.model_dump(mode="json")
-    for section, defaults in _LATER_KEYS.items():
-        d = {"model": model, "task": task}[section]
-        for key, default in defaults.items():
-            if d.get(key) == default:
-                d.pop(key)
-    return {"model": model, "task": task, "optimizer": cfg.training.optimizer.name,
-            **(workload.identity() if workload is not None else {})}
-
-
-_LATER_KEYS = {"task": {"seq_len": None},  # keys added after checkpoints already existed, with their defaults
-               "model": {"loop_loss": "mean", "attention": AttentionConfig().model_dump(mode="json")}}  # keys added after checkpoints already existed, with their defaults
 
 
 class Trainer:
@@ -160,13 +88,17 @@ class Trainer:
             if cfg.training.compile_scope == "model":  # static: the loop count is unrolled into the graph
                 self.forward = torch.compile(self.wrapped, backend=COMPILE_BACKEND, dynamic=False)
             elif cfg.model.attention.name != "causal":
-                raise TrainingError(f"model.attention.name={cfg.model.attention.name} passes a K/V cache between blocks, "
-                                    "which the per-block compile hook does not take; set training.compile_scope=model")
+                raise TrainingError(
+                    f"model.attention.name={cfg.model.attention.name} passes a K/V cache between blocks, "
+                    "which the per-block compile hook does not take; set training.compile_scope=model"
+                )
             elif hasattr(self.model, "train_block_call"):  # one graph for every block: a bounded few compiles
                 self.model.train_block_call = torch.compile(_run_block, backend=COMPILE_BACKEND)
             else:
-                raise TrainingError(f"model {cfg.model.name!r} has no per-block compile hook (train_block_call); "
-                                    "set training.compile_scope=model")
+                raise TrainingError(
+                    f"model {cfg.model.name!r} has no per-block compile hook (train_block_call); "
+                    "set training.compile_scope=model"
+                )
         if resume:
             self._resume()
         elif cfg.training.init_from:
@@ -179,7 +111,9 @@ class Trainer:
             ck.remove_stale_temps(self.ckpt_dir)
         ckpts = ck.list_checkpoints(self.ckpt_dir)
         if not ckpts:
-            warnings.warn(f"no checkpoint in {self.ckpt_dir}: the run restarts from step 0", ResumeWarning, stacklevel=2)
+            warnings.warn(
+                f"no checkpoint in {self.ckpt_dir}: the run restarts from step 0", ResumeWarning, stacklevel=2
+            )
             return
         damaged: list[tuple[Path, ck.CorruptCheckpointError]] = []
         for _, path in reversed(ckpts):
@@ -190,9 +124,11 @@ class Trainer:
                 continue
             break
         else:
-            raise TrainingError(f"cannot resume: every checkpoint in {self.ckpt_dir} is damaged ("
-                                + "; ".join(str(e) for _, e in damaged)
-                                + "); start the run again with --overwrite")
+            raise TrainingError(
+                f"cannot resume: every checkpoint in {self.ckpt_dir} is damaged ("
+                + "; ".join(str(e) for _, e in damaged)
+                + "); start the run again with --overwrite"
+            )
         try:
             distributed.load_state_dicts(self.model, self.opt, state["model"], state["optim"], self.sharded)
             ck.set_rng_state(state["rng"], self.device)
@@ -203,42 +139,60 @@ class Trainer:
             self.train_seconds = _logged_train_seconds(self.run_dir / "metrics.jsonl", self.step)
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
             msg = " ".join(str(e).split())
-            raise ck.IncompatibleCheckpointError(f"checkpoint {path} does not fit this run's model/optimizer: {msg}") from None
+            raise ck.IncompatibleCheckpointError(
+                f"checkpoint {path} does not fit this run's model/optimizer: {msg}"
+            ) from None
         self.resumed_from = path
         self.dist.same(self.step, "the step to resume from")  # every rank read the same checkpoint
         self.dist.barrier()  # ... before rank 0 renames a damaged one
         for bad, err in damaged if self.dist.is_main else []:
             moved = ck.quarantine(bad)
-            warnings.warn(f"{err}; resuming from the previous intact checkpoint {path.name} (step {self.step}) instead; "
-                          f"the damaged file was renamed to {moved.name}", ResumeWarning, stacklevel=2)
+            warnings.warn(
+                f"{err}; resuming from the previous intact checkpoint {path.name} (step {self.step}) instead; "
+                f"the damaged file was renamed to {moved.name}",
+                ResumeWarning,
+                stacklevel=2,
+            )
 
     def _init_from(self, src: str) -> None:
         """Start from the final weights of another run (fine-tuning); the optimizer starts fresh."""
         path = Path(src) / "model.safetensors" if Path(src).is_dir() else Path(src)
         if not path.is_file():
-            raise TrainingError(f"training.init_from={src}: {path} does not exist (a finished run's directory or its "
-                                "model.safetensors)")
+            raise TrainingError(
+                f"training.init_from={src}: {path} does not exist (a finished run's directory or its model.safetensors)"
+            )
         saved = json.loads(ck.read_metadata(path).get("identity", "{}"))
         ours = identity(self.cfg, self.workload)
         for key in ("vocab_size", "tokenizer"):
             if key in ours and saved.get(key) != ours[key]:
-                raise TrainingError(f"training.init_from={src}: vocabulary mismatch: the weights were trained with "
-                                    f"{key}={saved.get(key)!r}, this run's data has {ours[key]!r}")
+                raise TrainingError(
+                    f"training.init_from={src}: vocabulary mismatch: the weights were trained with "
+                    f"{key}={saved.get(key)!r}, this run's data has {ours[key]!r}"
+                )
         try:
             distributed.load_model_state(self.model, ck.load_weights(path), self.sharded)
         except RuntimeError as e:
-            raise TrainingError(f"training.init_from={src}: the weights do not fit this model ("
-                                + " ".join(str(e).split())[:300] + ")") from None
+            raise TrainingError(
+                f"training.init_from={src}: the weights do not fit this model (" + " ".join(str(e).split())[:300] + ")"
+            ) from None
 
     def save(self, window: dict | None = None) -> Path:
         path = ck.checkpoint_path(self.ckpt_dir, self.step)
-        model_state, optim_state = distributed.state_dicts(self.model, self.opt, self.sharded)  # FSDP: every rank gathers
+        model_state, optim_state = distributed.state_dicts(
+            self.model, self.opt, self.sharded
+        )  # FSDP: every rank gathers
         if not self.dist.is_main:  # data parallel: rank 0 writes, every rank holds the same state
             return path
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         trainer = {"step": self.step, "skipped": self.skipped, "window": window or {"loss_sum": 0.0, "n_ok": 0, "n": 0}}
-        ck.save_checkpoint(path, model_state=model_state, optim_state=optim_state,
-                           rng=ck.rng_state(self.device), trainer=trainer, identity=identity(self.cfg, self.workload))
+        ck.save_checkpoint(
+            path,
+            model_state=model_state,
+            optim_state=optim_state,
+            rng=ck.rng_state(self.device),
+            trainer=trainer,
+            identity=identity(self.cfg, self.workload),
+        )
         ck.prune_checkpoints(self.ckpt_dir, self.cfg.logging.keep_last, self.cfg.logging.milestone_every)
         return path
 
@@ -274,7 +228,9 @@ class Trainer:
         set_lr(self.opt, lr_factor(cfg.training, step))
         self.model.train()
         train_mode(self.opt)  # schedule-free optimizers step at y (no-op for the others)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             loss = self.workload.loss(self.forward, batch, cur)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -292,7 +248,8 @@ class Trainer:
                     raise TrainingError(
                         f"non-finite loss or gradient at step {step} (loss={loss.item()}, grad norm={gnorm.item()}): "
                         f"more than training.max_skipped_steps={cfg.training.max_skipped_steps} bad steps; the run stopped "
-                        f"and its last good checkpoint is kept in {self.ckpt_dir}")
+                        f"and its last good checkpoint is kept in {self.ckpt_dir}"
+                    )
                 return loss.detach(), ok
         self.opt.step()
         return loss.detach(), ok
@@ -347,18 +304,26 @@ class Trainer:
                             f"non-finite loss or gradient at step {int(bad_step)} (loss={float(bad_loss)}, grad norm="
                             f"{float(bad_gnorm)}); the run stopped and its last good checkpoint is kept in {self.ckpt_dir}. "
                             f"Lower training.lr or set training.grad_clip (edit {self.run_dir / 'config.yaml'}, then "
-                            f"--resume), or use training.nonfinite=skip")
+                            f"--resume), or use training.nonfinite=skip"
+                        )
                     self.train_seconds += time.perf_counter() - t_mark
                 if at_log:
                     now = time.perf_counter()
                     cur = self.curriculum.at(self.step - 1)
                     n = int(n_ok)
-                    last = {"step": self.step, "loss": float(loss_sum) / n if n else float("nan"),
-                            "lr": cfg.training.lr * lr_factor(cfg.training, self.step - 1),
-                            "steps_per_s": n_timed / max(now - t_last, 1e-9), "train_seconds": self.train_seconds,
-                            **{f"curriculum/{k}": cur[k] for k in self.workload.curriculum_keys()},
-                            **(under_eval_weights(self.opt, self.workload.log_metrics, self.model, self.device)
-                               if self.dist.is_main or self.sharded else {})}
+                    last = {
+                        "step": self.step,
+                        "loss": float(loss_sum) / n if n else float("nan"),
+                        "lr": cfg.training.lr * lr_factor(cfg.training, self.step - 1),
+                        "steps_per_s": n_timed / max(now - t_last, 1e-9),
+                        "train_seconds": self.train_seconds,
+                        **{f"curriculum/{k}": cur[k] for k in self.workload.curriculum_keys()},
+                        **(
+                            under_eval_weights(self.opt, self.workload.log_metrics, self.model, self.device)
+                            if self.dist.is_main or self.sharded
+                            else {}
+                        ),
+                    }
                     if cfg.training.nonfinite == "skip":
                         last["skipped"] = self.skipped
                     writer.log(last)
@@ -422,8 +387,11 @@ class _Writers:
     def __init__(self, run_dir: Path, cfg: Config, start_step: int):
         self.path = run_dir / "metrics.jsonl"
         if self.path.exists():  # on resume, forget what was logged after the checkpoint (and any half-written line)
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if (s := _logged_step(ln)) is not None and s <= start_step]
+            kept = [
+                ln
+                for ln in self.path.read_text().splitlines()
+                if (s := _logged_step(ln)) is not None and s <= start_step
+            ]
             ck.atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in kept)))
         self.f = open(self.path, "a")
         self.tb = None
@@ -436,8 +404,12 @@ class _Writers:
             try:
                 import wandb
             except ImportError:
-                raise TrainingError("logging.wandb=true but wandb is not installed (pip install 'iclab[wandb]')") from None
-            self.wandb = wandb.init(project=cfg.logging.wandb_project, config=cfg.model_dump(mode="json"), dir=str(run_dir))
+                raise TrainingError(
+                    "logging.wandb=true but wandb is not installed (pip install 'iclab[wandb]')"
+                ) from None
+            self.wandb = wandb.init(
+                project=cfg.logging.wandb_project, config=cfg.model_dump(mode="json"), dir=str(run_dir)
+            )
 
     def log(self, rec: dict) -> None:
         self.f.write(json.dumps(rec) + "\n")
@@ -460,10 +432,23 @@ class _progress:
     def __init__(self, total: int, done: int, enabled: bool):
         self.bar = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-                                TimeElapsedColumn(), TimeRemainingColumn())
+            self.bar = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
             self.task = self.bar.add_task("train", total=total, completed=done, loss="")
             self.bar.start()
 

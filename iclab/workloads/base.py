@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from iclab.errors import IclabError
+
 
 def step_generator(seed: int, step: int, device) -> torch.Generator:
     """The random generator of training step `step`: seeded from (seed, step) alone, so the data of a
@@ -31,8 +33,33 @@ def step_generator(seed: int, step: int, device) -> torch.Generator:
     return g
 
 
-class EvalError(ValueError):
+class EvalError(IclabError, ValueError):
     """An evaluation that cannot run as asked (the message names the option or file)."""
+
+
+class ShardError(IclabError, ValueError):
+    """A batch that cannot be split over data-parallel ranks (the message says how to fix the batch size)."""
+
+
+def shard_batch(batch, rank: int, world: int, even: bool = True):
+    """Rank `rank`'s contiguous 1/world of a batch: a tensor, or a tuple/list of batch-first tensors. `even=False`
+    allows rows that do not divide (the first rows % world ranks get one more; the caller weights the loss)."""
+    if isinstance(batch, torch.Tensor):
+        rows = batch.shape[0]
+        if not even:
+            return torch.tensor_split(batch, world)[rank]
+        if rows % world:
+            raise ShardError(
+                f"training.batch_size: this step's batch has {rows} rows, which do not divide "
+                f"over {world} data-parallel ranks; choose a batch size divisible by {world}"
+            )
+        n = rows // world
+        return batch[rank * n : (rank + 1) * n]
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(shard_batch(b, rank, world, even) for b in batch)
+    raise ShardError(
+        f"cannot split a batch of type {type(batch).__name__} over ranks; the workload must override Workload.shard"
+    )
 
 
 class Workload:
@@ -59,8 +86,6 @@ class Workload:
     def shard(self, batch: Any, rank: int, world: int) -> Any:
         """Data-parallel training: rank `rank`'s part of the global batch of a step (default: a contiguous
         1/world of the rows of every tensor; the loss of equal parts averages to the loss of the whole)."""
-        from iclab.training.distributed import shard_batch
-
         return shard_batch(batch, rank, world)
 
     def log_metrics(self, model: nn.Module, device: torch.device) -> dict[str, float]:

@@ -42,8 +42,9 @@ def test_polynomial_peak_at_the_interpolation_threshold():
 
 
 def test_cli_writes_json_and_figures(tmp_path):
-    res = CliRunner().invoke(app, ["dynamics", "double-descent", "--out", str(tmp_path), "--trials", "2",
-                                   "--n-train", "20", "--width", "20"])
+    res = CliRunner().invoke(
+        app, ["dynamics", "double-descent", "--out", str(tmp_path), "--trials", "2", "--n-train", "20", "--width", "20"]
+    )
     assert res.exit_code == 0, res.output
     rec = json.loads((tmp_path / "double_descent.json").read_text())
     assert rec["width_sweep"]["threshold"] == 20

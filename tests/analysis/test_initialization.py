@@ -11,8 +11,15 @@ from iclab.analysis.initialization import InitError, initialize, make_mlp, run_i
 from iclab.cli import app
 
 
-@pytest.mark.parametrize("init, act, var", [("kaiming", "relu", 2 / 256), ("kaiming", "tanh", (5 / 3) ** 2 / 256),
-                                            ("xavier", "relu", 2 / 512), ("naive(0.01)", "relu", 1e-4)])
+@pytest.mark.parametrize(
+    "init, act, var",
+    [
+        ("kaiming", "relu", 2 / 256),
+        ("kaiming", "tanh", (5 / 3) ** 2 / 256),
+        ("xavier", "relu", 2 / 512),
+        ("naive(0.01)", "relu", 1e-4),
+    ],
+)
 def test_weight_variances(init, act, var):
     torch.manual_seed(0)
     mlp = make_mlp(4, 256, act)
@@ -23,8 +30,9 @@ def test_weight_variances(init, act, var):
 
 
 def test_kaiming_keeps_relu_signals_and_trains_where_naive_does_not(tmp_path):
-    rec = run_initialization(tmp_path, depths=[20], width=32, steps=80, lr=0.02, inits=("naive(0.01)", "kaiming"),
-                             activations=("relu",))
+    rec = run_initialization(
+        tmp_path, depths=[20], width=32, steps=80, lr=0.02, inits=("naive(0.01)", "kaiming"), activations=("relu",)
+    )
     runs = {r["init"]: r for r in rec["runs"]}
     k, n = runs["kaiming"], runs["naive(0.01)"]
     assert len(k["act_rms"]) == 19 and len(k["grad_norms"]) == 20

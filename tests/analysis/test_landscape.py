@@ -16,11 +16,14 @@ runner = CliRunner()
 
 
 def _cfg(tmp, **over):
-    d = {"seed": 0, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-         "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16},
-         "training": {"steps": 30, "batch_size": 16, "lr": 3e-3, "device": "cpu"},
-         "eval": {"n_prompts": 20, "batch_size": 20},
-         "logging": {"log_every": 10, "ckpt_every": 10, "keep_last": 5, "tensorboard": False, "progress": False}}
+    d = {
+        "seed": 0,
+        "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16},
+        "training": {"steps": 30, "batch_size": 16, "lr": 3e-3, "device": "cpu"},
+        "eval": {"n_prompts": 20, "batch_size": 20},
+        "logging": {"log_every": 10, "ckpt_every": 10, "keep_last": 5, "tensorboard": False, "progress": False},
+    }
     for k, v in over.items():
         d[k].update(v)
     return validate(d)
@@ -61,7 +64,10 @@ def _direct_loss(run_dir, state, n_batches):
     model.eval()
     cur = Curriculum(cfg).at(cfg.training.steps - 1)
     with torch.no_grad():
-        return sum(float(wl.loss(model, wl.batch(ls.EVAL_STEP0 + i, cur, "cpu"), cur)) for i in range(n_batches)) / n_batches
+        return (
+            sum(float(wl.loss(model, wl.batch(ls.EVAL_STEP0 + i, cur, "cpu"), cur)) for i in range(n_batches))
+            / n_batches
+        )
 
 
 def test_1d_slice_at_zero_is_the_models_loss_on_the_same_batches(run):
@@ -107,8 +113,24 @@ def test_2d_random_and_pca_planes(run):
 
 def test_side_by_side_comparison_and_checkpoint_choice(run, tmp_path):
     out = tmp_path / "cmp.png"
-    res = runner.invoke(app, ["landscape", str(run), str(run), "--dims", "1", "--points", "3", "--batches", "1",
-                              "--checkpoint", "20", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "landscape",
+            str(run),
+            str(run),
+            "--dims",
+            "1",
+            "--points",
+            "3",
+            "--batches",
+            "1",
+            "--checkpoint",
+            "20",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert out.is_file() and (run / "landscape_random_1d_step20.json").is_file()
 
@@ -121,7 +143,11 @@ def test_bad_input_is_one_line(run, tmp_path):
         assert "trained before" in res.output
     finally:
         (tmp_path / "init.safetensors").rename(run / "init.safetensors")
-    for args, msg in ((["--checkpoint", "7"], "--checkpoint 7"), (["--range", "1,0"], "--range"),
-                      (["--directions", "pca", "--dims", "1"], "plane"), (["--directions", "sideways"], "--directions")):
+    for args, msg in (
+        (["--checkpoint", "7"], "--checkpoint 7"),
+        (["--range", "1,0"], "--range"),
+        (["--directions", "pca", "--dims", "1"], "plane"),
+        (["--directions", "sideways"], "--directions"),
+    ):
         res = runner.invoke(app, ["landscape", str(run), *args])
         assert res.exit_code == 2 and msg in res.output, res.output

@@ -47,8 +47,11 @@ def test_penalty_is_the_validation_argmax_by_brute_force():
         scores.append(np.mean(1 - ((Yv - P) ** 2).sum(0) / ((Yv - Yv.mean(0)) ** 2).sum(0)))
     assert lam == lambdas[int(np.argmax(scores))] and lam > 1e-6
     assert r2v == pytest.approx(max(scores), abs=1e-9)
-    np.testing.assert_allclose(predict(W, Hv), Hvs @ np.linalg.solve(
-        Hs.T @ Hs / len(Hs) + lam * np.eye(30), Hs.T @ (Yt - Yt.mean(0)) / len(Hs)) + Yt.mean(0), atol=1e-8)
+    np.testing.assert_allclose(
+        predict(W, Hv),
+        Hvs @ np.linalg.solve(Hs.T @ Hs / len(Hs) + lam * np.eye(30), Hs.T @ (Yt - Yt.mean(0)) / len(Hs)) + Yt.mean(0),
+        atol=1e-8,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +60,15 @@ def tiny_run(tmp_path_factory):
     from iclab.runs import train_run
 
     run = tmp_path_factory.mktemp("probe") / "run"
-    cfg = validate({"task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-                    "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
-                    "training": {"steps": 20, "device": "cpu"}, "eval": {"n_prompts": 64},
-                    "logging": {"tensorboard": False, "progress": False}})
+    cfg = validate(
+        {
+            "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+            "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
+            "training": {"steps": 20, "device": "cpu"},
+            "eval": {"n_prompts": 64},
+            "logging": {"tensorboard": False, "progress": False},
+        }
+    )
     train_run(cfg, run)
     return run
 
@@ -80,8 +88,21 @@ def test_lens_of_last_layer_is_the_model_prediction(tiny_run):
 def test_cli_probe_and_lens_end_to_end(tiny_run):
     from iclab.cli import app
 
-    r = CliRunner().invoke(app, ["probe", str(tiny_run), "--target", "true_w", "--target", "gd_1_pred",
-                                 "--target", "newton_2", "--n-prompts", "200"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "probe",
+            str(tiny_run),
+            "--target",
+            "true_w",
+            "--target",
+            "gd_1_pred",
+            "--target",
+            "newton_2",
+            "--n-prompts",
+            "200",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "gd_1_pred" in r.output and "random init" in r.output
     rec = json.loads((tiny_run / "probes.json").read_text())
@@ -105,7 +126,8 @@ def test_cli_bad_target_and_task(tiny_run, tmp_path):
     assert r.exit_code == 2 and "unknown probe target 'lasso'" in r.output and "newton_<k>" in r.output
     run = tmp_path / "quad"
     run.mkdir()
-    (run / "config.yaml").write_text((tiny_run / "config.yaml").read_text().replace("name: linear_regression",
-                                                                                     "name: quadratic_regression"))
+    (run / "config.yaml").write_text(
+        (tiny_run / "config.yaml").read_text().replace("name: linear_regression", "name: quadratic_regression")
+    )
     r = CliRunner().invoke(app, ["probe", str(run), "--target", "true_w"])
     assert r.exit_code == 2 and "need a linear-regression task" in r.output, r.output

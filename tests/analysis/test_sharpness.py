@@ -15,12 +15,23 @@ from iclab.workloads import make_workload
 
 
 def _cfg(**training):
-    return validate({"seed": 0, "task": {"name": "linear_regression", "n_dims": 2, "n_points": 4},
-                     "model": {"n_embd": 4, "n_layer": 1, "n_head": 1, "n_positions": 8},
-                     "training": {"steps": 20, "batch_size": 16, "lr": 0.05, "device": "cpu",
-                                  "optimizer": {"name": "sgd"}, **training},
-                     "eval": {"n_prompts": 10, "batch_size": 10},
-                     "logging": {"log_every": 10, "ckpt_every": 10, "tensorboard": False, "progress": False}})
+    return validate(
+        {
+            "seed": 0,
+            "task": {"name": "linear_regression", "n_dims": 2, "n_points": 4},
+            "model": {"n_embd": 4, "n_layer": 1, "n_head": 1, "n_positions": 8},
+            "training": {
+                "steps": 20,
+                "batch_size": 16,
+                "lr": 0.05,
+                "device": "cpu",
+                "optimizer": {"name": "sgd"},
+                **training,
+            },
+            "eval": {"n_prompts": 10, "batch_size": 10},
+            "logging": {"log_every": 10, "ckpt_every": 10, "tensorboard": False, "progress": False},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +50,7 @@ def tiny():
     def f(theta):
         out, i = {}, 0
         for k in names:
-            out[k] = theta[i: i + params[k].numel()].view_as(params[k])
+            out[k] = theta[i : i + params[k].numel()].view_as(params[k])
             i += params[k].numel()
         return loss_of(out)
 

@@ -19,21 +19,24 @@ from iclab.workloads import make_workload
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("op, order, loops", [
-    ("identity", None, 1),
-    ("duplicate:0", [0, 0, 1, 2, 3], 1),
-    ("duplicate:3", [0, 1, 2, 3, 3], 1),
-    ("repeat:1-2:x2", [0, 1, 2, 1, 2, 3], 1),
-    ("repeat:2-2:x3", [0, 1, 2, 2, 2, 3], 1),
-    ("repeat:0-3:x2", [0, 1, 2, 3, 0, 1, 2, 3], 1),
-    ("repeat:0-1:x1", [0, 1, 2, 3], 1),
-    ("drop:0", [1, 2, 3], 1),
-    ("drop:3", [0, 1, 2], 1),
-    ("swap:1,2", [0, 2, 1, 3], 1),
-    ("swap:3,0", [3, 1, 2, 0], 1),
-    ("reverse", [3, 2, 1, 0], 1),
-    ("loops:3", None, 3),
-])
+@pytest.mark.parametrize(
+    "op, order, loops",
+    [
+        ("identity", None, 1),
+        ("duplicate:0", [0, 0, 1, 2, 3], 1),
+        ("duplicate:3", [0, 1, 2, 3, 3], 1),
+        ("repeat:1-2:x2", [0, 1, 2, 1, 2, 3], 1),
+        ("repeat:2-2:x3", [0, 1, 2, 2, 2, 3], 1),
+        ("repeat:0-3:x2", [0, 1, 2, 3, 0, 1, 2, 3], 1),
+        ("repeat:0-1:x1", [0, 1, 2, 3], 1),
+        ("drop:0", [1, 2, 3], 1),
+        ("drop:3", [0, 1, 2], 1),
+        ("swap:1,2", [0, 2, 1, 3], 1),
+        ("swap:3,0", [3, 1, 2, 0], 1),
+        ("reverse", [3, 2, 1, 0], 1),
+        ("loops:3", None, 3),
+    ],
+)
 def test_each_op_gives_the_hand_written_order(op, order, loops):
     v = parse_op(op, 4)
     assert (v.order, v.loops) == (order, loops)
@@ -60,21 +63,24 @@ def test_parse_ops_puts_the_original_first_once():
     assert [v.name for v in vs] == ["original", "reverse", "drop:1"]
 
 
-@pytest.mark.parametrize("op, n, expected", [
-    ("drop:99", 4, "layer 99 out of range 0..3 (the model has 4 blocks)"),
-    ("swap:1", 4, "expected swap:i,j"),
-    ("swap:1,4", 4, "layer 4 out of range 0..3"),
-    ("repeat:2-1:x3", 4, "range 2-1 is empty"),
-    ("repeat:1-2:x0", 4, "repeat count must be >= 1"),
-    ("repeat:1-2", 4, "expected repeat:i-j:xN"),
-    ("duplicate:x", 4, "'x' is not a layer index; expected an integer in 0..3"),
-    ("duplicate:-1", 4, "not a layer index"),
-    ("drop:0", 1, "leaves none"),
-    ("loops:0", 4, "expected loops:N with N >= 1"),
-    ("shuffle:a", 4, "not a seed"),
-    ("frobnicate:1", 4, "unknown op; expected one of"),
-    ("reverse:1", 4, "unknown op"),
-])
+@pytest.mark.parametrize(
+    "op, n, expected",
+    [
+        ("drop:99", 4, "layer 99 out of range 0..3 (the model has 4 blocks)"),
+        ("swap:1", 4, "expected swap:i,j"),
+        ("swap:1,4", 4, "layer 4 out of range 0..3"),
+        ("repeat:2-1:x3", 4, "range 2-1 is empty"),
+        ("repeat:1-2:x0", 4, "repeat count must be >= 1"),
+        ("repeat:1-2", 4, "expected repeat:i-j:xN"),
+        ("duplicate:x", 4, "'x' is not a layer index; expected an integer in 0..3"),
+        ("duplicate:-1", 4, "not a layer index"),
+        ("drop:0", 1, "leaves none"),
+        ("loops:0", 4, "expected loops:N with N >= 1"),
+        ("shuffle:a", 4, "not a seed"),
+        ("frobnicate:1", 4, "unknown op; expected one of"),
+        ("reverse:1", 4, "unknown op"),
+    ],
+)
 def test_bad_ops_are_one_line_errors_naming_the_op(op, n, expected):
     with pytest.raises(SurgeryError) as e:
         parse_op(op, n)
@@ -95,8 +101,9 @@ def test_duplicate_of_a_one_block_model_equals_two_loops():
     i.e. read_out(ln_f(B(B(e + wpe)))): exactly one iteration with the order [0, 0] (duplicate:0).
     With the defaults (injection add, wpe and ln_f every loop) the two differ: the control below."""
     torch.manual_seed(0)
-    cfg = ModelConfig(n_embd=16, n_layer=1, n_head=2, n_positions=32, injection="none", pos_embedding="once",
-                      final_norm="once")
+    cfg = ModelConfig(
+        n_embd=16, n_layer=1, n_head=2, n_positions=32, injection="none", pos_embedding="once", final_norm="once"
+    )
     model = ICLTransformer(cfg, n_dims=3).eval()
     xs, ys = _xy()
     with torch.no_grad():
@@ -116,11 +123,16 @@ def test_duplicate_of_a_one_block_model_equals_two_loops():
 # --- tiny trained runs ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reg_run(tmp_path_factory):
-    cfg = validate({"seed": 0, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-                    "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
-                    "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
-                    "eval": {"n_prompts": 50, "batch_size": 25},
-                    "logging": {"log_every": 10, "ckpt_every": 20, "tensorboard": False, "progress": False}})
+    cfg = validate(
+        {
+            "seed": 0,
+            "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+            "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
+            "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
+            "eval": {"n_prompts": 50, "batch_size": 25},
+            "logging": {"log_every": 10, "ckpt_every": 20, "tensorboard": False, "progress": False},
+        }
+    )
     run = tmp_path_factory.mktemp("surgery") / "run"
     train_run(cfg, run)
     return run
@@ -139,16 +151,22 @@ def test_regression_surgery_against_independent_evaluations(reg_run):
     assert res["reference"]["least_squares"]["mean"] == plain["baselines"]["least_squares"]["mean"]
     # swap:0,1 == a model whose blocks are physically exchanged; drop:0 == a 1-layer model holding block 1
     sd = model.state_dict()
-    swapped = {k.replace("blocks.0.", "blocks.X.").replace("blocks.1.", "blocks.0.").replace("blocks.X.", "blocks.1."): t
-               for k, t in sd.items()}
+    swapped = {
+        k.replace("blocks.0.", "blocks.X.").replace("blocks.1.", "blocks.0.").replace("blocks.X.", "blocks.1."): t
+        for k, t in sd.items()
+    }
     twin = w.build_model()
     twin.load_state_dict(swapped)
-    assert v["swap:0,1"]["mean"] == pytest.approx(evaluate(twin, w.task.without_pool(), **common)["model"]["mean"],
-                                                  rel=1e-6, abs=1e-9)
+    assert v["swap:0,1"]["mean"] == pytest.approx(
+        evaluate(twin, w.task.without_pool(), **common)["model"]["mean"], rel=1e-6, abs=1e-9
+    )
     one = ICLTransformer(cfg.model.model_copy(update={"n_layer": 1}), n_dims=3)
-    one.load_state_dict({k.replace("blocks.1.", "blocks.0."): t for k, t in sd.items() if not k.startswith("blocks.0.")})
-    assert v["drop:0"]["mean"] == pytest.approx(evaluate(one, w.task.without_pool(), **common)["model"]["mean"],
-                                                rel=1e-6, abs=1e-9)
+    one.load_state_dict(
+        {k.replace("blocks.1.", "blocks.0."): t for k, t in sd.items() if not k.startswith("blocks.0.")}
+    )
+    assert v["drop:0"]["mean"] == pytest.approx(
+        evaluate(one, w.task.without_pool(), **common)["model"]["mean"], rel=1e-6, abs=1e-9
+    )
     assert v["swap:0,1"]["mean"] != v["original"]["mean"]
     assert v["swap:0,1"]["order"] == [1, 0] and v["drop:0"]["order"] == [1] and v["original"]["order"] == [0, 1]
     assert res["summary_position"] == 6 and v["drop:0"]["at_k"] == v["drop:0"]["mean"][6]  # min(2d, n - 1)
@@ -158,8 +176,9 @@ def test_regression_surgery_against_independent_evaluations(reg_run):
 
 
 def test_cli_writes_the_table_json_and_figure(reg_run):
-    r = runner.invoke(app, ["surgery", str(reg_run), "--op", "duplicate:1", "--op", "reverse", "--n-prompts", "30",
-                            "--out-tag", "t"])
+    r = runner.invoke(
+        app, ["surgery", str(reg_run), "--op", "duplicate:1", "--op", "reverse", "--n-prompts", "30", "--out-tag", "t"]
+    )
     assert r.exit_code == 0, r.output
     out = json.loads((reg_run / "surgery_t.json").read_text())
     assert list(out["variants"]) == ["original", "duplicate:1", "reverse"] and out["n_prompts"] == 30
@@ -168,11 +187,14 @@ def test_cli_writes_the_table_json_and_figure(reg_run):
     assert f"{out['variants']['reverse']['at_k']:.4f}" in r.output and "surgery_t.json" in r.output
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--op", "drop:99"], "op 'drop:99': layer 99 out of range 0..1 (the model has 2 blocks)"),
-    (["--op", "swap:1"], "op 'swap:1': expected swap:i,j"),
-    (["--n-prompts", "0"], "--n-prompts"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--op", "drop:99"], "op 'drop:99': layer 99 out of range 0..1 (the model has 2 blocks)"),
+        (["--op", "swap:1"], "op 'swap:1': expected swap:i,j"),
+        (["--n-prompts", "0"], "--n-prompts"),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2(reg_run, args, expected):
     r = runner.invoke(app, ["surgery", str(reg_run), *args])
     assert r.exit_code == 2 and expected in r.output
@@ -185,11 +207,15 @@ def test_cli_on_a_directory_that_is_no_run(tmp_path):
 
 
 def test_sorting_surgery_measures_token_accuracy_on_its_eval_sequences(tmp_path):
-    cfg = validate({"task": {"name": "sorting", "seq_len": 4, "options": {"vocab": 8}},
-                    "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16},
-                    "training": {"steps": 10, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
-                    "eval": {"n_prompts": 40, "batch_size": 16},
-                    "logging": {"log_every": 10, "ckpt_every": 10, "tensorboard": False, "progress": False}})
+    cfg = validate(
+        {
+            "task": {"name": "sorting", "seq_len": 4, "options": {"vocab": 8}},
+            "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16},
+            "training": {"steps": 10, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
+            "eval": {"n_prompts": 40, "batch_size": 16},
+            "logging": {"log_every": 10, "ckpt_every": 10, "tensorboard": False, "progress": False},
+        }
+    )
     run = tmp_path / "sort"
     ev = train_run(cfg, run)["eval"]
     res = run_surgery(run, ["reverse", "loops:2"])

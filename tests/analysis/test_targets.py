@@ -39,8 +39,12 @@ def test_targets_match_numpy_reference(c):
     B, n, d, K, lam = 4, 9, 3, 4, 0.3
     xs, w = torch.randn(B, n, d, generator=g, dtype=torch.float64), torch.randn(B, d, generator=g, dtype=torch.float64)
     ys = torch.einsum("bnd,bd->bn", xs, w) + 0.1 * torch.randn(B, n, generator=g, dtype=torch.float64)
-    names = ["true_w", "least_squares", "ridge", "least_squares_pred"] + [f"gd_{k}" for k in range(1, K + 1)] \
-        + [f"newton_{k}" for k in range(1, K + 1)] + ["gd_2_pred", "newton_3_pred"]
+    names = (
+        ["true_w", "least_squares", "ridge", "least_squares_pred"]
+        + [f"gd_{k}" for k in range(1, K + 1)]
+        + [f"newton_{k}" for k in range(1, K + 1)]
+        + ["gd_2_pred", "newton_3_pred"]
+    )
     T = compute_targets(names, xs, ys, w, ridge_lam=lam, newton_c=c)
     assert T["gd_1"].shape == (B, n, d) and T["gd_2_pred"].shape == (B, n)
     for b in range(B):

@@ -14,11 +14,14 @@ from iclab.runs import train_run
 @pytest.fixture(scope="module")
 def sort_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("lens") / "run"
-    cfg = {"seed": 0, "task": {"name": "sorting", "seq_len": 6, "options": {"vocab": 12}},
-           "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16, "loops": 2, "loop_window": 1},
-           "training": {"steps": 20, "batch_size": 8, "lr": 3e-3, "device": "cpu"},
-           "eval": {"n_prompts": 64},
-           "logging": {"log_every": 10, "ckpt_every": 20, "tensorboard": False, "progress": False}}
+    cfg = {
+        "seed": 0,
+        "task": {"name": "sorting", "seq_len": 6, "options": {"vocab": 12}},
+        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16, "loops": 2, "loop_window": 1},
+        "training": {"steps": 20, "batch_size": 8, "lr": 3e-3, "device": "cpu"},
+        "eval": {"n_prompts": 64},
+        "logging": {"log_every": 10, "ckpt_every": 20, "tensorboard": False, "progress": False},
+    }
     train_run(validate(cfg), run)
     return run
 

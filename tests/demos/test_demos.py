@@ -31,8 +31,9 @@ def test_trajectories_every_method_descends_and_gd_solves_the_quadratic(tmp_path
             assert not v["diverged"] and v["final_gap"] < f0, (fname, m, v["final_gap"])  # Muon, Shampoo too
             assert len(v["path"]) == 101
     assert r["functions"]["quadratic"]["methods"]["GD"]["final_gap"] < 1e-6
-    again = trajectories.run(tmp_path, steps=100, functions=["quadratic"], methods=["SGD", "Muon", "Shampoo"],
-                             lr_grid=grid)
+    again = trajectories.run(
+        tmp_path, steps=100, functions=["quadratic"], methods=["SGD", "Muon", "Shampoo"], lr_grid=grid
+    )
     for m, v in again["functions"]["quadratic"]["methods"].items():
         assert v == r["functions"]["quadratic"]["methods"][m]  # deterministic, SGD's noise included
 
@@ -49,8 +50,9 @@ def test_noise_floor_constant_steps_stall_and_decaying_steps_do_not(tmp_path):
 
 
 def test_heavy_tail_sgd_stalls_on_rare_classes_and_adam_does_not(tmp_path):
-    r = run_demo("heavy-tail", tmp_path, seed=0,
-                 options={"classes": "200", "examples": "4000", "steps": "300", "dim": "32"})
+    r = run_demo(
+        "heavy-tail", tmp_path, seed=0, options={"classes": "200", "examples": "4000", "steps": "300", "dim": "32"}
+    )
     assert (tmp_path / "heavy-tail.png").is_file()
     sgd, adam = r["final_bucket_loss"]["sgd"], r["final_bucket_loss"]["adam"]
     assert sgd[0] < 0.5 and adam[0] < 0.5  # both learn the most frequent class
@@ -60,8 +62,9 @@ def test_heavy_tail_sgd_stalls_on_rare_classes_and_adam_does_not(tmp_path):
 
 def test_demo_command_and_its_errors(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["demo", "noise-floor", "--out", str(tmp_path), "--option", "steps=200",
-                              "--option", "runs=2"])
+    res = runner.invoke(
+        app, ["demo", "noise-floor", "--out", str(tmp_path), "--option", "steps=200", "--option", "runs=2"]
+    )
     assert res.exit_code == 0, res.output
     assert "SGD, step constant" in res.output and (tmp_path / "noise-floor.png").is_file()
     bad = runner.invoke(app, ["demo", "heavy-tail", "--out", str(tmp_path), "--option", "lr=3"])

@@ -6,21 +6,30 @@ import pytest
 import torch
 
 from iclab.config import ConfigError, dump_config, load_config, validate
+from iclab.evaluation.plots import plot_error_curves
 from iclab.evaluation.regression import evaluate
 from iclab.models import make_model
-from iclab.evaluation.plots import plot_error_curves
 from iclab.workloads.regression.functions import make_task
 
 
 def _cfg(baselines, **eval_kw):
-    return {"task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-            "model": {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 32},
-            "eval": {"baselines": baselines, **eval_kw}}
+    return {
+        "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+        "model": {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 32},
+        "eval": {"baselines": baselines, **eval_kw},
+    }
 
 
 def test_plain_names_and_mappings_validate_with_options_filled_and_labels():
-    cfg = validate(_cfg(["least_squares", {"name": "lasso", "options": {"alpha": 0.1}},
-                         {"name": "ridge", "options": {"alpha": 2}, "label": "ridge strong"}]))
+    cfg = validate(
+        _cfg(
+            [
+                "least_squares",
+                {"name": "lasso", "options": {"alpha": 0.1}},
+                {"name": "ridge", "options": {"alpha": 2}, "label": "ridge strong"},
+            ]
+        )
+    )
     b = cfg.eval.baselines
     assert b[0] == "least_squares"
     assert b[1]["label"] == "lasso(alpha=0.1)" and b[1]["options"]["alpha"] == 0.1
@@ -73,16 +82,26 @@ def test_overrides_can_set_baseline_entries(tmp_path):
 
 
 def test_evaluate_keys_baselines_by_label_and_nulls_positions_not_fitted(tmp_path):
-    cfg = validate(_cfg(["least_squares",
-                         {"name": "ridge", "options": {"alpha": 1e-6}, "label": "ridge tiny"},
-                         {"name": "ridge", "options": {"alpha": 100.0}},
-                         {"name": "decision_tree", "options": {"positions": [0, 3, 6], "max_depth": 2}}]))
+    cfg = validate(
+        _cfg(
+            [
+                "least_squares",
+                {"name": "ridge", "options": {"alpha": 1e-6}, "label": "ridge tiny"},
+                {"name": "ridge", "options": {"alpha": 100.0}},
+                {"name": "decision_tree", "options": {"positions": [0, 3, 6], "max_depth": 2}},
+            ]
+        )
+    )
     torch.manual_seed(0)
     model = make_model(cfg.model, "regression", n_dims=cfg.task.n_dims)
     task = make_task("linear_regression", 3)
     ev = evaluate(model, task, n_prompts=40, n_points=7, baselines=cfg.eval.baselines, batch_size=20)
     assert list(ev["baselines"]) == ["least_squares", "ridge tiny", "ridge(alpha=100)", "decision_tree(max_depth=2)"]
-    ls, tiny, big = ev["baselines"]["least_squares"]["mean"], ev["baselines"]["ridge tiny"]["mean"], ev["baselines"]["ridge(alpha=100)"]["mean"]
+    ls, tiny, big = (
+        ev["baselines"]["least_squares"]["mean"],
+        ev["baselines"]["ridge tiny"]["mean"],
+        ev["baselines"]["ridge(alpha=100)"]["mean"],
+    )
     assert ls[6] < 1e-8 and tiny[6] < 1e-8  # noiseless, 6 points in 3 dims; alpha -> 0 is least squares
     assert big[6] > 1e-2  # heavy shrinkage is visibly worse: the options reached the baseline
     tree = ev["baselines"]["decision_tree(max_depth=2)"]

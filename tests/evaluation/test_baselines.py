@@ -54,7 +54,9 @@ def test_least_squares_matches_numpy_min_norm():
 
 def test_least_squares_matches_numpy_before_and_after_d_points():
     xs, ys = _linear_data(1, b=6, n=14, d=5)
-    np.testing.assert_allclose(least_squares(xs, ys).numpy(), _numpy_lstsq_preds(xs.numpy(), ys.numpy()), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        least_squares(xs, ys).numpy(), _numpy_lstsq_preds(xs.numpy(), ys.numpy()), rtol=1e-7, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("case", ["zero_columns", "duplicate_points", "subspace"])
@@ -67,8 +69,10 @@ def test_least_squares_rank_deficient_prompts_give_min_norm(case):
         xs[2, 4] = xs[2, 2]
     else:  # one prompt's points span a 3-dim subspace of R^5 (not aligned with the axes)
         q, _ = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
-        xs[1] = (xs[1, :, :3] @ q[:, :3].T)
-    np.testing.assert_allclose(least_squares(xs, ys).numpy(), _numpy_lstsq_preds(xs.numpy(), ys.numpy()), rtol=1e-6, atol=1e-8)
+        xs[1] = xs[1, :, :3] @ q[:, :3].T
+    np.testing.assert_allclose(
+        least_squares(xs, ys).numpy(), _numpy_lstsq_preds(xs.numpy(), ys.numpy()), rtol=1e-6, atol=1e-8
+    )
 
 
 def test_least_squares_float32_points_in_a_subspace_treat_rounding_as_rank_deficiency():
@@ -308,7 +312,9 @@ def test_causality_prediction_at_i_ignores_y_i_and_later_points(name):
         ys2[:, i:] += torch.randn(2, 7 - i, generator=g, dtype=ys.dtype) * 3
         xs2[:, i + 1 :] += torch.randn(2, 6 - i, 3, generator=g, dtype=xs.dtype) * 3
         out = fn(xs2, ys2, **opts)
-        torch.testing.assert_close(out[:, : i + 1], base[:, : i + 1], rtol=1e-7, atol=1e-9, msg=f"{name}: position <= {i}")
+        torch.testing.assert_close(
+            out[:, : i + 1], base[:, : i + 1], rtol=1e-7, atol=1e-9, msg=f"{name}: position <= {i}"
+        )
 
 
 @pytest.mark.parametrize("name", ["lasso", "decision_tree", "xgboost", "relu_net_gd"])

@@ -10,8 +10,14 @@ import torch
 import torch.nn as nn
 
 from iclab.config import ModelConfig
-from iclab.evaluation.multiple_choice import (MultipleChoiceError, Question, read_questions, score_questions,
-                                              summary_line, wilson_interval)
+from iclab.evaluation.multiple_choice import (
+    MultipleChoiceError,
+    Question,
+    read_questions,
+    score_questions,
+    summary_line,
+    wilson_interval,
+)
 from iclab.models.transformer import GPTLanguageModel
 from iclab.workloads.sequence.tokenizers import CharTokenizer
 
@@ -19,13 +25,16 @@ ALPHABET = "".join(sorted(set("Question: \nAnswer: abcdenorstuwxyz")))  # the te
 
 
 def row(stem, texts, answer, qid="q"):
-    labels = "ABCDEFGH"[:len(texts)]
-    return {"id": qid, "question": {"stem": stem, "choices": [{"label": l, "text": t} for l, t in zip(labels, texts)]},
-            "answerKey": labels[answer]}
+    labels = "ABCDEFGH"[: len(texts)]
+    return {
+        "id": qid,
+        "question": {"stem": stem, "choices": [{"label": l, "text": t} for l, t in zip(labels, texts)]},
+        "answerKey": labels[answer],
+    }
 
 
 def q(stem, texts, answer, qid="q"):
-    return Question(qid, stem, list("ABCDEFGH"[:len(texts)]), list(texts), answer)
+    return Question(qid, stem, list("ABCDEFGH"[: len(texts)]), list(texts), answer)
 
 
 class BiasModel(nn.Module):
@@ -114,8 +123,9 @@ def test_wilson_interval_by_hand():
 
 def test_chance_with_mixed_choice_counts_and_summary():
     tok = CharTokenizer(ALPHABET)
-    rec = score_questions(BiasModel(torch.zeros(tok.vocab_size)), tok,
-                          [q("x", ["a", "b"], 0), q("y", ["a", "b", "c", "d"], 3)], "cpu")
+    rec = score_questions(
+        BiasModel(torch.zeros(tok.vocab_size)), tok, [q("x", ["a", "b"], 0), q("y", ["a", "b", "c", "d"], 3)], "cpu"
+    )
     assert rec["chance"] == pytest.approx(0.375)
     assert rec["accuracy"] == 0.5 and rec["accuracy_ci95"] == pytest.approx(wilson_interval(1, 2))
     line = summary_line({**rec, "file": "t.jsonl"})
@@ -129,29 +139,49 @@ def _write(tmp_path, lines):
 
 
 def test_reads_arc_format_and_skips_blank_lines(tmp_path):
-    path = _write(tmp_path, [json.dumps(row("s1", ["a", "b"], 1, "x1")), "", "  ",
-                             json.dumps({"question": {"stem": "s2", "choices": [{"label": "1", "text": "a"},
-                                         {"label": "2", "text": "b"}]}, "answerKey": "1"})])
+    path = _write(
+        tmp_path,
+        [
+            json.dumps(row("s1", ["a", "b"], 1, "x1")),
+            "",
+            "  ",
+            json.dumps(
+                {
+                    "question": {"stem": "s2", "choices": [{"label": "1", "text": "a"}, {"label": "2", "text": "b"}]},
+                    "answerKey": "1",
+                }
+            ),
+        ],
+    )
     qs = read_questions(path)
     assert [(x.id, x.stem, x.labels, x.texts, x.answer) for x in qs] == [
-        ("x1", "s1", ["A", "B"], ["a", "b"], 1), ("line4", "s2", ["1", "2"], ["a", "b"], 0)]
+        ("x1", "s1", ["A", "B"], ["a", "b"], 1),
+        ("line4", "s2", ["1", "2"], ["a", "b"], 0),
+    ]
     assert qs[1].where == f"{path}:4"
 
 
 GOOD = json.dumps(row("stem", ["a", "b"], 0))
 
 
-@pytest.mark.parametrize("bad, problem", [
-    ("{not json", "not valid JSON"),
-    (json.dumps({"question": {"stem": "s", "choices": []}}), "missing key 'answerKey'"),
-    (json.dumps({"answerKey": "A"}), "missing key 'question'"),
-    (json.dumps({"question": {"choices": []}, "answerKey": "A"}), "missing key 'question.stem'"),
-    (json.dumps({**row("s", ["a", "b"], 0), "answerKey": "E"}), "answerKey 'E' is not among the choice labels"),
-    (json.dumps(row("s", ["a"], 0)), "at least 2 choices, got 1"),
-    (json.dumps({"question": {"stem": "s", "choices": [{"label": "A"}, {"label": "B", "text": "b"}]},
-                 "answerKey": "A"}), "missing key 'question.choices[0].text'"),
-    ("[1, 2]", "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"question": {"stem": "s", "choices": []}}), "missing key 'answerKey'"),
+        (json.dumps({"answerKey": "A"}), "missing key 'question'"),
+        (json.dumps({"question": {"choices": []}, "answerKey": "A"}), "missing key 'question.stem'"),
+        (json.dumps({**row("s", ["a", "b"], 0), "answerKey": "E"}), "answerKey 'E' is not among the choice labels"),
+        (json.dumps(row("s", ["a"], 0)), "at least 2 choices, got 1"),
+        (
+            json.dumps(
+                {"question": {"stem": "s", "choices": [{"label": "A"}, {"label": "B", "text": "b"}]}, "answerKey": "A"}
+            ),
+            "missing key 'question.choices[0].text'",
+        ),
+        ("[1, 2]", "must be a JSON object"),
+    ],
+)
 def test_malformed_lines_name_file_and_line(tmp_path, bad, problem):
     path = _write(tmp_path, [GOOD, "", bad, GOOD])
     with pytest.raises(MultipleChoiceError) as e:

@@ -17,6 +17,7 @@ def ids(text):
 
 # -- an independent, direct implementation of the documented formulas, with dicts and loops ----------
 
+
 def brute_unigram(train, val, V):
     c = Counter(train)
     return [math.log((c[w] + 1) / (len(train) + V)) for w in val]
@@ -24,7 +25,7 @@ def brute_unigram(train, val, V):
 
 def brute_kn(train, val, V, order):
     train, val = [int(t) for t in train], [int(t) for t in val]
-    raw = {m: Counter(tuple(train[i:i + m]) for i in range(len(train) - m + 1)) for m in range(1, order + 1)}
+    raw = {m: Counter(tuple(train[i : i + m]) for i in range(len(train) - m + 1)) for m in range(1, order + 1)}
     cont = {m: Counter(g[1:] for g in raw[m + 1]) for m in range(1, order)}
 
     def discount(table):
@@ -47,7 +48,7 @@ def brute_kn(train, val, V, order):
     out = []
     for i, w in enumerate(val):
         k = min(i, order - 1)
-        out.append(math.log(prob(k + 1, tuple(val[i - k:i]), w, k + 1)))
+        out.append(math.log(prob(k + 1, tuple(val[i - k : i]), w, k + 1)))
     return out
 
 
@@ -68,8 +69,9 @@ def test_kneser_ney_matches_brute_force(order):
 def test_kneser_ney_matches_brute_force_without_singletons():
     train, val = np.array([0, 1] * 6), np.array([1, 0, 1, 2, 0, 0])  # n1 = 0: the fallback discount
     for order in (2, 3):
-        np.testing.assert_allclose(kneser_ney_logprobs(train, val, 3, order), brute_kn(train, val, 3, order),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            kneser_ney_logprobs(train, val, 3, order), brute_kn(train, val, 3, order), rtol=1e-12
+        )
 
 
 @pytest.mark.parametrize("order", [2, 3, 5])
@@ -105,7 +107,7 @@ def test_higher_orders_win_on_repetitive_text():
 
 def test_input_errors():
     with pytest.raises(ValueError, match="do not fit in int64"):
-        kneser_ney_logprobs(np.zeros(4, dtype=np.int64), np.zeros(2, dtype=np.int64), 2 ** 16, 4)
+        kneser_ney_logprobs(np.zeros(4, dtype=np.int64), np.zeros(2, dtype=np.int64), 2**16, 4)
     with pytest.raises(ValueError, match="val id 7 at position 1 is outside the vocabulary"):
         ngram_baselines(np.zeros(4, dtype=np.int64), np.array([0, 7]), 6)
     with pytest.raises(ValueError, match="non-empty"):

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from iclab.cli import app
 from iclab.config import validate
 from iclab.evaluation.regression import evaluate
-from iclab.models import make_model
 from iclab.evaluation.shift_eval import evaluate_shift, query_rows
 from iclab.evaluation.shifts import make_shift
+from iclab.models import make_model
 from iclab.workloads.regression.functions import make_task
 
 runner = CliRunner()
@@ -20,7 +20,12 @@ runner = CliRunner()
 
 def tiny_model(n_dims=3):
     torch.manual_seed(0)
-    cfg = validate({"task": {"n_dims": n_dims, "n_points": 7}, "model": {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 32}})
+    cfg = validate(
+        {
+            "task": {"n_dims": n_dims, "n_points": 7},
+            "model": {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 32},
+        }
+    )
     return make_model(cfg.model, "regression", n_dims=n_dims)
 
 
@@ -54,9 +59,13 @@ def test_least_squares_is_exact_under_query_shifts():
     the query; so its error vanishes past d under orthants / overlapping queries."""
     model, task = tiny_model(), make_task("linear_regression", 3)
     for name in ("orthants", "overlapping_query"):
-        ev = evaluate_shift(model, task, make_shift(name), n_prompts=20, n_points=7, baselines=["least_squares"], batch_size=35)
+        ev = evaluate_shift(
+            model, task, make_shift(name), n_prompts=20, n_points=7, baselines=["least_squares"], batch_size=35
+        )
         assert max(ev["baselines"]["least_squares"]["mean"][4:]) < 1e-6
-    ev = evaluate_shift(model, task, make_shift("orthogonal_query"), n_prompts=20, n_points=7, baselines=["least_squares"])
+    ev = evaluate_shift(
+        model, task, make_shift("orthogonal_query"), n_prompts=20, n_points=7, baselines=["least_squares"]
+    )
     assert ev["n_points"] == 3
     # a query orthogonal to the prefix: min-norm least squares predicts 0 (error = the zero predictor's)
     assert ev["baselines"]["least_squares"]["mean"] == pytest.approx(ev["zero_predictor"]["mean"], rel=1e-4)
@@ -113,14 +122,17 @@ def test_cli_shift_task_and_all_shifts(pooled_run):
         assert json.loads((pooled_run / f"eval_{name}.json").read_text())["n_prompts"] == 6
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["--shift", "nope"], "unknown shift 'nope'"),
-    (["--shift", "scaled_x", "--shift-option", "factr=2"], "factr"),
-    (["--shift", "scaled_x", "--shift-option", "factor"], "key=value"),
-    (["--task", "decision_tree", "--task-option", "depth=0"], "depth"),
-    (["--task", "decision_tree", "--shift", "train_pool"], "training pool"),
-    (["--baselines", "least_squares,nope"], "unknown baseline 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--shift", "nope"], "unknown shift 'nope'"),
+        (["--shift", "scaled_x", "--shift-option", "factr=2"], "factr"),
+        (["--shift", "scaled_x", "--shift-option", "factor"], "key=value"),
+        (["--task", "decision_tree", "--task-option", "depth=0"], "depth"),
+        (["--task", "decision_tree", "--shift", "train_pool"], "training pool"),
+        (["--baselines", "least_squares,nope"], "unknown baseline 'nope'"),
+    ],
+)
 def test_cli_errors_are_one_line(pooled_run, args, msg):
     r = runner.invoke(app, ["eval", str(pooled_run), *args])
     assert r.exit_code == 2, r.output

@@ -133,8 +133,17 @@ def test_unknown_shift_option():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("task_name", ["linear_regression", "sparse_linear_regression", "noisy_linear_regression",
-                                       "decision_tree", "relu_2nn_regression", "quadratic_regression"])
+@pytest.mark.parametrize(
+    "task_name",
+    [
+        "linear_regression",
+        "sparse_linear_regression",
+        "noisy_linear_regression",
+        "decision_tree",
+        "relu_2nn_regression",
+        "quadratic_regression",
+    ],
+)
 def test_samplers_stay_on_cuda(task_name):
     dev = torch.device("cuda")
     g = torch.Generator(device=dev).manual_seed(0)

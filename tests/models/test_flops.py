@@ -44,8 +44,13 @@ def test_predict_flops_match_flop_counter(opts, d, n):
 
 def test_standard_model_is_three_forward_passes():
     """Independent hand count for Garg's model: 12 layers x (24 B L C^2 + 4 B L^2 C) x 3, plus read-in/out."""
-    cfg = validate({"task": {"n_dims": 20, "n_points": 41}, "model": {"n_layer": 12, "n_embd": 256},
-                    "training": {"batch_size": 64}})
+    cfg = validate(
+        {
+            "task": {"n_dims": 20, "n_points": 41},
+            "model": {"n_layer": 12, "n_embd": 256},
+            "training": {"batch_size": 64},
+        }
+    )
     B, L, C, d = 64, 82, 256, 20
     blocks = 12 * (24 * B * L * C * C + 4 * B * L * L * C)
     expected = 3 * blocks + 3 * 2 * B * 41 * C + 2 * 2 * B * L * d * C
@@ -59,7 +64,11 @@ def test_token_dropping_lengths():
     assert seq_lens(ModelConfig(loops=3), 14, 3) == [14, 14, 14]
 
 
-LM_CASES = [dict(n_layer=2), dict(n_layer=1, loops=3, loop_window=2), dict(n_layer=1, loops=3, drop_tokens=3, min_tokens=4)]
+LM_CASES = [
+    dict(n_layer=2),
+    dict(n_layer=1, loops=3, loop_window=2),
+    dict(n_layer=1, loops=3, drop_tokens=3, min_tokens=4),
+]
 
 
 @pytest.mark.parametrize("opts", LM_CASES)

@@ -32,6 +32,7 @@ def data(B=3, n=6, d=3, seed=1):
 
 # --- the reference --------------------------------------------------------------------------------------
 
+
 def ref_ln(x, ln):
     mu = x.mean(-1, keepdim=True)
     var = ((x - mu) ** 2).mean(-1, keepdim=True)
@@ -102,8 +103,10 @@ def ref_loop(m, xs, ys, b):
 
 # --- the standard model is b = 1 ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", [dict(injection="none", pos_embedding="once", final_norm="once", loops=1, loop_window=1),
-                                     dict()])  # the plain and the default (add/every_loop) spellings of b = 1
+
+@pytest.mark.parametrize(
+    "variant", [dict(injection="none", pos_embedding="once", final_norm="once", loops=1, loop_window=1), dict()]
+)  # the plain and the default (add/every_loop) spellings of b = 1
 def test_b1_equals_the_standard_one_layer_model(variant):
     m = make(**variant)
     xs, ys = data()
@@ -175,6 +178,7 @@ def test_layers_per_loop_is_n_layer():
 
 # --- token dropping -----------------------------------------------------------------------------------------
 
+
 def lengths_seen(m, xs, ys, **kw):
     seen = []
     hook = m.blocks[0].register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[1]))
@@ -194,10 +198,15 @@ def test_drop_zero_is_no_dropping():
     assert lengths_seen(d0, xs, ys) == [14] * 6
 
 
-@pytest.mark.parametrize("d, k, expected", [(1, 5, [14, 13, 12, 11, 10, 9, 8, 7]),
-                                            (3, 4, [14, 11, 8, 5, 4, 4, 4, 4]),
-                                            (100, 5, [14, 5, 5, 5, 5, 5, 5, 5]),
-                                            (2, 20, [14] * 8)])
+@pytest.mark.parametrize(
+    "d, k, expected",
+    [
+        (1, 5, [14, 13, 12, 11, 10, 9, 8, 7]),
+        (3, 4, [14, 11, 8, 5, 4, 4, 4, 4]),
+        (100, 5, [14, 5, 5, 5, 5, 5, 5, 5]),
+        (2, 20, [14] * 8),
+    ],
+)
 def test_each_iteration_sees_the_documented_number_of_tokens(d, k, expected):
     """n = 7 points = 14 tokens; iteration t sees min(14, max(14 - t*d, k)) tokens and predicts the x's among them."""
     m = make(loops=8, loop_window=8, drop_tokens=d, min_tokens=k)
@@ -221,6 +230,7 @@ def test_min_tokens_below_two_is_refused():
 
 
 # --- gradients and memory -------------------------------------------------------------------------------------
+
 
 def test_gradient_reaches_only_the_last_T_iterations():
     b, T = 7, 3
@@ -262,6 +272,7 @@ def test_memory_does_not_grow_with_b_at_fixed_T():
 
 
 # --- evaluation of looped models -------------------------------------------------------------------------------
+
 
 def test_per_prefix_evaluation_equals_one_pass_without_dropping():
     m = make(loops=4)

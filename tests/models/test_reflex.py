@@ -13,7 +13,7 @@ from iclab.config import ConfigError, ModelConfig, validate
 from iclab.models.attention import reflex_plan
 from iclab.models.flops import lm_forward_flops, lm_train_step_flops
 from iclab.models.transformer import GPTLanguageModel
-from iclab.training.trainer import identity
+from iclab.training.checkpoint import identity
 from iclab.workloads.sequence.base import sequence_loss
 
 V = 11
@@ -77,17 +77,17 @@ def test_cross_head_is_softmax_attention_over_the_earlier_layers_kv(kv_source):
     q1 = x1 @ W1[:C].T + b1[:C]
     ys = []
     for h in range(8):
-        qh = q1[..., h * H:(h + 1) * H]
+        qh = q1[..., h * H : (h + 1) * H]
         if h < 5:
             rk, rv = C + h * H, C + n_kv1 * H + h * H
-            k, v = x1 @ W1[rk:rk + H].T + b1[rk:rk + H], x1 @ W1[rv:rv + H].T + b1[rv:rv + H]
+            k, v = x1 @ W1[rk : rk + H].T + b1[rk : rk + H], x1 @ W1[rv : rv + H].T + b1[rv : rv + H]
         elif kv_source == "reuse":
             rk, rv = C + h * H, C + 8 * H + h * H
-            k, v = x0 @ W0[rk:rk + H].T + b0[rk:rk + H], x0 @ W0[rv:rv + H].T + b0[rv:rv + H]
+            k, v = x0 @ W0[rk : rk + H].T + b0[rk : rk + H], x0 @ W0[rv : rv + H].T + b0[rv : rv + H]
         else:
             Wx, bx = m.blocks[1].attn.c_kv_cross.weight, m.blocks[1].attn.c_kv_cross.bias  # k (3 heads) | v (3 heads)
             rk, rv = (h - 5) * H, 3 * H + (h - 5) * H
-            k, v = x0 @ Wx[rk:rk + H].T + bx[rk:rk + H], x0 @ Wx[rv:rv + H].T + bx[rv:rv + H]
+            k, v = x0 @ Wx[rk : rk + H].T + bx[rk : rk + H], x0 @ Wx[rv : rv + H].T + bx[rv : rv + H]
         ys.append(causal_softmax_attention(qh, k, v))
     expected = m.blocks[1].attn.c_proj(torch.cat(ys, dim=-1))
     torch.testing.assert_close(out1, expected, atol=1e-6, rtol=1e-5)
@@ -114,7 +114,9 @@ def test_no_future_leakage(name):
 
 
 def test_all_layer_head_counts():
-    plans = reflex_plan(ModelConfig(n_layer=6, n_head=8, attention=dict(name="reflex", all_layers=True)).attention, 6, 8)
+    plans = reflex_plan(
+        ModelConfig(n_layer=6, n_head=8, attention=dict(name="reflex", all_layers=True)).attention, 6, 8
+    )
     assert [p.n_self for p in plans] == [8, 7, 6, 5, 4, 3]
     assert [p.groups for p in plans] == [tuple((d, 1) for d in range(1, i + 1)) for i in range(6)]
     # reuse: a layer projects K/V for its self heads and the heads later layers read from it: layer j's
@@ -124,7 +126,12 @@ def test_all_layer_head_counts():
 
 def test_uniform_allocation_moves_missing_sources_to_self():
     plans = reflex_plan(ModelConfig(n_layer=4, attention=dict(name="reflex", allocation=[4, 2, 2])).attention, 4, 8)
-    assert [(p.n_self, p.groups) for p in plans] == [(8, ()), (6, ((1, 2),)), (4, ((1, 2), (2, 2))), (4, ((1, 2), (2, 2)))]
+    assert [(p.n_self, p.groups) for p in plans] == [
+        (8, ()),
+        (6, ((1, 2),)),
+        (4, ((1, 2), (2, 2))),
+        (4, ((1, 2), (2, 2))),
+    ]
     # same head index: layer 0 projects heads 6-7 for layers 1 and 2, layer 1 heads 4-7 for layers 2 and 3,
     # layer 2 heads 4-5 for layer 3, layer 3 only its self heads
     assert [p.kv_heads for p in plans] == [tuple(range(n)) for n in (8, 8, 6, 4)]
@@ -143,7 +150,7 @@ def _copy_weights(src: GPTLanguageModel, dst: GPTLanguageModel) -> None:
                 for part in range(2):  # k, v
                     for h in set(hs) & set(hd):
                         a, b = C + (part * len(hd) + hd.index(h)) * H, C + (part * len(hs) + hs.index(h)) * H
-                        p[a:a + H] = s[b:b + H]
+                        p[a : a + H] = s[b : b + H]
             elif name in sd and sd[name].shape == p.shape:
                 p.copy_(sd[name])
 
@@ -175,7 +182,7 @@ def test_gradient_reaches_the_earlier_layers_kv_projection():
     sequence_loss(m(idx), idx).backward()
     g = m.blocks[3].attn.c_attn.weight.grad  # rows: q 32 | k heads 0-5 | v heads 0-5 (4 wide)
     assert g.shape[0] == 32 + 2 * 6 * 4
-    assert g[32 + 4 * 4:32 + 6 * 4].abs().sum() > 0 and g[56 + 4 * 4:56 + 6 * 4].abs().sum() > 0
+    assert g[32 + 4 * 4 : 32 + 6 * 4].abs().sum() > 0 and g[56 + 4 * 4 : 56 + 6 * 4].abs().sum() > 0
 
 
 def test_looped_reflex_reads_the_current_iterations_kv():
@@ -209,20 +216,23 @@ def test_checkpoint_identity_includes_the_attention_config():
     assert identity(reflex)["model"]["attention"]["allocation"] == [4, 2, 2]
 
 
-@pytest.mark.parametrize("att,n_layer,msg", [
-    (dict(name="reflex", allocation=[4, 2, 1]), 4, "summing to n_head=8"),
-    (dict(allocation=[4, 2, 2]), 4, "reflex-only"),
-    (dict(name="reflex"), 4, "exactly one"),
-    (dict(name="reflex", allocation=[4, 2, 2], all_layers=True), 4, "exactly one"),
-    (dict(name="reflex", allocation=[4, 1, 1, 1, 1]), 3, "no layer of a 3-layer model"),
-    (dict(name="reflex", allocation=[[8], [4, 2, 2]]), 2, "layer 1 gives heads to layer 1-2, which does not exist"),
-    (dict(name="reflex", allocation=[[8], [8]]), 3, "2 per-layer rows"),
-    (dict(name="reflex", all_layers=True), 9, "n_head=8 must exceed 8"),
-    (dict(name="reflex", allocation=[4, 2, 2], top_k=3), 4, "top_k=3 needs 3"),
-    (dict(name="reflex", allocation=[4, 2, 2], top_k=2, combine="linear"), 4, "alternatives"),
-    (dict(name="reflex", all_layers=True, top_k=2), 4, "uniform allocation"),
-    (dict(name="reflex", allocation=[4, 2, 2], kv_source="recompute"), 4, "kv_source"),
-])
+@pytest.mark.parametrize(
+    "att,n_layer,msg",
+    [
+        (dict(name="reflex", allocation=[4, 2, 1]), 4, "summing to n_head=8"),
+        (dict(allocation=[4, 2, 2]), 4, "reflex-only"),
+        (dict(name="reflex"), 4, "exactly one"),
+        (dict(name="reflex", allocation=[4, 2, 2], all_layers=True), 4, "exactly one"),
+        (dict(name="reflex", allocation=[4, 1, 1, 1, 1]), 3, "no layer of a 3-layer model"),
+        (dict(name="reflex", allocation=[[8], [4, 2, 2]]), 2, "layer 1 gives heads to layer 1-2, which does not exist"),
+        (dict(name="reflex", allocation=[[8], [8]]), 3, "2 per-layer rows"),
+        (dict(name="reflex", all_layers=True), 9, "n_head=8 must exceed 8"),
+        (dict(name="reflex", allocation=[4, 2, 2], top_k=3), 4, "top_k=3 needs 3"),
+        (dict(name="reflex", allocation=[4, 2, 2], top_k=2, combine="linear"), 4, "alternatives"),
+        (dict(name="reflex", all_layers=True, top_k=2), 4, "uniform allocation"),
+        (dict(name="reflex", allocation=[4, 2, 2], kv_source="recompute"), 4, "kv_source"),
+    ],
+)
 def test_bad_configs_give_one_line_errors(att, n_layer, msg):
     with pytest.raises(ConfigError) as err:
         validate({"model": {"n_layer": n_layer, "n_head": 8, "attention": att}})
@@ -255,16 +265,28 @@ def test_flops_hand_count_422():
 def test_tiny_reflex_config_trains_resumes_and_refuses_per_block_compile(tmp_path):
     from iclab.config import load_config
     from iclab.runs import train_run
-    from iclab.training.trainer import Trainer, TrainingError
+    from iclab.training.device import TrainingError
+    from iclab.training.trainer import Trainer
 
     root = __import__("pathlib").Path(__file__).resolve().parents[2]
-    over = ["training.steps=4", "training.warmup_steps=1", "logging.ckpt_every=2", "logging.log_every=2",
-            "logging.progress=false", "task.seq_len=16", "task.options.max_bytes=20000",
-            f"task.options.data_dir={tmp_path / 'data'}", "task.options.log_val_windows=2"]
+    over = [
+        "training.steps=4",
+        "training.warmup_steps=1",
+        "logging.ckpt_every=2",
+        "logging.log_every=2",
+        "logging.progress=false",
+        "task.seq_len=16",
+        "task.options.max_bytes=20000",
+        f"task.options.data_dir={tmp_path / 'data'}",
+        "task.options.log_val_windows=2",
+    ]
     cfg = load_config(root / "configs/reflex/tiny/reflex_topk.yaml", over)
     train_run(cfg, tmp_path / "run", evaluate_after=False)
     (tmp_path / "run" / "model.safetensors").unlink()
     train_run(None, tmp_path / "run", resume=True, evaluate_after=False)  # checkpoint identity matches, weights load
     assert (tmp_path / "run" / "model.safetensors").is_file()
     with pytest.raises(TrainingError, match="compile_scope=model"):
-        Trainer(load_config(root / "configs/reflex/tiny/reflex_topk.yaml", over + ["training.compile=true"]), tmp_path / "r2")
+        Trainer(
+            load_config(root / "configs/reflex/tiny/reflex_topk.yaml", over + ["training.compile=true"]),
+            tmp_path / "r2",
+        )

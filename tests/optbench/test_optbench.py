@@ -13,17 +13,23 @@ from iclab.optbench import OptbenchError, run_benchmark
 from iclab.optbench.bench import Trial, aggregate, time_to_target
 from iclab.optbench.spec import BenchSpec, Dist, SubmissionSpec, sample_hparams, trial_config, trial_config_data
 
-BASE = {"task": {"name": "classification", "options": {"dataset": "digits", "hidden": [16]}},
-        "training": {"steps": 40, "batch_size": 32, "lr": 1e-2, "device": "cpu", "threads": 1},
-        "logging": {"log_every": 10, "ckpt_every": 40, "tensorboard": False, "progress": False}}
+BASE = {
+    "task": {"name": "classification", "options": {"dataset": "digits", "hidden": [16]}},
+    "training": {"steps": 40, "batch_size": 32, "lr": 1e-2, "device": "cpu", "threads": 1},
+    "logging": {"log_every": 10, "ckpt_every": 40, "tensorboard": False, "progress": False},
+}
 
 
 # --- search space and trial configs ------------------------------------------------------------------------
 def test_sampling_is_seeded_and_in_bounds():
-    sub = SubmissionSpec(space={"training.lr": Dist(log_uniform=(1e-4, 1e-1)),
-                                "training.optimizer.options.betas.0": Dist(log_uniform=(0.01, 0.3), one_minus=True),
-                                "training.warmup_steps": Dist(choice=[0.0, 0.1], of_steps=True),
-                                "x": Dist(uniform=(2.0, 3.0))})
+    sub = SubmissionSpec(
+        space={
+            "training.lr": Dist(log_uniform=(1e-4, 1e-1)),
+            "training.optimizer.options.betas.0": Dist(log_uniform=(0.01, 0.3), one_minus=True),
+            "training.warmup_steps": Dist(choice=[0.0, 0.1], of_steps=True),
+            "x": Dist(uniform=(2.0, 3.0)),
+        }
+    )
     a = [sample_hparams(sub, 0, "adamw", "w", 0, t) for t in range(50)]
     assert a == [sample_hparams(sub, 0, "adamw", "w", 0, t) for t in range(50)]  # reproducible
     assert a[0] != sample_hparams(sub, 1, "adamw", "w", 0, 0)  # another bench seed, another point
@@ -35,9 +41,13 @@ def test_sampling_is_seeded_and_in_bounds():
 
 
 def test_trial_config_fills_optimizer_defaults_and_indexes_lists():
-    sub = SubmissionSpec(set={"training.optimizer.name": "adamw", "training.schedule": "warmup_cosine"},
-                         space={"training.optimizer.options.betas.0": Dist(uniform=(0.1, 0.1), one_minus=True),
-                                "training.warmup_steps": Dist(choice=[0.1], of_steps=True)})
+    sub = SubmissionSpec(
+        set={"training.optimizer.name": "adamw", "training.schedule": "warmup_cosine"},
+        space={
+            "training.optimizer.options.betas.0": Dist(uniform=(0.1, 0.1), one_minus=True),
+            "training.warmup_steps": Dist(choice=[0.1], of_steps=True),
+        },
+    )
     hp = sample_hparams(sub, 0, "s", "w", 0, 0)
     cfg = trial_config(BASE, sub, hp, seed=7, where="t")
     assert cfg.seed == 7 and cfg.training.optimizer.name == "adamw"
@@ -49,14 +59,20 @@ def test_trial_config_fills_optimizer_defaults_and_indexes_lists():
 def test_trial_directory_names_hash_only_what_the_trial_sets():
     from iclab.optbench.spec import trial_hash
 
-    sub = SubmissionSpec(set={"training.optimizer.name": "adamw"}, space={"training.lr": Dist(log_uniform=(1e-3, 1e-2))})
+    sub = SubmissionSpec(
+        set={"training.optimizer.name": "adamw"}, space={"training.lr": Dist(log_uniform=(1e-3, 1e-2))}
+    )
     h = trial_hash(BASE, sub, {"training.lr": 0.005}, 3)
     assert h == trial_hash(json.loads(json.dumps(BASE)), sub, {"training.lr": 0.005}, 3) and len(h) == 12
-    assert h != trial_hash(BASE, sub, {"training.lr": 0.006}, 3) and h != trial_hash(BASE, sub, {"training.lr": 0.005}, 4)
+    assert h != trial_hash(BASE, sub, {"training.lr": 0.006}, 3) and h != trial_hash(
+        BASE, sub, {"training.lr": 0.005}, 4
+    )
 
 
 def test_bad_space_keys_are_one_line_errors():
-    sub = SubmissionSpec(set={"training.optimizer.name": "adamw"}, space={"training.optimizer.options.betas.5": Dist(choice=[0.5])})
+    sub = SubmissionSpec(
+        set={"training.optimizer.name": "adamw"}, space={"training.optimizer.options.betas.5": Dist(choice=[0.5])}
+    )
     with pytest.raises(OptbenchError, match=r"betas.5.*list of 2"):
         trial_config_data(BASE, sub, {"training.optimizer.options.betas.5": 0.5}, seed=0, where="t")
     sub = SubmissionSpec(set={"training.optimizer.name": "adamw"}, space={"training.lrr": Dist(choice=[0.5])})
@@ -70,18 +86,24 @@ def test_bad_space_keys_are_one_line_errors():
 
 # --- time to target -------------------------------------------------------------------------------------------
 def test_time_to_target_is_the_first_logged_evaluation_at_or_past_it():
-    recs = [{"step": 10, "train_seconds": 1.0, "val/accuracy": 0.5},
-            {"step": 20, "train_seconds": 2.0, "val/accuracy": float("nan")},
-            {"step": 30, "train_seconds": 3.5, "val/accuracy": 0.9},  # exactly the target counts
-            {"step": 40, "train_seconds": 4.0, "val/accuracy": 0.95}]
+    recs = [
+        {"step": 10, "train_seconds": 1.0, "val/accuracy": 0.5},
+        {"step": 20, "train_seconds": 2.0, "val/accuracy": float("nan")},
+        {"step": 30, "train_seconds": 3.5, "val/accuracy": 0.9},  # exactly the target counts
+        {"step": 40, "train_seconds": 4.0, "val/accuracy": 0.95},
+    ]
     r = time_to_target(recs, "val/accuracy", "max", 0.9)
     assert r == {"reached": True, "steps": 30, "seconds": 3.5, "best": 0.9}
     # not interpolated: a target between two evaluations is read at the later one
     assert time_to_target(recs, "val/accuracy", "max", 0.6)["steps"] == 30
     miss = time_to_target(recs, "val/accuracy", "max", 0.99)
     assert not miss["reached"] and math.isinf(miss["steps"]) and math.isinf(miss["seconds"]) and miss["best"] == 0.95
-    low = time_to_target([{"step": 5, "train_seconds": 0.5, "val/loss": 2.0}, {"step": 10, "train_seconds": 1.0, "val/loss": 1.0}],
-                         "val/loss", "min", 1.5)
+    low = time_to_target(
+        [{"step": 5, "train_seconds": 0.5, "val/loss": 2.0}, {"step": 10, "train_seconds": 1.0, "val/loss": 1.0}],
+        "val/loss",
+        "min",
+        1.5,
+    )
     assert low["steps"] == 10 and low["seconds"] == 1.0
     # without train_seconds (older runs): the sum of interval / steps_per_s
     old = [{"step": 10, "steps_per_s": 10.0, "m": 0.0}, {"step": 30, "steps_per_s": 20.0, "m": 1.0}]
@@ -95,12 +117,24 @@ def _fake_trial(study, trial, steps, sub="A", w="w"):
 
 
 def test_external_tuning_fastest_trial_per_study_then_median():
-    spec = BenchSpec(trials=3, studies=3, workloads={"w": {"config": "x.yaml", "metric": "m", "goal": "max", "target": 1}},
-                     submissions={"A": {}, "B": {}})
+    spec = BenchSpec(
+        trials=3,
+        studies=3,
+        workloads={"w": {"config": "x.yaml", "metric": "m", "goal": "max", "target": 1}},
+        submissions={"A": {}, "B": {}},
+    )
     inf = math.inf
-    trials = [_fake_trial(0, 0, 300), _fake_trial(0, 1, 100), _fake_trial(0, 2, inf),   # study 0: 100
-              _fake_trial(1, 0, inf), _fake_trial(1, 1, inf), _fake_trial(1, 2, inf),   # study 1: never
-              _fake_trial(2, 0, 200), _fake_trial(2, 1, 400), _fake_trial(2, 2, 250)]   # study 2: 200
+    trials = [
+        _fake_trial(0, 0, 300),
+        _fake_trial(0, 1, 100),
+        _fake_trial(0, 2, inf),  # study 0: 100
+        _fake_trial(1, 0, inf),
+        _fake_trial(1, 1, inf),
+        _fake_trial(1, 2, inf),  # study 1: never
+        _fake_trial(2, 0, 200),
+        _fake_trial(2, 1, 400),
+        _fake_trial(2, 2, 250),
+    ]  # study 2: 200
     trials += [_fake_trial(s, t, 150, sub="B") for s in range(3) for t in range(3)]
     agg = aggregate(spec, trials)
     row = agg["table"]["w"]["A"]
@@ -117,13 +151,26 @@ def _write_spec(tmp_path: Path) -> Path:
     logistic = json.loads(json.dumps(BASE))
     logistic["task"]["options"] = {"dataset": "synthetic", "hidden": [], "n_samples": 400, "n_features": 8}
     (tmp_path / "w" / "logistic.yaml").write_text(yaml.safe_dump(logistic))
-    spec = {"name": "tiny", "trials": 2, "studies": 1, "workers": 1,
-            "workloads": {"digits": {"config": "w/digits.yaml", "metric": "val/accuracy", "goal": "max", "target": 0.5},
-                          "logistic": {"config": "w/logistic.yaml", "metric": "val/loss", "goal": "min", "target": 0.6}},
-            "submissions": {"sgd": {"set": {"training.optimizer.name": "sgd", "training.optimizer.options.momentum": 0.9},
-                                    "space": {"training.lr": {"log_uniform": [0.01, 0.3]}}},
-                            "adamw": {"set": {"training.optimizer.name": "adamw"},
-                                      "space": {"training.lr": {"log_uniform": [1e-3, 3e-2]}}}}}
+    spec = {
+        "name": "tiny",
+        "trials": 2,
+        "studies": 1,
+        "workers": 1,
+        "workloads": {
+            "digits": {"config": "w/digits.yaml", "metric": "val/accuracy", "goal": "max", "target": 0.5},
+            "logistic": {"config": "w/logistic.yaml", "metric": "val/loss", "goal": "min", "target": 0.6},
+        },
+        "submissions": {
+            "sgd": {
+                "set": {"training.optimizer.name": "sgd", "training.optimizer.options.momentum": 0.9},
+                "space": {"training.lr": {"log_uniform": [0.01, 0.3]}},
+            },
+            "adamw": {
+                "set": {"training.optimizer.name": "adamw"},
+                "space": {"training.lr": {"log_uniform": [1e-3, 3e-2]}},
+            },
+        },
+    }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -134,8 +181,19 @@ def test_tiny_benchmark_runs_reuses_and_reruns_unfinished(tmp_path):
     out = tmp_path / "bench"
     res = run_benchmark(spec_path, out, backend="inline", log=lambda *_: None)
     assert res["run"]["ran"] == 8 and res["run"]["states"] == {"done": 8}
-    for name in ("trials.csv", "trials.json", "time_to_target.csv", "time_to_target.json", "time_to_target.md",
-                 "scores.json", "scores.md", "profiles.png", "curves.png", "summary.md", "spec.yaml"):
+    for name in (
+        "trials.csv",
+        "trials.json",
+        "time_to_target.csv",
+        "time_to_target.json",
+        "time_to_target.md",
+        "scores.json",
+        "scores.md",
+        "profiles.png",
+        "curves.png",
+        "summary.md",
+        "spec.yaml",
+    ):
         assert (out / name).is_file(), name
     rows = json.loads((out / "trials.json").read_text())
     assert len(rows) == 8 and all(r["state"] == "done" for r in rows)
@@ -172,8 +230,14 @@ def test_tiny_benchmark_runs_reuses_and_reruns_unfinished(tmp_path):
 
 def test_bad_spec_is_a_one_line_error(tmp_path):
     p = tmp_path / "s.yaml"
-    p.write_text(yaml.safe_dump({"workloads": {"w": {"config": "nope.yaml", "metric": "m", "goal": "max", "target": 1}},
-                                 "submissions": {"a": {}}}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "workloads": {"w": {"config": "nope.yaml", "metric": "m", "goal": "max", "target": 1}},
+                "submissions": {"a": {}},
+            }
+        )
+    )
     with pytest.raises(OptbenchError, match="nope.yaml does not exist"):
         run_benchmark(p, tmp_path / "o", log=lambda *_: None)
     p.write_text(yaml.safe_dump({"workloads": {}, "submissions": {"a": {}}, "trails": 3}))

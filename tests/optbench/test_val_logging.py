@@ -19,16 +19,22 @@ def test_regression_val_error(tiny_cfg_dict, tmp_path):
     train_run(validate(tiny_cfg_dict), tmp_path / "on", evaluate_after=False)
     recs = _metrics(tmp_path / "on")
     assert all(0.0 < r["val/error"] < 5.0 for r in recs)
-    assert [r["loss"] for r in recs] == [r["loss"] for r in _metrics(tmp_path / "off")]  # logging does not touch training
+    assert [r["loss"] for r in recs] == [
+        r["loss"] for r in _metrics(tmp_path / "off")
+    ]  # logging does not touch training
     train_run(validate(tiny_cfg_dict), tmp_path / "again", evaluate_after=False)
     assert [r["val/error"] for r in _metrics(tmp_path / "again")] == [r["val/error"] for r in recs]  # fixed prompts
 
 
 def test_sorting_val_metrics(tmp_path):
-    cfg = validate({"task": {"name": "sorting", "seq_len": 4, "options": {"vocab": 8}},
-                    "model": {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 8},
-                    "training": {"steps": 10, "batch_size": 8, "device": "cpu"},
-                    "logging": {"log_every": 5, "ckpt_every": 10, "val_examples": 32, "tensorboard": False, "progress": False}})
+    cfg = validate(
+        {
+            "task": {"name": "sorting", "seq_len": 4, "options": {"vocab": 8}},
+            "model": {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 8},
+            "training": {"steps": 10, "batch_size": 8, "device": "cpu"},
+            "logging": {"log_every": 5, "ckpt_every": 10, "val_examples": 32, "tensorboard": False, "progress": False},
+        }
+    )
     train_run(cfg, tmp_path / "s", evaluate_after=False)
     for r in _metrics(tmp_path / "s"):
         assert 0.0 <= r["val/exact_match"] <= r["val/token_accuracy"] <= 1.0 and r["val/loss"] > 0

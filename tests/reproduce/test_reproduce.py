@@ -62,8 +62,11 @@ def test_the_digest_ignores_seed_and_threads_but_not_the_recipe():
     assert config_digest(a) == config_digest(load_config(path, ["seed=3", "training.threads=1"]))
     assert config_digest(a) != config_digest(load_config(path, ["training.lr=1e-3"]))
     # a setting written out at its default (as a key added to iclab later is) keeps the digest, options included
-    assert config_digest(a) == config_digest(load_config(path, ["training.optimizer.options.momentum=0.95",
-                                                                "training.grad_clip=1.0", "task.options.scale=1.0"]))
+    assert config_digest(a) == config_digest(
+        load_config(
+            path, ["training.optimizer.options.momentum=0.95", "training.grad_clip=1.0", "task.options.scale=1.0"]
+        )
+    )
     assert config_digest(a) != config_digest(load_config(path, ["training.optimizer.options.momentum=0.9"]))
 
 
@@ -89,9 +92,17 @@ def toy_entry(tmp_path, tiny_cfg_dict):
         fig.savefig(path)
         plt.close(fig)
 
-    entry = Entry(name="toy-test-entry", source="a test", claim="it trains", criterion="error < 100",
-                  configs={"tiny": {"model": str(cfg_path)}}, check=check, figure=figure, evaluate=evaluate,
-                  seeds={"tiny": 2})
+    entry = Entry(
+        name="toy-test-entry",
+        source="a test",
+        claim="it trains",
+        criterion="error < 100",
+        configs={"tiny": {"model": str(cfg_path)}},
+        check=check,
+        figure=figure,
+        evaluate=evaluate,
+        seeds={"tiny": 2},
+    )
     REPRODUCTIONS.register(entry.name)(entry)
     yield entry, calls
     REPRODUCTIONS._items.pop(entry.name)
@@ -146,9 +157,16 @@ def test_command_entries_run_once_per_seed_and_are_reused(tmp_path):
     def figure(runs, path):
         path.write_bytes(b"png")
 
-    entry = Entry(name="toy-command-entry", source="a test", claim="c", criterion="sum 3",
-                  configs={"tiny": {"toy": Command(run_toy, {"scale": 1.0})}}, check=check, figure=figure,
-                  seeds={"tiny": 3})
+    entry = Entry(
+        name="toy-command-entry",
+        source="a test",
+        claim="c",
+        criterion="sum 3",
+        configs={"tiny": {"toy": Command(run_toy, {"scale": 1.0})}},
+        check=check,
+        figure=figure,
+        seeds={"tiny": 3},
+    )
     REPRODUCTIONS.register(entry.name)(entry)
     try:
         res = reproduce(entry.name, out=tmp_path, log=lambda *_: None, report=False)
@@ -156,8 +174,12 @@ def test_command_entries_run_once_per_seed_and_are_reused(tmp_path):
         reproduce(entry.name, out=tmp_path, log=lambda *_: None, report=False)
         assert len(calls) == 3  # reused
         # other arguments are other runs; --set does not apply to a function
-        other = plan(Entry(**{**entry.__dict__, "configs": {"tiny": {"toy": Command(run_toy, {"scale": 2.0})}}}),
-                     "tiny", 1, tmp_path)["toy"][0]
+        other = plan(
+            Entry(**{**entry.__dict__, "configs": {"tiny": {"toy": Command(run_toy, {"scale": 2.0})}}}),
+            "tiny",
+            1,
+            tmp_path,
+        )["toy"][0]
         assert other.dir.parent != plan(entry, "tiny", 1, tmp_path)["toy"][0].dir.parent
         with pytest.raises(ReproduceError, match="--set does not apply to 'toy'"):
             plan(entry, "tiny", 1, tmp_path, overrides=["training.lr=1"])
@@ -181,19 +203,29 @@ def _run(tmp_path, label, seed, files: dict, cfg_rel="configs/garg/tiny/linear_r
 
 def _ev(model, **baselines):
     n = len(model)
-    return {"n_dims": 3, "n_points": n, "model": {"mean": model},
-            "baselines": {b: {"mean": v} for b, v in baselines.items()}}
+    return {
+        "n_dims": 3,
+        "n_points": n,
+        "model": {"mean": model},
+        "baselines": {b: {"mean": v} for b, v in baselines.items()},
+    }
 
 
 def test_garg_linear_criterion(tmp_path):
     check = REPRODUCTIONS.get("garg-linear").check
-    ls, knn = [1, .5, .1, 0, 0, 0, 0], [1, 1, 1, 1, .8, .7, .6]
-    good = [_run(tmp_path / "g", "model", s, {"eval.json": _ev([1, .6, .3, .1, .05, .04, v], least_squares=ls, knn=knn)})
-            for s, v in enumerate([0.02, 0.04])]
+    ls, knn = [1, 0.5, 0.1, 0, 0, 0, 0], [1, 1, 1, 1, 0.8, 0.7, 0.6]
+    good = [
+        _run(
+            tmp_path / "g", "model", s, {"eval.json": _ev([1, 0.6, 0.3, 0.1, 0.05, 0.04, v], least_squares=ls, knn=knn)}
+        )
+        for s, v in enumerate([0.02, 0.04])
+    ]
     v = check({"model": good})
     assert v.passed and v.numbers["k"] == 6 and v.numbers["model"] == pytest.approx(0.03)
-    bad = [_run(tmp_path / "b", "model", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls, knn=knn)})
-           for s, v in enumerate([0.02, 0.2])]
+    bad = [
+        _run(tmp_path / "b", "model", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls, knn=knn)})
+        for s, v in enumerate([0.02, 0.2])
+    ]
     assert not check({"model": bad}).passed  # mean 0.11 > 0 + 0.05
 
 
@@ -201,12 +233,19 @@ def test_yang_flat_criterion(tmp_path):
     check = REPRODUCTIONS.get("yang-flat").check
 
     def lp(curve):
-        return {"loops.json": {"loops": list(range(1, len(curve) + 1)), "last_point": curve, "trained_loops": 3,
-                               "n_points": 9, "n_dims": 4}}
+        return {
+            "loops.json": {
+                "loops": list(range(1, len(curve) + 1)),
+                "last_point": curve,
+                "trained_loops": 3,
+                "n_points": 9,
+                "n_dims": 4,
+            }
+        }
 
-    flat = [_run(tmp_path / "f", "looped", 0, lp([.9, .3, .05, .05, .06, .05]))]
+    flat = [_run(tmp_path / "f", "looped", 0, lp([0.9, 0.3, 0.05, 0.05, 0.06, 0.05]))]
     assert check({"looped": flat}).passed
-    rising = [_run(tmp_path / "r", "looped", 0, lp([.9, .3, .05, .05, .2, .5]))]
+    rising = [_run(tmp_path / "r", "looped", 0, lp([0.9, 0.3, 0.05, 0.05, 0.2, 0.5]))]
     v = check({"looped": rising})
     assert not v.passed and v.numbers["rise"] == pytest.approx(0.45)
 
@@ -215,7 +254,10 @@ def test_pos_norm_criterion_and_main_effects(tmp_path):
     entry = REPRODUCTIONS.get("seed000-pos-norm")
     labels = list(entry.configs["tiny"])
     errs = dict(zip(labels, [0.1, 0.3, 0.2, 0.5]))
-    runs = {lab: [_run(tmp_path, lab, 0, {"eval.json": _ev([1] * 6 + [e], least_squares=[0] * 7)})] for lab, e in errs.items()}
+    runs = {
+        lab: [_run(tmp_path, lab, 0, {"eval.json": _ev([1] * 6 + [e], least_squares=[0] * 7)})]
+        for lab, e in errs.items()
+    }
     v = entry.check(runs)
     assert v.passed
     assert "position once - every = +0.2500" in v.details[0] and "norm once - every = +0.1500" in v.details[0]
@@ -229,11 +271,15 @@ def test_steps_to_reads_the_first_checkpoint_at_or_below_the_target():
 
 def test_seed001_reuse_and_surgery_criteria(tmp_path):
     reuse = REPRODUCTIONS.get("seed001-reuse")
-    ls = [1, .5, .1, 0, 0, 0, 0]
-    six = [_run(tmp_path / "a", "6 layers", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)}) for s, v in
-           enumerate([0.05, 0.07])]
-    rec = [_run(tmp_path / "b", "3 layers x 2", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)}) for s, v in
-           enumerate([0.04, 0.06])]
+    ls = [1, 0.5, 0.1, 0, 0, 0, 0]
+    six = [
+        _run(tmp_path / "a", "6 layers", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)})
+        for s, v in enumerate([0.05, 0.07])
+    ]
+    rec = [
+        _run(tmp_path / "b", "3 layers x 2", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)})
+        for s, v in enumerate([0.04, 0.06])
+    ]
     v = reuse.check({"6 layers": six, "3 layers x 2": rec})
     assert v.passed and v.numbers["wins"] == 2
     assert not reuse.check({"6 layers": rec, "3 layers x 2": six}).passed
@@ -242,8 +288,13 @@ def test_seed001_reuse_and_surgery_criteria(tmp_path):
 
     def sj(orig, **others):
         variants = {"original": {"at_k": orig}, **{n: {"at_k": x} for n, x in others.items()}}
-        return {"surgery_reproduce.json": {"summary_position": 6, "variants": variants,
-                                           "reference": {"least_squares": {"at_k": 0.0}}}}
+        return {
+            "surgery_reproduce.json": {
+                "summary_position": 6,
+                "variants": variants,
+                "reference": {"least_squares": {"at_k": 0.0}},
+            }
+        }
 
     worse = [_run(tmp_path / "c", "6 layers", s, sj(0.05, reverse=0.9, shuffle=0.3 + 0.1 * s)) for s in range(2)]
     v = surgery.check({"6 layers": worse})
@@ -258,8 +309,18 @@ def test_seed002_reflex_criterion(tmp_path):
     entry = REPRODUCTIONS.get("seed002-reflex")
 
     def runs(gap):
-        return {label: [_run(tmp_path / f"{gap}{i}", label, s, {"eval.json": {"bits_per_char": 3.5 + (gap if i else 0) + 0.01 * s}})
-                        for s in range(2)] for i, label in enumerate(["nanoGPT 6L", "Reflex 6L 4-2-2", "Reflex 6L 5-2-1"])}
+        return {
+            label: [
+                _run(
+                    tmp_path / f"{gap}{i}",
+                    label,
+                    s,
+                    {"eval.json": {"bits_per_char": 3.5 + (gap if i else 0) + 0.01 * s}},
+                )
+                for s in range(2)
+            ]
+            for i, label in enumerate(["nanoGPT 6L", "Reflex 6L 4-2-2", "Reflex 6L 5-2-1"])
+        }
 
     assert entry.check(runs(0.01)).passed
     assert not entry.check(runs(-0.1)).passed  # a clear gain is not what the seed found
@@ -276,8 +337,10 @@ def test_curriculum_shapes_counts_slower_degradation_only_for_learned_models(tmp
 
     def runs(cos_train, cos_long):
         vals = {"linear (step)": (0.03, 0.3), "sqrt": (0.05, 0.2), "cos": (cos_train, cos_long), "log2": (0.04, 0.3)}
-        return {lab: [_run(tmp_path / f"{cos_train}", lab, 0, {"eval.json": curve(*v)}, rel)]
-                for (lab, v), rel in zip(vals.items(), entry.configs["tiny"].values())}
+        return {
+            lab: [_run(tmp_path / f"{cos_train}", lab, 0, {"eval.json": curve(*v)}, rel)]
+            for (lab, v), rel in zip(vals.items(), entry.configs["tiny"].values())
+        }
 
     v = entry.check(runs(0.95, 0.97))  # cos at chance: growth x1.02 but it never learned
     assert "sqrt and cos learned and degrade slower: False" in v.details[0] and "cos" in v.details[1]

@@ -25,8 +25,13 @@ def _sweep(xs, errs, thr, xkey):
 def _dd(peak_x=100, peak=50.0):
     xs = [10, 50, 80, peak_x, 150, 1000] if peak_x not in (10, 50, 80, 150, 1000) else [10, 50, 80, 150, 1000]
     errs = [1.0 if x != peak_x else peak for x in xs]
-    return {"trials": 10, "noise": 0.5, "width_sweep": _sweep(xs, errs, 100, "widths"),
-            "sample_sweep": _sweep(xs, errs, 100, "n_samples"), "polynomial": {"m": 15, "threshold": 14, "peak_at": 14}}
+    return {
+        "trials": 10,
+        "noise": 0.5,
+        "width_sweep": _sweep(xs, errs, 100, "widths"),
+        "sample_sweep": _sweep(xs, errs, 100, "n_samples"),
+        "polynomial": {"m": 15, "threshold": 14, "peak_at": 14},
+    }
 
 
 def test_double_descent_criterion(tmp_path):
@@ -44,10 +49,21 @@ def _init(kaiming_end, naive_end):
     runs = []
     for depth in (20, 50):
         for act in ("relu", "tanh"):
-            for init, end in (("naive(0.01)", naive_end), ("naive(1)", float("nan")), ("xavier", 2.0),
-                              ("kaiming", kaiming_end)):
-                runs.append({"depth": depth, "activation": act, "init": init, "steps": [0, 10, 20],
-                             "loss": [2.3, (2.3 + end) / 2, end]})
+            for init, end in (
+                ("naive(0.01)", naive_end),
+                ("naive(1)", float("nan")),
+                ("xavier", 2.0),
+                ("kaiming", kaiming_end),
+            ):
+                runs.append(
+                    {
+                        "depth": depth,
+                        "activation": act,
+                        "init": init,
+                        "steps": [0, 10, 20],
+                        "loss": [2.3, (2.3 + end) / 2, end],
+                    }
+                )
     return {"chance_loss": math.log(10), "width": 64, "optimizer": "SGD", "runs": runs}
 
 
@@ -56,7 +72,9 @@ def test_init_criterion(tmp_path):
     good = _runs(tmp_path, "deep MLPs", "initialization.json", [_init(1.5, 2.25), _init(1.8, 2.28)])
     assert entry.check(good).passed
     # Kaiming did not train on one seed / the naive init trained
-    assert not entry.check(_runs(tmp_path / "a", "deep MLPs", "initialization.json", [_init(1.5, 2.25), _init(2.2, 2.25)])).passed
+    assert not entry.check(
+        _runs(tmp_path / "a", "deep MLPs", "initialization.json", [_init(1.5, 2.25), _init(2.2, 2.25)])
+    ).passed
     assert not entry.check(_runs(tmp_path / "b", "deep MLPs", "initialization.json", [_init(1.5, 1.9)])).passed
     entry.figure(good, tmp_path / "fig.png")  # naive(1)'s NaN curve is left out, not drawn as a gap
     assert (tmp_path / "fig.png").stat().st_size > 0
@@ -65,9 +83,14 @@ def test_init_criterion(tmp_path):
 def _tail(sgd_rare, adam_rare, frequent=0.05):
     steps = [0, 50, 100]
     per = lambda rare: [[6.0, 6.0], [frequent * 2, rare * 2], [frequent, rare]]  # noqa: E731
-    return {"steps_recorded": steps, "buckets": [{}, {}], "classes": 500, "initial_loss": math.log(500),
-            "runs": {"sgd": {"lr": 0.3, "per_bucket": per(sgd_rare)}, "adam": {"lr": 0.03, "per_bucket": per(adam_rare)}},
-            "final_bucket_loss": {"sgd": [frequent, sgd_rare], "adam": [frequent, adam_rare]}}
+    return {
+        "steps_recorded": steps,
+        "buckets": [{}, {}],
+        "classes": 500,
+        "initial_loss": math.log(500),
+        "runs": {"sgd": {"lr": 0.3, "per_bucket": per(sgd_rare)}, "adam": {"lr": 0.03, "per_bucket": per(adam_rare)}},
+        "final_bucket_loss": {"sgd": [frequent, sgd_rare], "adam": [frequent, adam_rare]},
+    }
 
 
 def test_heavy_tail_criterion(tmp_path):

@@ -11,8 +11,12 @@ from iclab.reproduce.runner import REPO
 def _run(tmp_path, label, curve):
     d = tmp_path / label.replace(" ", "_")
     d.mkdir()
-    d.joinpath("metrics.jsonl").write_text("".join(
-        json.dumps({"step": s, "loss": 1.0, "train/accuracy": tr, "heldout/accuracy": he}) + "\n" for s, tr, he in curve))
+    d.joinpath("metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "loss": 1.0, "train/accuracy": tr, "heldout/accuracy": he}) + "\n"
+            for s, tr, he in curve
+        )
+    )
     return [Run(label, 0, d, load_config(REPO / "configs/grokking/p97.yaml"))]
 
 

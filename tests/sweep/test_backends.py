@@ -14,11 +14,14 @@ from iclab.cli import app
 from iclab.config import validate
 from iclab.sweep import Job, run_many
 
-TINY = {"seed": 0, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
-        "training": {"steps": 10, "batch_size": 8, "lr": 1.0e-3, "device": "cpu", "threads": 1},
-        "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
-        "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False}}
+TINY = {
+    "seed": 0,
+    "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+    "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
+    "training": {"steps": 10, "batch_size": 8, "lr": 1.0e-3, "device": "cpu", "threads": 1},
+    "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
+    "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False},
+}
 
 
 @pytest.mark.slow  # ~40 s on a loaded 2-core machine (a worker process, then compare's peak-FLOP/s measurement)
@@ -26,10 +29,14 @@ def test_compare_trains_missing_runs_through_the_local_backend(tmp_path):
     cfg = tmp_path / "a.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "cmp"
-    r = CliRunner().invoke(app, ["compare", str(cfg), "--seeds", "1", "--out", str(out), "--backend", "local", "--workers", "2"])
+    r = CliRunner().invoke(
+        app, ["compare", str(cfg), "--seeds", "1", "--out", str(out), "--backend", "local", "--workers", "2"]
+    )
     assert r.exit_code == 0, r.output
     assert "local backend: 1 run(s)" in r.output and "finished, reused" in r.output  # trained by the pool, then read
-    assert (out / "a" / "seed0.log").is_file() and json.loads((out / "compare.json").read_text())["configs"]["a"]["values"]
+    assert (out / "a" / "seed0.log").is_file() and json.loads((out / "compare.json").read_text())["configs"]["a"][
+        "values"
+    ]
     r = CliRunner().invoke(app, ["compare", str(cfg), "--seeds", "1", "--out", str(out), "--backend", "nope"])
     assert r.exit_code == 2 and "--backend 'nope'" in r.output
 
@@ -49,8 +56,9 @@ def _check(tmp_path: Path, res) -> None:
 @pytest.mark.slow
 def test_slurm_backend_with_submitits_local_executor(tmp_path):
     pytest.importorskip("submitit")
-    res = run_many(_jobs(tmp_path), backend="slurm", workers=2, log=lambda m: None,
-                   options={"cluster": "local", "timeout_min": 10})
+    res = run_many(
+        _jobs(tmp_path), backend="slurm", workers=2, log=lambda m: None, options={"cluster": "local", "timeout_min": 10}
+    )
     _check(tmp_path, res)
     assert list((tmp_path / ".submitit").iterdir())  # submitit's own logs
 

@@ -14,17 +14,20 @@ import yaml
 from typer.testing import CliRunner
 
 from iclab.cli import app
-from iclab.compare import t_interval
 from iclab.config import validate
-from iclab.sweep import GridError, Job, expand, parse_grid, parse_target, run_many
+from iclab.stats import t_interval
+from iclab.sweep import Job, expand, parse_grid, parse_target, run_many
 from iclab.sweep.aggregate import time_to_target
 from iclab.sweep.core import status, summarize
 
-TINY = {"seed": 0, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
-        "training": {"steps": 20, "batch_size": 8, "lr": 1.0e-3, "device": "cpu"},
-        "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
-        "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False}}
+TINY = {
+    "seed": 0,
+    "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+    "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
+    "training": {"steps": 20, "batch_size": 8, "lr": 1.0e-3, "device": "cpu"},
+    "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
+    "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False},
+}
 
 
 def _write(tmp_path: Path) -> Path:
@@ -34,7 +37,9 @@ def _write(tmp_path: Path) -> Path:
 
 
 def test_grid_expansion_and_naming():
-    pts = expand(parse_grid(["training.lr=1e-3,3e-3", "model.n_layer=1,2", "model.attention.allocation=[4,2,2],[5,2,1]"]))
+    pts = expand(
+        parse_grid(["training.lr=1e-3,3e-3", "model.n_layer=1,2", "model.attention.allocation=[4,2,2],[5,2,1]"])
+    )
     assert len(pts) == 8
     assert pts[0].name == "training.lr=1e-3,model.n_layer=1,model.attention.allocation=_4_2_2_"
     assert pts[0].overrides == ["training.lr=1e-3", "model.n_layer=1", "model.attention.allocation=[4,2,2]"]
@@ -45,17 +50,20 @@ def test_grid_expansion_and_naming():
     assert parse_target("heldout/accuracy>=0.9") == ("heldout/accuracy", ">=", 0.9)
 
 
-@pytest.mark.parametrize("grid, msg", [
-    ("training.lr", "use key=v1,v2"),
-    ("training.lr=", "empty value"),
-    ("training.lr=1,,2", "empty value"),
-    ("training.lr=1,1", "repeated"),
-    ("training.lr=[1,2", "unbalanced"),
-    ("seed=1,2", "--seeds"),
-    (".lr=1,2", "not a config key"),
-    ("training.lrr=1,2", "training.lrr: unknown key"),
-    ("training.lr=abc,1", "grid point training.lr=abc"),
-])
+@pytest.mark.parametrize(
+    "grid, msg",
+    [
+        ("training.lr", "use key=v1,v2"),
+        ("training.lr=", "empty value"),
+        ("training.lr=1,,2", "empty value"),
+        ("training.lr=1,1", "repeated"),
+        ("training.lr=[1,2", "unbalanced"),
+        ("seed=1,2", "--seeds"),
+        (".lr=1,2", "not a config key"),
+        ("training.lrr=1,2", "training.lrr: unknown key"),
+        ("training.lr=abc,1", "grid point training.lr=abc"),
+    ],
+)
 def test_bad_grid_is_one_line(tmp_path, grid, msg):
     cfg = _write(tmp_path)
     r = CliRunner().invoke(app, ["sweep", str(cfg), "--grid", grid, "--out", str(tmp_path / "s")])
@@ -66,8 +74,12 @@ def test_bad_grid_is_one_line(tmp_path, grid, msg):
 
 def test_bad_seeds_backend_target_are_one_line(tmp_path):
     cfg = _write(tmp_path)
-    for args, msg in ((["--seeds", "x"], "--seeds 'x'"), (["--backend", "mpi"], "--backend 'mpi'"),
-                      (["--target", "loss<0.1"], "--target 'loss<0.1'"), (["--workers", "0"], "--workers 0")):
+    for args, msg in (
+        (["--seeds", "x"], "--seeds 'x'"),
+        (["--backend", "mpi"], "--backend 'mpi'"),
+        (["--target", "loss<0.1"], "--target 'loss<0.1'"),
+        (["--workers", "0"], "--workers 0"),
+    ):
         r = CliRunner().invoke(app, ["sweep", str(cfg), "--out", str(tmp_path / "s"), *args])
         assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1, r.output
     r = CliRunner().invoke(app, ["sweep", "status", str(tmp_path / "nowhere")])
@@ -81,8 +93,12 @@ def test_local_backend_runs_in_parallel_and_a_restart_runs_only_what_is_missing(
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     runs = sorted(out.glob("training.lr=*/seed*[0-9]"))
-    assert [p.relative_to(out).as_posix() for p in runs] == ["training.lr=1e-3/seed0", "training.lr=1e-3/seed1",
-                                                             "training.lr=3e-3/seed0", "training.lr=3e-3/seed1"]
+    assert [p.relative_to(out).as_posix() for p in runs] == [
+        "training.lr=1e-3/seed0",
+        "training.lr=1e-3/seed1",
+        "training.lr=3e-3/seed0",
+        "training.lr=3e-3/seed1",
+    ]
     t = [json.loads((p / "timing.json").read_text()) for p in runs]
     assert max(x["started"] for x in t) < min(x["ended"] for x in t)  # all four ran at the same time
     assert yaml.safe_load((runs[2] / "config.yaml").read_text())["training"]["lr"] == 3e-3
@@ -98,7 +114,11 @@ def test_local_backend_runs_in_parallel_and_a_restart_runs_only_what_is_missing(
     assert states[("training.lr=1e-3", 1)] == "interrupted" and states[("training.lr=3e-3", 1)] == "pending"
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert r.output.count("finished, reused") == 2 and f"{runs[1]}: resuming" in r.output and f"{runs[3]}: training" in r.output
+    assert (
+        r.output.count("finished, reused") == 2
+        and f"{runs[1]}: resuming" in r.output
+        and f"{runs[3]}: training" in r.output
+    )
     for p in (runs[0], runs[2]):
         assert (p / "model.safetensors").stat().st_mtime_ns == stamp[p]  # not trained again
     assert all(s["state"] == "done" for s in status(out))
@@ -134,8 +154,11 @@ def _fake_run(run: Path, cfg: dict, error_k6: float, losses: list[float], sps: f
 def test_aggregation_against_a_hand_computed_table(tmp_path):
     out = tmp_path / "s"
     data = {  # point -> seed -> (error at k=6, losses at steps 10/20/30, steps/s, wall s)
-        "training.lr=1e-3": {0: (0.5, [3.0, 2.0, 1.0], 10.0, 5.0), 1: (0.7, [3.0, 2.5, 1.5], 20.0, 7.0),
-                             2: (0.9, [3.0, 1.0, 0.5], 10.0, 6.0)},
+        "training.lr=1e-3": {
+            0: (0.5, [3.0, 2.0, 1.0], 10.0, 5.0),
+            1: (0.7, [3.0, 2.5, 1.5], 20.0, 7.0),
+            2: (0.9, [3.0, 1.0, 0.5], 10.0, 6.0),
+        },
         "training.lr=3e-3": {0: (0.2, [2.0, 0.9, 0.4], 10.0, 4.0), 1: None, 2: (0.4, [2.0, 1.5, 1.2], 5.0, 4.0)},
     }
     points = []
@@ -144,10 +167,22 @@ def test_aggregation_against_a_hand_computed_table(tmp_path):
         for s, v in seeds.items():
             if v is not None:
                 _fake_run(out / name / f"seed{s}", {**TINY, "seed": s, "training": {**TINY["training"], "lr": lr}}, *v)
-        points.append({"name": name, "overrides": [name], "values": {"training.lr": lr},
-                       "runs": {str(s): f"{name}/seed{s}" for s in seeds}})
-    plan = {"config": "tiny.yaml", "grid": ["training.lr=1e-3,3e-3"], "seeds": [0, 1, 2], "overrides": [],
-            "target": "loss<=1.0", "points": points}
+        points.append(
+            {
+                "name": name,
+                "overrides": [name],
+                "values": {"training.lr": lr},
+                "runs": {str(s): f"{name}/seed{s}" for s in seeds},
+            }
+        )
+    plan = {
+        "config": "tiny.yaml",
+        "grid": ["training.lr=1e-3,3e-3"],
+        "seeds": [0, 1, 2],
+        "overrides": [],
+        "target": "loss<=1.0",
+        "points": points,
+    }
     out.mkdir(exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(plan))
     rows = summarize(out)
@@ -160,8 +195,12 @@ def test_aggregation_against_a_hand_computed_table(tmp_path):
     assert m["ci95"] == pytest.approx(4.302652729911275 * sd / math.sqrt(3))  # t_{0.975, 2}
     assert a["metrics"]["loss"]["mean"] == pytest.approx((1.0 + 1.5 + 0.5) / 3)
     assert b["metrics"]["loss"]["mean"] == pytest.approx(0.8)
-    assert b["metrics"]["loss"]["ci95"] == pytest.approx(12.706204736174698 * statistics.stdev([0.4, 1.2]) / math.sqrt(2))
-    assert a["metrics"]["wall_s"]["mean"] == pytest.approx(6.0) and a["metrics"]["steps_per_s"]["mean"] == pytest.approx(40 / 3)
+    assert b["metrics"]["loss"]["ci95"] == pytest.approx(
+        12.706204736174698 * statistics.stdev([0.4, 1.2]) / math.sqrt(2)
+    )
+    assert a["metrics"]["wall_s"]["mean"] == pytest.approx(6.0) and a["metrics"]["steps_per_s"][
+        "mean"
+    ] == pytest.approx(40 / 3)
     # time to loss <= 1.0: lr=1e-3: seed0 at step 30 (3 s at 10 steps/s), seed1 never, seed2 at step 20 (2 s)
     ta = a["target"]
     assert (ta["reached"], ta["of"]) == (2, 3) and ta["step"]["values"] == [30, 20] and ta["step"]["mean"] == 25
@@ -172,7 +211,9 @@ def test_aggregation_against_a_hand_computed_table(tmp_path):
     assert "| training.lr=1e-3 | 3/3 | 0.7 +- " in md and "(2/3 reached)" in md
     csv = (out / "table.csv").read_text().splitlines()
     assert csv[0].startswith("point,training.lr,n_done,n_runs,eval: error at k=6_mean,eval: error at k=6_ci95")
-    assert csv[2].startswith("training.lr=3e-3,0.003,2,3,0.30000000000000004,") or csv[2].startswith("training.lr=3e-3,0.003,2,3,0.3,")
+    assert csv[2].startswith("training.lr=3e-3,0.003,2,3,0.30000000000000004,") or csv[2].startswith(
+        "training.lr=3e-3,0.003,2,3,0.3,"
+    )
     saved = json.loads((out / "table.json").read_text())
     assert saved["points"][0]["metrics"]["eval: error at k=6"]["ci95"] == pytest.approx(t_interval(errs))
     assert (out / "table.png").is_file()
@@ -180,7 +221,9 @@ def test_aggregation_against_a_hand_computed_table(tmp_path):
 
 
 def test_time_to_target_prefers_logged_train_seconds():
-    recs = [{"step": 10, "loss": 2.0, "steps_per_s": 10.0, "train_seconds": 0.5},
-            {"step": 20, "loss": 0.5, "steps_per_s": 10.0, "train_seconds": 1.25}]
+    recs = [
+        {"step": 10, "loss": 2.0, "steps_per_s": 10.0, "train_seconds": 0.5},
+        {"step": 20, "loss": 0.5, "steps_per_s": 10.0, "train_seconds": 1.25},
+    ]
     assert time_to_target(recs, ("loss", "<=", 1.0)) == {"step": 20, "seconds": 1.25}
     assert time_to_target(recs, ("loss", ">=", 3.0)) is None

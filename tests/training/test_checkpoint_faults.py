@@ -11,16 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _faultkit import assert_same_metrics, assert_same_weights, cfg_dict, ckpt_steps, crash_after
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import iclab
 import iclab.training.checkpoint as ck
-from _faultkit import assert_same_metrics, assert_same_weights, cfg_dict, ckpt_steps, crash_after
 from iclab.cli import app
 from iclab.config import validate
 from iclab.runs import train_run
-from iclab.training.trainer import ResumeWarning, TrainingError, identity
+from iclab.training.checkpoint import identity
+from iclab.training.device import ResumeWarning, TrainingError
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,10 @@ def test_truncated_at_random_offsets_is_refused(run):
     path = _ckpt(run, 30)
     data = path.read_bytes()
     rng = random.Random(20240601)
-    offsets = sorted({0, 1, 8, _header_len(data) - 1, _header_len(data), len(data) - 1}
-                     | {rng.randrange(len(data)) for _ in range(12)})
+    offsets = sorted(
+        {0, 1, 8, _header_len(data) - 1, _header_len(data), len(data) - 1}
+        | {rng.randrange(len(data)) for _ in range(12)}
+    )
     for off in offsets:
         path.write_bytes(data[:off])
         with pytest.raises(ck.CorruptCheckpointError, match=re.escape(str(path))) as ei:
@@ -72,8 +75,11 @@ def test_every_flipped_byte_is_detected(run):
     data = path.read_bytes()
     hl = _header_len(data)
     rng = random.Random(7)
-    positions = [0, 3, 9, hl - 2, hl, len(data) - 1] + [rng.randrange(8, hl) for _ in range(10)] \
+    positions = (
+        [0, 3, 9, hl - 2, hl, len(data) - 1]
+        + [rng.randrange(8, hl) for _ in range(10)]
         + [rng.randrange(hl, len(data)) for _ in range(10)]
+    )
     for pos in positions:
         bad = bytearray(data)
         bad[pos] ^= 0x01 if pos >= hl else 0xFF
@@ -99,14 +105,20 @@ def _rewrite(path, edit_meta=None, edit_tensors=None):
     save_file(tensors, str(path), metadata={"iclab": json.dumps(meta)})
 
 
-@pytest.mark.parametrize("edit, message", [
-    (dict(edit_meta=lambda m: m.update(trainer=m["trainer"].replace('"step": 30', '"step": 31'))), "SHA-256"),
-    (dict(edit_meta=lambda m: m.update(identity=m["identity"].replace('"n_embd": 16', '"n_embd": 17'))), "SHA-256"),
-    (dict(edit_meta=lambda m: m.pop("sha256")), "SHA-256"),
-    (dict(edit_meta=lambda m: m.update(format="something-else")), "not an iclab file"),
-    (dict(edit_tensors=lambda t: t.__setitem__("model/read_in.weight", t["model/read_in.weight"] + 1e-6)), "SHA-256"),
-    (dict(edit_tensors=lambda t: t.pop("model/read_in.bias")), "SHA-256"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (dict(edit_meta=lambda m: m.update(trainer=m["trainer"].replace('"step": 30', '"step": 31'))), "SHA-256"),
+        (dict(edit_meta=lambda m: m.update(identity=m["identity"].replace('"n_embd": 16', '"n_embd": 17'))), "SHA-256"),
+        (dict(edit_meta=lambda m: m.pop("sha256")), "SHA-256"),
+        (dict(edit_meta=lambda m: m.update(format="something-else")), "not an iclab file"),
+        (
+            dict(edit_tensors=lambda t: t.__setitem__("model/read_in.weight", t["model/read_in.weight"] + 1e-6)),
+            "SHA-256",
+        ),
+        (dict(edit_tensors=lambda t: t.pop("model/read_in.bias")), "SHA-256"),
+    ],
+)
 def test_altered_contents_are_refused(run, edit, message):
     path = _ckpt(run, 30)
     _rewrite(path, **edit)
@@ -181,8 +193,10 @@ def test_no_unsafe_loader_in_the_package():
     for src in pkg.rglob("*.py"):
         for i, line in enumerate(src.read_text().splitlines(), 1):
             code = line.split("#")[0]
-            if (re.search(r"\bpickle\b|\bdill\b|\bmarshal\.loads?\b|yaml\.(unsafe_)?load\(|yaml\.full_load|(?<![\w.])(eval|exec)\(", code)
-                    or ("torch.load(" in code and "weights_only=True" not in code)):
+            if re.search(
+                r"\bpickle\b|\bdill\b|\bmarshal\.loads?\b|yaml\.(unsafe_)?load\(|yaml\.full_load|(?<![\w.])(eval|exec)\(",
+                code,
+            ) or ("torch.load(" in code and "weights_only=True" not in code):
                 bad.append(f"{src.name}:{i}: {line.strip()}")
     assert not bad, bad
 
@@ -200,8 +214,10 @@ def test_resume_falls_back_past_a_damaged_latest_checkpoint(run, ref_run):
     with pytest.warns(ResumeWarning) as rec:
         train_run(None, run, resume=True, evaluate_after=False)
     msgs = [str(w.message) for w in rec]
-    assert any("step_000000030.safetensors" in m and "truncated" in m and "step_000000010.safetensors (step 10)" in m
-               for m in msgs), msgs
+    assert any(
+        "step_000000030.safetensors" in m and "truncated" in m and "step_000000010.safetensors (step 10)" in m
+        for m in msgs
+    ), msgs
     assert any("step_000000020.safetensors" in m and "SHA-256" in m for m in msgs), msgs
     assert (run / "checkpoints" / "step_000000030.safetensors.corrupt").exists()
     assert (run / "checkpoints" / "step_000000020.safetensors.corrupt").exists()

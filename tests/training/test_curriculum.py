@@ -22,13 +22,16 @@ def first_step_at(s, value, limit=10**7):
     return lo
 
 
-@pytest.mark.parametrize("s, end_step", [
-    (Schedule(5, 20, "step", inc=2, interval=500), 8 * 500),         # Yang et al.'s loops T -> b: +2 / 500
-    (Schedule(2, 10, "linear", duration=900), 800),                 # 9 values, 100 steps each
-    (Schedule(2, 10, "sqrt", duration=8100), 6400),                 # value i at 8100 * (i / 9)^2
-    (Schedule(5, 20, "log", inc=2, interval=500, base=2.0), 500 * (2**8 - 1)),
-    (Schedule(1, 10, "log", interval=3000, base=1.1), math.ceil(3000 * (1.1**9 - 1) / 0.1)),
-])
+@pytest.mark.parametrize(
+    "s, end_step",
+    [
+        (Schedule(5, 20, "step", inc=2, interval=500), 8 * 500),  # Yang et al.'s loops T -> b: +2 / 500
+        (Schedule(2, 10, "linear", duration=900), 800),  # 9 values, 100 steps each
+        (Schedule(2, 10, "sqrt", duration=8100), 6400),  # value i at 8100 * (i / 9)^2
+        (Schedule(5, 20, "log", inc=2, interval=500, base=2.0), 500 * (2**8 - 1)),
+        (Schedule(1, 10, "log", interval=3000, base=1.1), math.ceil(3000 * (1.1**9 - 1) / 0.1)),
+    ],
+)
 def test_monotone_shapes_hit_start_and_end_at_the_right_steps(s, end_step):
     assert s(0) == s.start
     assert s(end_step - 1) < s.end and s(end_step) == s.end and s(10 * end_step) == s.end
@@ -67,9 +70,13 @@ def test_seed000_log2_never_reaches_max_loops_in_75k_steps():
 
 
 def test_curriculum_from_config_falls_back_to_max():
-    cfg = validate({"task": {"n_dims": 20, "n_points": 41},
-                    "curriculum": {"dims": {"start": 5, "end": 20, "inc": 1, "interval": 2000}},
-                    "training": {"steps": 100}})
+    cfg = validate(
+        {
+            "task": {"n_dims": 20, "n_points": 41},
+            "curriculum": {"dims": {"start": 5, "end": 20, "inc": 1, "interval": 2000}},
+            "training": {"steps": 100},
+        }
+    )
     cur = Curriculum(cfg)
     assert cur.at(0) == {"dims": 5, "points": 41, "loops": 1, "seq_len": 0}
     assert cur.at(4000)["dims"] == 7

@@ -15,24 +15,34 @@ from pathlib import Path
 
 import pytest
 import torch
+from _faultkit import write_yaml
 from typer.testing import CliRunner
 
-from _faultkit import REPO, write_yaml
 from iclab.cli import app
 from iclab.config import validate
 from iclab.runs import train_run
 from iclab.training import checkpoint as ck
-from iclab.training.distributed import shard_batch
+from iclab.workloads.base import shard_batch
 from iclab.workloads.sequence.base import IGNORE, sequence_loss
 
 
 def _cfg(steps=20, **training):
-    return {"seed": 1, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-            "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
-            "training": {"steps": steps, "batch_size": 8, "lr": 3e-3, "device": "cpu", "threads": 1,
-                         "optimizer": {"name": "adamw"}, **training},
-            "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
-            "logging": {"log_every": 5, "ckpt_every": 10, "keep_last": 50, "tensorboard": False, "progress": False}}
+    return {
+        "seed": 1,
+        "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
+        "training": {
+            "steps": steps,
+            "batch_size": 8,
+            "lr": 3e-3,
+            "device": "cpu",
+            "threads": 1,
+            "optimizer": {"name": "adamw"},
+            **training,
+        },
+        "eval": {"n_prompts": 20, "batch_size": 20, "baselines": ["least_squares"]},
+        "logging": {"log_every": 5, "ckpt_every": 10, "keep_last": 50, "tensorboard": False, "progress": False},
+    }
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
@@ -45,8 +55,14 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 def _launch(args: list[str], cwd: Path, tag: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "ICLAB_TEST_TAG": tag or uuid.uuid4().hex, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "iclab", "train", *args, "--nproc", "2"], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "iclab", "train", *args, "--nproc", "2"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _rank_pid(tag: str, rank: int) -> int | None:
@@ -87,7 +103,10 @@ def test_sequence_shards_average_to_the_global_token_mean():
         inputs, t, counts = SequenceWorkload.shard(SequenceWorkload.__new__(SequenceWorkload), (logits, targets), r, 2)
         ranks.append(sequence_loss([inputs, inputs[:, 2:]], t, counts))
     assert torch.allclose((ranks[0] + ranks[1]) / 2, whole, atol=1e-6)
-    naive = (sequence_loss([logits[:2], logits[:2, 2:]], targets[:2]) + sequence_loss([logits[2:], logits[2:, 2:]], targets[2:])) / 2
+    naive = (
+        sequence_loss([logits[:2], logits[:2, 2:]], targets[:2])
+        + sequence_loss([logits[2:], logits[2:, 2:]], targets[2:])
+    ) / 2
     assert not torch.allclose(naive, whole, atol=1e-3)  # the per-rank means would not
 
 
@@ -113,7 +132,10 @@ def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
     two = tmp_path / "two"
     l1, l2 = _losses(one), _losses(two)
     assert [s for s, _ in l1] == [s for s, _ in l2]
-    assert torch.allclose(torch.tensor([v for _, v in l2]), torch.tensor([v for _, v in l1]), rtol=1e-4, atol=1e-6), (l1, l2)
+    assert torch.allclose(torch.tensor([v for _, v in l2]), torch.tensor([v for _, v in l1]), rtol=1e-4, atol=1e-6), (
+        l1,
+        l2,
+    )
     w1, w2 = _weights(one), _weights(two)
     for k in w1:  # the attention's key bias gets a zero gradient up to rounding, which Adam scales up to lr-size
         a, b = w1[k].clone(), w2[k].clone()  # steps: its rounding noise is not comparable; every other weight is
@@ -138,8 +160,13 @@ def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
     assert ckpts and ckpts[-1][0] < steps
     ck.load_checkpoint(ckpts[-1][1])  # intact: the hash verifies
     # resume with 2 processes: ends exactly where the uninterrupted 2-process run ended
-    p = subprocess.run([sys.executable, "-m", "iclab", "train", "--resume", "killed", "--nproc", "2", "--no-eval"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "iclab", "train", "--resume", "killed", "--nproc", "2", "--no-eval"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert _losses(killed) == _losses(two)
     wk = _weights(killed)
@@ -152,8 +179,13 @@ def test_fsdp_matches_one_process_and_resumes(tmp_path):
     cfg_path = write_yaml(tmp_path / "c.yaml", d)
     one = tmp_path / "one"
     train_run(validate(d), one, evaluate_after=False)  # fsdp has no effect in one process
-    p = subprocess.run([sys.executable, "-m", "iclab", "train", str(cfg_path), "--out", "two", "--nproc", "2"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "iclab", "train", str(cfg_path), "--out", "two", "--nproc", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     two = tmp_path / "two"
     assert (two / "eval.json").is_file()  # evaluated on rank 0 with the gathered model
@@ -165,8 +197,13 @@ def test_fsdp_matches_one_process_and_resumes(tmp_path):
     (two / "model.safetensors").unlink()
     (two / "eval.json").unlink()
     (two / "checkpoints" / "step_000000020.safetensors").unlink()
-    p = subprocess.run([sys.executable, "-m", "iclab", "train", "--resume", "two", "--nproc", "2", "--no-eval"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "iclab", "train", "--resume", "two", "--nproc", "2", "--no-eval"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert _losses(two) == l2
     assert all(torch.equal(_weights(two)[k], final[k]) for k in final)

@@ -6,15 +6,16 @@ import re
 
 import pytest
 import torch
+from _faultkit import cfg_dict, ckpt_steps, metrics, write_yaml
 from typer.testing import CliRunner
 
 import iclab.workloads.regression.workload as wl_mod
-from _faultkit import cfg_dict, ckpt_steps, metrics, write_yaml
-from iclab.training.checkpoint import list_checkpoints, load_checkpoint
 from iclab.cli import app
 from iclab.config import validate
 from iclab.runs import train_run
-from iclab.training.trainer import Trainer, TrainingError
+from iclab.training.checkpoint import list_checkpoints, load_checkpoint
+from iclab.training.device import TrainingError
+from iclab.training.trainer import Trainer
 
 
 @pytest.fixture
@@ -100,12 +101,16 @@ def test_nan_gradient_with_a_finite_loss_stops_the_run(tmp_path, inject, saved_b
     with pytest.raises(TrainingError, match=r"at step 19 \(loss=[0-9.]+, grad norm=nan\)"):
         train_run(validate(cfg_dict(training={"grad_clip": grad_clip})), run, evaluate_after=False)
     assert ckpt_steps(run) == [10]
-    assert (run / "checkpoints" / "step_000000010.safetensors").read_bytes() == saved_bytes["step_000000010.safetensors"]
+    assert (run / "checkpoints" / "step_000000010.safetensors").read_bytes() == saved_bytes[
+        "step_000000010.safetensors"
+    ]
 
 
 def test_a_huge_learning_rate_diverges_into_a_clean_stop(tmp_path):
-    d = cfg_dict(training={"lr": 1e12, "grad_clip": None, "schedule": "constant", "optimizer": {"name": "sgd"}},
-                 model={"dropout": 0.0})
+    d = cfg_dict(
+        training={"lr": 1e12, "grad_clip": None, "schedule": "constant", "optimizer": {"name": "sgd"}},
+        model={"dropout": 0.0},
+    )
     with pytest.raises(TrainingError, match=r"non-finite loss or gradient at step \d+ \(loss=(nan|inf)"):
         train_run(validate(d), tmp_path / "run", evaluate_after=False)
 
@@ -123,7 +128,9 @@ def test_skip_mode_skips_a_bounded_number_of_bad_steps(tmp_path, inject):
     run = tmp_path / "run"
     d = cfg_dict(training={"nonfinite": "skip", "max_skipped_steps": 3})
     train_run(validate(d), run, evaluate_after=False)
-    assert all(torch.isfinite(v).all() for v in load_checkpoint(list_checkpoints(run / "checkpoints")[-1][1])["model"].values())
+    assert all(
+        torch.isfinite(v).all() for v in load_checkpoint(list_checkpoints(run / "checkpoints")[-1][1])["model"].values()
+    )
     assert load_checkpoint(list_checkpoints(run / "checkpoints")[-1][1])["trainer"]["skipped"] == 3
     recs = metrics(run)
     assert all(math.isfinite(r["loss"]) for r in recs)
@@ -142,8 +149,10 @@ def test_a_skipped_step_changes_neither_weights_nor_optimizer_state(tmp_path, in
     t = Trainer(validate(cfg_dict(training={"nonfinite": "skip"})), tmp_path)
     t.train_step(0)
     t.train_step(1)
-    before = ({k: v.clone() for k, v in t.model.state_dict().items()},
-              [{k: v.clone() for k, v in s.items()} for s in t.opt.state_dict()["state"].values()])
+    before = (
+        {k: v.clone() for k, v in t.model.state_dict().items()},
+        [{k: v.clone() for k, v in s.items()} for s in t.opt.state_dict()["state"].values()],
+    )
     t.train_step(2)
     assert t.skipped == 1
     after = (t.model.state_dict(), list(t.opt.state_dict()["state"].values()))

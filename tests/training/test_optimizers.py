@@ -6,19 +6,44 @@ import shutil
 
 import pytest
 import torch
-
 from _faultkit import assert_same_weights, cfg_dict, crash_after
+
 from iclab.config import ConfigError, validate
 from iclab.registry import OPTIMIZERS
 from iclab.runs import train_run
 from iclab.training import checkpoint as ck
 from iclab.training.optim import Params, build_optimizer, eval_weights, train_mode
 
-ALL = ["adadelta", "adafactor", "adagrad", "adam", "adamw", "adamw_schedulefree", "adan", "kl_shampoo", "lamb",
-       "lion", "muon", "psgd", "rmsprop", "sgd", "sgd_schedulefree", "shampoo", "soap"]
+ALL = [
+    "adadelta",
+    "adafactor",
+    "adagrad",
+    "adam",
+    "adamw",
+    "adamw_schedulefree",
+    "adan",
+    "kl_shampoo",
+    "lamb",
+    "lion",
+    "muon",
+    "psgd",
+    "rmsprop",
+    "sgd",
+    "sgd_schedulefree",
+    "shampoo",
+    "soap",
+]
 # step sizes that suit each rule on the quadratic below (sign/normalized updates want a small one)
-LR = {"sgd": 0.1, "sgd_schedulefree": 0.1, "adadelta": 1.0, "adagrad": 0.1, "lion": 0.01, "lamb": 0.02,
-      "muon": 0.02, "rmsprop": 0.01}
+LR = {
+    "sgd": 0.1,
+    "sgd_schedulefree": 0.1,
+    "adadelta": 1.0,
+    "adagrad": 0.1,
+    "lion": 0.01,
+    "lamb": 0.02,
+    "muon": 0.02,
+    "rmsprop": 0.01,
+}
 
 
 def test_the_registry_holds_every_optimizer_with_its_library():
@@ -45,8 +70,9 @@ class Quadratic(torch.nn.Module):
 
     def forward(self):
         lin = self.blocks[0]
-        return ((lin.weight @ self.X + lin.bias[:, None] - self.Y).pow(2).mean()
-                + (self.wpe.weight - self.F).pow(2).mean())
+        return (lin.weight @ self.X + lin.bias[:, None] - self.Y).pow(2).mean() + (self.wpe.weight - self.F).pow(
+            2
+        ).mean()
 
 
 def _steps(model, opt, n):
@@ -112,8 +138,14 @@ def test_state_survives_a_checkpoint_round_trip_bit_for_bit(name, tmp_path):
     model, opt = _setup(name)
     _steps(model, opt, 5)
     path = tmp_path / "c.safetensors"
-    ck.save_checkpoint(path, model_state=model.state_dict(), optim_state=opt.state_dict(),
-                       rng=ck.rng_state(torch.device("cpu")), trainer={}, identity={})
+    ck.save_checkpoint(
+        path,
+        model_state=model.state_dict(),
+        optim_state=opt.state_dict(),
+        rng=ck.rng_state(torch.device("cpu")),
+        trainer={},
+        identity={},
+    )
     _steps(model, opt, 4)
 
     state = ck.load_checkpoint(path)
@@ -150,8 +182,9 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(name, tmp_path):
 def test_parameter_groups_exclude_norms_biases_and_embeddings_from_decay():
     from iclab.models import make_model
 
-    cfg = validate({"model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16},
-                    "task": {"n_dims": 3, "n_points": 5}})
+    cfg = validate(
+        {"model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16}, "task": {"n_dims": 3, "n_points": 5}}
+    )
     model = make_model(cfg.model, "regression", n_dims=3)
     names = {id(p): n for n, p in model.named_parameters()}
 
@@ -196,8 +229,15 @@ def test_a_schedule_free_run_is_saved_and_evaluated_at_its_eval_weights(tmp_path
     from iclab.training.optim import eval_weights_from_state
     from iclab.workloads import make_workload
 
-    d = cfg_dict(training={"steps": 20, "schedule": "constant", "warmup_steps": 0, "lr": 1e-2,
-                           "optimizer": {"name": "adamw_schedulefree", "options": {"warmup_steps": 5}}})
+    d = cfg_dict(
+        training={
+            "steps": 20,
+            "schedule": "constant",
+            "warmup_steps": 0,
+            "lr": 1e-2,
+            "optimizer": {"name": "adamw_schedulefree", "options": {"warmup_steps": 5}},
+        }
+    )
     run = tmp_path / "run"
     out = train_run(validate(d), run)
     final = ck.load_weights(run / "model.safetensors")
@@ -248,8 +288,15 @@ def test_a_schedule_free_run_does_not_depend_on_how_often_it_logs(tmp_path):
     round-trip in floating point), so logging every 2 or every 5 steps ends with the same weights."""
     runs = []
     for every in (2, 5):
-        d = cfg_dict(training={"steps": 20, "schedule": "constant", "warmup_steps": 0,
-                               "optimizer": {"name": "sgd_schedulefree"}}, logging=dict(cfg_dict()["logging"], log_every=every))
+        d = cfg_dict(
+            training={
+                "steps": 20,
+                "schedule": "constant",
+                "warmup_steps": 0,
+                "optimizer": {"name": "sgd_schedulefree"},
+            },
+            logging=dict(cfg_dict()["logging"], log_every=every),
+        )
         train_run(validate(d), tmp_path / f"every{every}", evaluate_after=False)
         runs.append(tmp_path / f"every{every}")
     assert_same_weights(*runs)

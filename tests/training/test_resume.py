@@ -7,12 +7,22 @@ import signal
 import time
 
 import pytest
+from _faultkit import (
+    assert_same_metrics,
+    assert_same_weights,
+    cfg_dict,
+    ckpt_steps,
+    crash_after,
+    launch_cli,
+    metrics,
+    wait_for_checkpoint,
+    write_yaml,
+)
 
-from _faultkit import (assert_same_metrics, assert_same_weights, cfg_dict, ckpt_steps, crash_after, launch_cli, metrics,
-                       wait_for_checkpoint, write_yaml)
 from iclab.config import validate
 from iclab.runs import train_run
-from iclab.training.trainer import Interrupted, ResumeWarning, Trainer
+from iclab.training.device import ResumeWarning
+from iclab.training.trainer import Interrupted, Trainer
 
 
 def _reference(tmp_path, d, name="ref"):
@@ -102,8 +112,10 @@ VARIANTS = {
     "adagrad": {"training": {"optimizer": {"name": "adagrad"}}},
     "adadelta": {"training": {"optimizer": {"name": "adadelta"}}},
     "muon": {"training": {"optimizer": {"name": "muon", "options": {"muon_lr": 0.01}}}},
-    "looped": {"model": {"n_layer": 1, "loops": 4, "loop_window": 2, "drop_tokens": 2, "min_tokens": 6},
-               "curriculum": {"loops": {"start": 2, "end": 4, "inc": 1, "interval": 7}}},
+    "looped": {
+        "model": {"n_layer": 1, "loops": 4, "loop_window": 2, "drop_tokens": 2, "min_tokens": 6},
+        "curriculum": {"loops": {"start": 2, "end": 4, "inc": 1, "interval": 7}},
+    },
     "no_clip_skip_mode": {"training": {"grad_clip": None, "nonfinite": "skip"}},
 }
 

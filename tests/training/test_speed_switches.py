@@ -11,10 +11,19 @@ from torch._dynamo.utils import counters
 
 import iclab.training.trainer as train_mod
 from iclab.config import ConfigError, validate
-from iclab.training.trainer import Trainer, TrainingError
+from iclab.training.device import TrainingError
+from iclab.training.trainer import Trainer
 
-LOOPED = {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 32, "loops": 4, "loop_window": 2,
-          "drop_tokens": 2, "min_tokens": 6}
+LOOPED = {
+    "n_embd": 16,
+    "n_layer": 1,
+    "n_head": 2,
+    "n_positions": 32,
+    "loops": 4,
+    "loop_window": 2,
+    "drop_tokens": 2,
+    "min_tokens": 6,
+}
 
 
 def _cfg(tiny, model=LOOPED, **training):
@@ -103,7 +112,7 @@ def test_bf16_is_refused_on_cpu(tmp_path, tiny_cfg_dict):
 
 def test_dtype_resolution_on_cuda(monkeypatch):
     """The CUDA branch of training.dtype, without a GPU: auto and bfloat16 give bf16 autocast where supported."""
-    from iclab.training.trainer import resolve_amp_dtype
+    from iclab.training.device import resolve_amp_dtype
 
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)

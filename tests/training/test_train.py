@@ -1,12 +1,12 @@
 import json
 import sys
 
-import pytest
 import torch
 
 from iclab.config import validate
 from iclab.runs import train_run
-from iclab.training.trainer import Trainer, step_generator
+from iclab.training.trainer import Trainer
+from iclab.workloads.base import step_generator
 
 
 def test_step_data_is_a_function_of_seed_and_step():

@@ -27,4 +27,7 @@ from iclab.evaluation.baselines.lasso import lasso  # noqa: F401
 from iclab.evaluation.baselines.linear import averaging, knn, least_squares, least_squares_pinv, prefix_masked, ridge  # noqa: F401
 from iclab.evaluation.baselines.nets import init_relu_nets, relu_net_gd  # noqa: F401
 from iclab.evaluation.baselines.trees import decision_tree, xgboost  # noqa: F401
-from iclab.evaluation.baselines import memorization as _memorization  # noqa: F401,E402  (registers `memorization`; needs the registry above)
+
+# isort: off
+from iclab.evaluation.baselines import memorization as _memorization  # noqa: E402,F401  (registers `memorization`; needs the registry above)
+# isort: on

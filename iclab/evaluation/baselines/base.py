@@ -9,8 +9,9 @@ Expensive per-prompt baselines take `positions`: the prediction is computed only
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -103,8 +104,11 @@ def check_entry(entry: Any) -> str | dict:
     except ValidationError as e:
         valid = ", ".join(Options.model_fields) or "none"
         problems = "; ".join(
-            (f"unknown option '{err['loc'][0]}'" if err["type"] == "extra_forbidden" else
-             f"option '{'.'.join(map(str, err['loc']))}': {err['msg']}")
+            (
+                f"unknown option '{err['loc'][0]}'"
+                if err["type"] == "extra_forbidden"
+                else f"option '{'.'.join(map(str, err['loc']))}': {err['msg']}"
+            )
             for err in e.errors()
         )
         raise ValueError(f"baseline '{name}': {problems} (valid options: {valid})") from None
@@ -142,8 +146,10 @@ def check_positions(resolved: list[ResolvedBaseline], n_points: int) -> None:
     """Every baseline's `positions` must lie inside prompts of n_points points."""
     for b in resolved:
         if b.positions and b.positions[-1] >= n_points:
-            raise ValueError(f"baseline '{b.label}': positions {b.positions} must be < the {n_points} points of an "
-                             "evaluation prompt (0-based)")
+            raise ValueError(
+                f"baseline '{b.label}': positions {b.positions} must be < the {n_points} points of an "
+                "evaluation prompt (0-based)"
+            )
 
 
 def resolve(entries) -> list[ResolvedBaseline]:

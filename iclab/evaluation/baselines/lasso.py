@@ -55,8 +55,9 @@ def kkt_violation(G: torch.Tensor, c: torch.Tensor, w: torch.Tensor, alpha: floa
     return torch.maximum(active, inactive).amax(-1) / alpha
 
 
-def lasso_lars(G: torch.Tensor, c: torch.Tensor, alpha: float, max_active: torch.Tensor | None = None,
-               max_steps: int | None = None):
+def lasso_lars(
+    G: torch.Tensor, c: torch.Tensor, alpha: float, max_active: torch.Tensor | None = None, max_steps: int | None = None
+):
     """Exact Lasso solutions of many problems min 1/2 w'Gw - c'w + alpha |w|_1 by the LARS-lasso homotopy,
     batched. G (P, d, d) positive semi-definite, c (P, d); max_active (P,): the rank of G (the sample count of
     a Gram matrix of fewer points than dims): no variable enters a full active set (where, exactly, all
@@ -109,10 +110,27 @@ def lasso_lars(G: torch.Tensor, c: torch.Tensor, alpha: float, max_active: torch
             break
         if n_run < 0.6 * idx.numel():  # drop finished problems from the batch (amortized copies)
             keep = running
-            idx, Ga, ca, H, act, s, lam, cap = idx[keep], Ga[keep], ca[keep], H[keep], act[keep], s[keep], lam[keep], cap[keep]
+            idx, Ga, ca, H, act, s, lam, cap = (
+                idx[keep],
+                Ga[keep],
+                ca[keep],
+                H[keep],
+                act[keep],
+                s[keep],
+                lam[keep],
+                cap[keep],
+            )
             fresh = fresh[keep]
             running = running[keep]
-            a, b, nxt, best_enter, best_drop, j, k = a[keep], b[keep], nxt[keep], best_enter[keep], best_drop[keep], j[keep], k[keep]
+            a, b, nxt, best_enter, best_drop, j, k = (
+                a[keep],
+                b[keep],
+                nxt[keep],
+                best_enter[keep],
+                best_drop[keep],
+                j[keep],
+                k[keep],
+            )
         rows = torch.arange(idx.numel(), device=dev)
         entering = running & (best_enter >= best_drop)
         leaving = running & ~entering
@@ -153,9 +171,19 @@ def _sklearn_lasso_lars(X: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarra
     return LassoLars(alpha=alpha, fit_intercept=False).fit(X, y).coef_
 
 
-@register("lasso", LassoOptions, help="LASSO (l1-penalized least squares, no intercept), exact per prefix; alpha option")
-def lasso(xs: torch.Tensor, ys: torch.Tensor, alpha: float = 0.01, solver: str = "lars", max_iter: int = 100_000,
-          tol: float = 1e-4, positions: list[int] | None = None, kkt_tol: float = 1e-6) -> torch.Tensor:
+@register(
+    "lasso", LassoOptions, help="LASSO (l1-penalized least squares, no intercept), exact per prefix; alpha option"
+)
+def lasso(
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    alpha: float = 0.01,
+    solver: str = "lars",
+    max_iter: int = 100_000,
+    tol: float = 1e-4,
+    positions: list[int] | None = None,
+    kkt_tol: float = 1e-6,
+) -> torch.Tensor:
     B, n, d = xs.shape
     req = positions_or_all(positions, n)
     pos = [i for i in req if i > 0]
@@ -170,7 +198,9 @@ def lasso(xs: torch.Tensor, ys: torch.Tensor, alpha: float = 0.01, solver: str =
 
     if solver == "sklearn":
         X, Y = x.cpu().numpy(), y.cpu().numpy()
-        out = np.array([[X[b, i] @ _sklearn_lasso(X[b, :i], Y[b, :i], alpha, max_iter, tol) for i in pos] for b in range(B)])
+        out = np.array(
+            [[X[b, i] @ _sklearn_lasso(X[b, :i], Y[b, :i], alpha, max_iter, tol) for i in pos] for b in range(B)]
+        )
         pred[:, q] = torch.from_numpy(out).to(pred.device)
         return pred.to(xs.dtype)
 
@@ -186,7 +216,10 @@ def lasso(xs: torch.Tensor, ys: torch.Tensor, alpha: float = 0.01, solver: str =
             b, k = divmod(p, Q)
             w[p] = torch.from_numpy(_sklearn_lasso_lars(X[b, : pos[k]], Y[b, : pos[k]], alpha)).to(w.device)
         if bad.sum() > max(10, 0.01 * bad.numel()):
-            warnings.warn(f"lasso(alpha={alpha:g}): {int(bad.sum())} of {bad.numel()} prefixes fell back to "
-                          "sklearn LassoLars", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"lasso(alpha={alpha:g}): {int(bad.sum())} of {bad.numel()} prefixes fell back to sklearn LassoLars",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     pred[:, q] = (x[:, q] * w.view(B, Q, d)).sum(-1)
     return pred.to(xs.dtype)

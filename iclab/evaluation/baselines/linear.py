@@ -110,7 +110,9 @@ def least_squares(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
 
 
 class RidgeOptions(NoOptions):
-    alpha: float = Field(1.0, gt=0, description="penalty on |w|^2 added to the (unnormalized) squared error, as in sklearn Ridge")
+    alpha: float = Field(
+        1.0, gt=0, description="penalty on |w|^2 added to the (unnormalized) squared error, as in sklearn Ridge"
+    )
 
 
 @register("ridge", RidgeOptions, help="ridge regression: argmin |y - Xw|^2 + alpha |w|^2 on the prefix")

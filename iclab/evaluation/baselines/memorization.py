@@ -22,8 +22,10 @@ def _float_as(params, dtype):
 
 def memorization(xs: torch.Tensor, ys: torch.Tensor, task=None) -> torch.Tensor:
     if task is None or not task.has_pool:
-        raise ValueError("the memorization baseline needs a task with a training pool "
-                         "(task.options.pool_size or task.options.prompt_pool_size)")
+        raise ValueError(
+            "the memorization baseline needs a task with a training pool "
+            "(task.options.pool_size or task.options.prompt_pool_size)"
+        )
     fns = _float_as(task.pool.functions(xs.device), xs.dtype)
     n_fns = task.pool.n_functions
     B, n, d = xs.shape
@@ -47,4 +49,6 @@ def memorization(xs: torch.Tensor, ys: torch.Tensor, task=None) -> torch.Tensor:
 
 
 memorization.needs_task = True
-BASELINES.register("memorization", help="best function of the training pool on the prefix (needs task.options.pool_size)")(memorization)
+BASELINES.register(
+    "memorization", help="best function of the training pool on the prefix (needs task.options.pool_size)"
+)(memorization)

@@ -46,8 +46,13 @@ def init_relu_nets(shape: tuple[int, ...], d: int, hidden: int, gen: torch.Gener
 def _forward(params, X):
     """X (b, m, d) shared by the q networks of each prompt -> (b, q, m)."""
     W1, b1, W2, b2 = params
-    H = torch.relu(torch.baddbmm(b1.flatten(0, 1).unsqueeze(-2), X.unsqueeze(1).expand(-1, W1.shape[1], -1, -1).flatten(0, 1),
-                                 W1.flatten(0, 1).mT))  # (b*q, m, h)
+    H = torch.relu(
+        torch.baddbmm(
+            b1.flatten(0, 1).unsqueeze(-2),
+            X.unsqueeze(1).expand(-1, W1.shape[1], -1, -1).flatten(0, 1),
+            W1.flatten(0, 1).mT,
+        )
+    )  # (b*q, m, h)
     out = torch.baddbmm(b2.reshape(-1, 1, 1), H, W2.flatten(0, 1).unsqueeze(-1))  # (b*q, m, 1)
     return out.view(*W2.shape[:2], -1)
 
@@ -73,8 +78,16 @@ def _train(params, X, Y, q: torch.Tensor, steps: int, lr: float, optimizer: str)
 
 
 @register("relu_net_gd", ReluNetOptions, help="2-layer ReLU net (100 hidden) fitted by Adam on each prefix")
-def relu_net_gd(xs: torch.Tensor, ys: torch.Tensor, hidden: int = 100, steps: int = 100, lr: float = 5e-3,
-                optimizer: str = "adam", seed: int = 0, positions: list[int] | None = None) -> torch.Tensor:
+def relu_net_gd(
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    hidden: int = 100,
+    steps: int = 100,
+    lr: float = 5e-3,
+    optimizer: str = "adam",
+    seed: int = 0,
+    positions: list[int] | None = None,
+) -> torch.Tensor:
     B, n, d = xs.shape
     pos = positions_or_all(positions, n)
     pred = torch.full((B, n), float("nan"), dtype=xs.dtype, device=xs.device)

@@ -10,8 +10,8 @@ The prompts are handed to the libraries as they are (float32 usually), as a dire
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 import torch
@@ -51,12 +51,14 @@ class DecisionTreeOptions(_PerPromptOptions):
 
 
 @register("decision_tree", DecisionTreeOptions, help="greedy tree learning (sklearn DecisionTreeRegressor) per prefix")
-def decision_tree(xs, ys, max_depth: int | None = None, random_state: int = 0, n_jobs: int = 1,
-                  positions: list[int] | None = None):
+def decision_tree(
+    xs, ys, max_depth: int | None = None, random_state: int = 0, n_jobs: int = 1, positions: list[int] | None = None
+):
     from sklearn.tree import DecisionTreeRegressor
 
-    return _per_prompt(xs, ys, positions, n_jobs,
-                       lambda: DecisionTreeRegressor(max_depth=max_depth, random_state=random_state))
+    return _per_prompt(
+        xs, ys, positions, n_jobs, lambda: DecisionTreeRegressor(max_depth=max_depth, random_state=random_state)
+    )
 
 
 class XGBoostOptions(_PerPromptOptions):
@@ -66,9 +68,21 @@ class XGBoostOptions(_PerPromptOptions):
 
 
 @register("xgboost", XGBoostOptions, help="gradient-boosted trees (xgboost.XGBRegressor, its defaults) per prefix")
-def xgboost(xs, ys, n_estimators: int = 100, max_depth: int = 6, learning_rate: float = 0.3, n_jobs: int = 1,
-            positions: list[int] | None = None):
+def xgboost(
+    xs,
+    ys,
+    n_estimators: int = 100,
+    max_depth: int = 6,
+    learning_rate: float = 0.3,
+    n_jobs: int = 1,
+    positions: list[int] | None = None,
+):
     import xgboost as xgb
 
-    return _per_prompt(xs, ys, positions, n_jobs, lambda: xgb.XGBRegressor(
-        n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate, n_jobs=1))
+    return _per_prompt(
+        xs,
+        ys,
+        positions,
+        n_jobs,
+        lambda: xgb.XGBRegressor(n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate, n_jobs=1),
+    )

@@ -28,14 +28,23 @@ def check(runs) -> Verdict:
     k = error_over_training(runs["curriculum"][0])["k"]
     passed = med_on < med_off
     show = lambda xs: "[" + ", ".join("never" if x == float("inf") else f"{x:.0f}" for x in xs) + "]"  # noqa: E731
-    return Verdict(passed, f"steps to error <= {TARGET} at k={k} (median over seeds): with curriculum {med_on:g}, "
-                           f"without {med_off:g}",
-                   {"target": TARGET, "k": k, "median_steps_curriculum": med_on, "median_steps_none": med_off,
-                    "final_curriculum": statistics.fmean(final["curriculum"]),
-                    "final_none": statistics.fmean(final["no curriculum"])},
-                   [f"with curriculum, per seed: {show(on)}; final error {fmt_ci(final['curriculum'])}",
-                    f"without, per seed: {show(off)}; final error {fmt_ci(final['no curriculum'])}",
-                    "steps are those of the kept checkpoints (every 100 steps), not interpolated"])
+    return Verdict(
+        passed,
+        f"steps to error <= {TARGET} at k={k} (median over seeds): with curriculum {med_on:g}, without {med_off:g}",
+        {
+            "target": TARGET,
+            "k": k,
+            "median_steps_curriculum": med_on,
+            "median_steps_none": med_off,
+            "final_curriculum": statistics.fmean(final["curriculum"]),
+            "final_none": statistics.fmean(final["no curriculum"]),
+        },
+        [
+            f"with curriculum, per seed: {show(on)}; final error {fmt_ci(final['curriculum'])}",
+            f"without, per seed: {show(off)}; final error {fmt_ci(final['no curriculum'])}",
+            "steps are those of the kept checkpoints (every 100 steps), not interpolated",
+        ],
+    )
 
 
 def figure(runs, path):
@@ -45,17 +54,33 @@ def figure(runs, path):
         seed_band(ax, curves[0]["steps"], [c["error"] for c in curves], label, run_color(i))
     k = error_over_training(runs["curriculum"][0])["k"]
     ax.axhline(TARGET, color="0.5", ls=":", lw=1, label=f"target {TARGET}")
-    finish(ax, "training step", f"normalized squared error at k={k} (d=5)",
-           "curriculum on dims and points vs none (Garg et al. Fig. 7)", logy=True)
+    finish(
+        ax,
+        "training step",
+        f"normalized squared error at k={k} (d=5)",
+        "curriculum on dims and points vs none (Garg et al. Fig. 7)",
+        logy=True,
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("garg-curriculum", help="the dims/points curriculum speeds up training")(Entry(
-    name="garg-curriculum", source="Garg et al. 2022, Sec. 5 and Fig. 7",
-    claim="Training with a curriculum on the dimensions and the prompt length reaches a given error in fewer steps "
-          "(Garg et al.: it matters more as d grows).",
-    criterion=f"the median over seeds of the first checkpoint step with error <= {TARGET} at k=2d is lower with the "
-              "curriculum than without",
-    configs={"tiny": {"curriculum": "configs/garg/tiny/curriculum_on.yaml",
-                      "no curriculum": "configs/garg/tiny/curriculum_off.yaml"}},
-    check=check, figure=figure, evaluate=evaluate, minutes={"tiny": 12}))
+REPRODUCTIONS.register("garg-curriculum", help="the dims/points curriculum speeds up training")(
+    Entry(
+        name="garg-curriculum",
+        source="Garg et al. 2022, Sec. 5 and Fig. 7",
+        claim="Training with a curriculum on the dimensions and the prompt length reaches a given error in fewer steps "
+        "(Garg et al.: it matters more as d grows).",
+        criterion=f"the median over seeds of the first checkpoint step with error <= {TARGET} at k=2d is lower with the "
+        "curriculum than without",
+        configs={
+            "tiny": {
+                "curriculum": "configs/garg/tiny/curriculum_on.yaml",
+                "no curriculum": "configs/garg/tiny/curriculum_off.yaml",
+            }
+        },
+        check=check,
+        figure=figure,
+        evaluate=evaluate,
+        minutes={"tiny": 12},
+    )
+)

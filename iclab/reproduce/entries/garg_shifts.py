@@ -41,35 +41,49 @@ def check(runs) -> Verdict:
         numbers[f"{shift}/model"], numbers[f"{shift}/least_squares"] = mean_ci(model)[0], mean_ci(ls)[0]
         if shift in ROBUST:
             gaps[shift] = gap
-        rows.append(f"{shift} (k={k}): model {fmt_ci(model)}, least squares {fmt_ci(ls)}, gap {gap:+.3f}"
-                    + ("" if shift in ROBUST else " (reported only)"))
+        rows.append(
+            f"{shift} (k={k}): model {fmt_ci(model)}, least squares {fmt_ci(ls)}, gap {gap:+.3f}"
+            + ("" if shift in ROBUST else " (reported only)")
+        )
     failed = [s for s, g in gaps.items() if not (g <= MARGIN)]
-    summary = (f"gap to least squares within {MARGIN} under {len(gaps) - len(failed)} of {len(gaps)} shifts"
-               + (f"; not under {', '.join(failed)}" if failed else ""))
+    summary = f"gap to least squares within {MARGIN} under {len(gaps) - len(failed)} of {len(gaps)} shifts" + (
+        f"; not under {', '.join(failed)}" if failed else ""
+    )
     return Verdict(not failed, summary, numbers, rows)
 
 
 def figure(runs, path):
     shifts = ROBUST + REPORTED
     cols = 4
-    fig, axes = plt.subplots(math.ceil(len(shifts) / cols), cols, figsize=(4 * cols, 3.2 * math.ceil(len(shifts) / cols)))
+    fig, axes = plt.subplots(
+        math.ceil(len(shifts) / cols), cols, figsize=(4 * cols, 3.2 * math.ceil(len(shifts) / cols))
+    )
     for ax, shift in zip(axes.flat, shifts):
         evs = evals(runs["model"], f"eval_{shift}.json")
         error_vs_examples(ax, {"transformer": evs}, ["least_squares", "averaging"], shift, ylim=None)
         ax.set_ylim(0, max(1.5, 1.1 * max(v for v in evs[0]["model"]["mean"] if v is not None)))
-    for ax in list(axes.flat)[len(shifts):]:
+    for ax in list(axes.flat)[len(shifts) :]:
         ax.axis("off")
     fig.suptitle("linear regression under distribution shifts (Garg et al. Fig. 4)")
     save(fig, path)
 
 
-REPRODUCTIONS.register("garg-shifts", help="linear regression under distribution shifts")(Entry(
-    name="garg-shifts", source="Garg et al. 2022, Fig. 4",
-    claim="The in-context linear-regression model stays close to least squares under shifts of the prompt distribution "
-          "(skewed covariance, a d/2-dimensional subspace, label noise, prompt and query in opposite orthants, queries "
-          "orthogonal to or repeating the prompt); scaling x or w up degrades it.",
-    criterion=f"under each of {', '.join(ROBUST)} the model's error at k=2d (orthogonal queries: the last position below "
-              f"d) is at most {MARGIN} above least squares' (means over seeds); scaled_x and scaled_y are reported",
-    configs={"tiny": {"model": "configs/garg/tiny/linear_regression.yaml"},
-             "full": {"model": "configs/garg/linear_regression.yaml"}},
-    check=check, figure=figure, evaluate=evaluate, minutes={"tiny": 7}))
+REPRODUCTIONS.register("garg-shifts", help="linear regression under distribution shifts")(
+    Entry(
+        name="garg-shifts",
+        source="Garg et al. 2022, Fig. 4",
+        claim="The in-context linear-regression model stays close to least squares under shifts of the prompt distribution "
+        "(skewed covariance, a d/2-dimensional subspace, label noise, prompt and query in opposite orthants, queries "
+        "orthogonal to or repeating the prompt); scaling x or w up degrades it.",
+        criterion=f"under each of {', '.join(ROBUST)} the model's error at k=2d (orthogonal queries: the last position below "
+        f"d) is at most {MARGIN} above least squares' (means over seeds); scaled_x and scaled_y are reported",
+        configs={
+            "tiny": {"model": "configs/garg/tiny/linear_regression.yaml"},
+            "full": {"model": "configs/garg/linear_regression.yaml"},
+        },
+        check=check,
+        figure=figure,
+        evaluate=evaluate,
+        minutes={"tiny": 7},
+    )
+)

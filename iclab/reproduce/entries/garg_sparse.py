@@ -19,28 +19,51 @@ def check(runs) -> Verdict:
     model_k, lasso_k = get("model", k), get(lasso_key, k)
     m_s, m_k = mean_ci(model_s)[0], mean_ci(model_k)[0]
     passed = m_s < mean_ci(ls_s)[0] and m_s <= mean_ci(lasso_s)[0] + MARGIN and m_k <= mean_ci(lasso_k)[0] + MARGIN
-    return Verdict(passed, f"at k={k_small} (< d={d}): model {fmt_ci(model_s)}, least squares {fmt_ci(ls_s)}, LASSO "
-                           f"{fmt_ci(lasso_s)}; at k={k}: model {fmt_ci(model_k)}, LASSO {fmt_ci(lasso_k)}",
-                   {"k_small": k_small, "model_small": m_s, "least_squares_small": mean_ci(ls_s)[0],
-                    "lasso_small": mean_ci(lasso_s)[0], "k": k, "model": m_k, "lasso": mean_ci(lasso_k)[0]},
-                   [f"model at k={k_small} per seed {per_seed(model_s)}", f"model at k={k} per seed {per_seed(model_k)}"])
+    return Verdict(
+        passed,
+        f"at k={k_small} (< d={d}): model {fmt_ci(model_s)}, least squares {fmt_ci(ls_s)}, LASSO "
+        f"{fmt_ci(lasso_s)}; at k={k}: model {fmt_ci(model_k)}, LASSO {fmt_ci(lasso_k)}",
+        {
+            "k_small": k_small,
+            "model_small": m_s,
+            "least_squares_small": mean_ci(ls_s)[0],
+            "lasso_small": mean_ci(lasso_s)[0],
+            "k": k,
+            "model": m_k,
+            "lasso": mean_ci(lasso_k)[0],
+        },
+        [f"model at k={k_small} per seed {per_seed(model_s)}", f"model at k={k} per seed {per_seed(model_k)}"],
+    )
 
 
 def figure(runs, path):
     evs = evals(runs["model"])
     lasso_key = next(b for b in evs[0]["baselines"] if b.startswith("lasso"))
     fig, ax = plt.subplots(figsize=(6, 4))
-    error_vs_examples(ax, {"transformer": evs}, ["least_squares", lasso_key, "knn", "averaging"],
-                      f"sparse linear regression, d={evs[0]['n_dims']} (Garg et al. Fig. 2)", mark_k=evs[0]["n_dims"] // 2)
+    error_vs_examples(
+        ax,
+        {"transformer": evs},
+        ["least_squares", lasso_key, "knn", "averaging"],
+        f"sparse linear regression, d={evs[0]['n_dims']} (Garg et al. Fig. 2)",
+        mark_k=evs[0]["n_dims"] // 2,
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("garg-sparse", help="sparse linear regression in context tracks LASSO")(Entry(
-    name="garg-sparse", source="Garg et al. 2022, Fig. 2",
-    claim="On sparse linear functions the transformer exploits sparsity: it tracks LASSO and beats least squares "
-          "with fewer examples than dimensions.",
-    criterion=f"at k=d/2 the model's error is below least squares' and within {MARGIN} of LASSO's; at k=2d within "
-              f"{MARGIN} of LASSO's (means over seeds)",
-    configs={"tiny": {"model": "configs/garg/tiny/sparse_linear_regression.yaml"},
-             "full": {"model": "configs/garg/sparse_linear_regression.yaml"}},
-    check=check, figure=figure, minutes={"tiny": 6}))
+REPRODUCTIONS.register("garg-sparse", help="sparse linear regression in context tracks LASSO")(
+    Entry(
+        name="garg-sparse",
+        source="Garg et al. 2022, Fig. 2",
+        claim="On sparse linear functions the transformer exploits sparsity: it tracks LASSO and beats least squares "
+        "with fewer examples than dimensions.",
+        criterion=f"at k=d/2 the model's error is below least squares' and within {MARGIN} of LASSO's; at k=2d within "
+        f"{MARGIN} of LASSO's (means over seeds)",
+        configs={
+            "tiny": {"model": "configs/garg/tiny/sparse_linear_regression.yaml"},
+            "full": {"model": "configs/garg/sparse_linear_regression.yaml"},
+        },
+        check=check,
+        figure=figure,
+        minutes={"tiny": 6},
+    )
+)

@@ -13,24 +13,40 @@ def check(runs) -> Verdict:
     model, xgb, tree = values_at(evs, k), values_at(evs, k, "xgboost"), values_at(evs, k, "decision_tree")
     m = mean_ci(model)[0]
     passed = m < mean_ci(xgb)[0] and m < mean_ci(tree)[0]
-    return Verdict(passed, f"at k={k}: model {fmt_ci(model)}, XGBoost {fmt_ci(xgb)}, greedy tree {fmt_ci(tree)}",
-                   {"k": k, "model": m, "xgboost": mean_ci(xgb)[0], "decision_tree": mean_ci(tree)[0]},
-                   [f"model per seed {per_seed(model)}"])
+    return Verdict(
+        passed,
+        f"at k={k}: model {fmt_ci(model)}, XGBoost {fmt_ci(xgb)}, greedy tree {fmt_ci(tree)}",
+        {"k": k, "model": m, "xgboost": mean_ci(xgb)[0], "decision_tree": mean_ci(tree)[0]},
+        [f"model per seed {per_seed(model)}"],
+    )
 
 
 def figure(runs, path):
     evs = evals(runs["model"])
     fig, ax = plt.subplots(figsize=(6, 4))
-    error_vs_examples(ax, {"transformer": evs}, ["xgboost", "decision_tree", "knn", "least_squares"],
-                      f"decision trees of depth 4, d={evs[0]['n_dims']} (Garg et al. Fig. 5)", mark_k=None)
+    error_vs_examples(
+        ax,
+        {"transformer": evs},
+        ["xgboost", "decision_tree", "knn", "least_squares"],
+        f"decision trees of depth 4, d={evs[0]['n_dims']} (Garg et al. Fig. 5)",
+        mark_k=None,
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("garg-trees", help="decision trees in context: better than XGBoost")(Entry(
-    name="garg-trees", source="Garg et al. 2022, Fig. 5",
-    claim="On depth-4 decision trees the transformer predicts better than greedy tree learning and XGBoost fitted on "
-          "the prompt.",
-    criterion="at the last position the model's error is below XGBoost's and the greedy tree's (means over seeds)",
-    configs={"tiny": {"model": "configs/garg/tiny/decision_tree.yaml"},
-             "full": {"model": "configs/garg/decision_tree.yaml"}},
-    check=check, figure=figure, minutes={"tiny": 8}))
+REPRODUCTIONS.register("garg-trees", help="decision trees in context: better than XGBoost")(
+    Entry(
+        name="garg-trees",
+        source="Garg et al. 2022, Fig. 5",
+        claim="On depth-4 decision trees the transformer predicts better than greedy tree learning and XGBoost fitted on "
+        "the prompt.",
+        criterion="at the last position the model's error is below XGBoost's and the greedy tree's (means over seeds)",
+        configs={
+            "tiny": {"model": "configs/garg/tiny/decision_tree.yaml"},
+            "full": {"model": "configs/garg/decision_tree.yaml"},
+        },
+        check=check,
+        figure=figure,
+        minutes={"tiny": 8},
+    )
+)

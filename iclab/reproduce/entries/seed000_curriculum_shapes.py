@@ -32,16 +32,28 @@ def check(runs) -> Verdict:
     # a model at chance error "degrades" by x1 on longer prompts: slower degradation counts only for a learned model
     ok_slower = all(learned[lab] and growth[lab] < growth[LABELS[0]] for lab in ("sqrt", "cos"))
     ok_log = reached["log2"][0] < reached["log2"][1]
-    return Verdict(ok_linear and ok_slower and ok_log,
-                   f"at the trained length (k={k_train}): " + ", ".join(f"{lab} {fmt_ci(at_train[lab])}" for lab in LABELS)
-                   + f"; error growth k={k_train} -> {k_long}: " + ", ".join(f"{lab} x{growth[lab]:.2f}" for lab in LABELS)
-                   + f"; log2 reaches {reached['log2'][0]} of {reached['log2'][1]} loops",
-                   {"k_train": k_train, "k_long": k_long, **{f"{lab}@train": v for lab, v in m_train.items()},
-                    **{f"{lab} growth": v for lab, v in growth.items()}, "log2_max_loops": reached["log2"][0]},
-                   [f"linear best at the trained length: {ok_linear}; sqrt and cos learned and degrade slower: "
-                    f"{ok_slower}; log2 never reaches max loops: {ok_log}",
-                    "not learned (error at the trained length > " + f"{LEARNED:g}): "
-                    + (", ".join(lab for lab in LABELS if not learned[lab]) or "none")])
+    return Verdict(
+        ok_linear and ok_slower and ok_log,
+        f"at the trained length (k={k_train}): "
+        + ", ".join(f"{lab} {fmt_ci(at_train[lab])}" for lab in LABELS)
+        + f"; error growth k={k_train} -> {k_long}: "
+        + ", ".join(f"{lab} x{growth[lab]:.2f}" for lab in LABELS)
+        + f"; log2 reaches {reached['log2'][0]} of {reached['log2'][1]} loops",
+        {
+            "k_train": k_train,
+            "k_long": k_long,
+            **{f"{lab}@train": v for lab, v in m_train.items()},
+            **{f"{lab} growth": v for lab, v in growth.items()},
+            "log2_max_loops": reached["log2"][0],
+        },
+        [
+            f"linear best at the trained length: {ok_linear}; sqrt and cos learned and degrade slower: "
+            f"{ok_slower}; log2 never reaches max loops: {ok_log}",
+            "not learned (error at the trained length > "
+            + f"{LEARNED:g}): "
+            + (", ".join(lab for lab in LABELS if not learned[lab]) or "none"),
+        ],
+    )
 
 
 def figure(runs, path):
@@ -55,24 +67,43 @@ def figure(runs, path):
         a0.plot(steps, [cur.at(s)["loops"] for s in steps], color=run_color(i), label=lab)
     finish(a0, "training step", "loops b (curriculum)", "the loop curricula")
     cfg = runs[LABELS[0]][0].cfg
-    error_vs_examples(a1, {lab: evals(runs[lab]) for lab in LABELS}, ["least_squares"],
-                      f"error vs examples (trained on {cfg.task.n_points} points)", mark_k=cfg.task.n_points - 1)
+    error_vs_examples(
+        a1,
+        {lab: evals(runs[lab]) for lab in LABELS},
+        ["least_squares"],
+        f"error vs examples (trained on {cfg.task.n_points} points)",
+        mark_k=cfg.task.n_points - 1,
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed000-curriculum-shapes", help="curriculum shapes for looped models")(Entry(
-    name="seed000-curriculum-shapes", source="Seed 000 (looped transformers, curriculum shapes)",
-    claim="Of the curriculum shapes, stepwise linear is best at the trained length, sqrt and cos degrade slower on "
-          "longer prompts, and log2 never reaches the maximum number of loops.",
-    criterion="linear's error at the last trained position is the lowest of the four; sqrt and cos learn (error at "
-              f"the trained length <= {LEARNED:g}) and their error grows "
-              "less than linear's from the trained length to twice it (ratio of means); log2's loop schedule stays "
-              "below model.loops for the whole run",
-    configs={"tiny": {"linear (step)": "configs/looped/seed000/tiny/base.yaml",
-                      "sqrt": "configs/looped/seed000/tiny/clm_sqrt.yaml",
-                      "cos": "configs/looped/seed000/tiny/clm_cos.yaml",
-                      "log2": "configs/looped/seed000/tiny/clm_log2.yaml"},
-             "full": {"linear (step)": "configs/looped/seed000/base.yaml",
-                      "sqrt": "configs/looped/seed000/clm_sqrt.yaml", "cos": "configs/looped/seed000/clm_cos.yaml",
-                      "log2": "configs/looped/seed000/clm_log2.yaml"}},
-    check=check, figure=figure, seeds={"tiny": 3, "full": 3}, minutes={"tiny": 25}))
+REPRODUCTIONS.register("seed000-curriculum-shapes", help="curriculum shapes for looped models")(
+    Entry(
+        name="seed000-curriculum-shapes",
+        source="Seed 000 (looped transformers, curriculum shapes)",
+        claim="Of the curriculum shapes, stepwise linear is best at the trained length, sqrt and cos degrade slower on "
+        "longer prompts, and log2 never reaches the maximum number of loops.",
+        criterion="linear's error at the last trained position is the lowest of the four; sqrt and cos learn (error at "
+        f"the trained length <= {LEARNED:g}) and their error grows "
+        "less than linear's from the trained length to twice it (ratio of means); log2's loop schedule stays "
+        "below model.loops for the whole run",
+        configs={
+            "tiny": {
+                "linear (step)": "configs/looped/seed000/tiny/base.yaml",
+                "sqrt": "configs/looped/seed000/tiny/clm_sqrt.yaml",
+                "cos": "configs/looped/seed000/tiny/clm_cos.yaml",
+                "log2": "configs/looped/seed000/tiny/clm_log2.yaml",
+            },
+            "full": {
+                "linear (step)": "configs/looped/seed000/base.yaml",
+                "sqrt": "configs/looped/seed000/clm_sqrt.yaml",
+                "cos": "configs/looped/seed000/clm_cos.yaml",
+                "log2": "configs/looped/seed000/clm_log2.yaml",
+            },
+        },
+        check=check,
+        figure=figure,
+        seeds={"tiny": 3, "full": 3},
+        minutes={"tiny": 25},
+    )
+)

@@ -34,37 +34,66 @@ def check(runs) -> Verdict:
     ok_speed = speedup >= SPEEDUP
     ok_long = ml["d=1, k=5"] < ml["no dropping"]
     ok_fail = m["d=100, k=5"] > max(2 * m["no dropping"], 0.2)
-    return Verdict(ok_speed and ok_long and ok_fail,
-                   f"steps/s x{speedup:.2f} with d=1; at k={k_long} (trained on {n_trained} points): d=1 "
-                   f"{fmt_ci(long['d=1, k=5'])} vs none {fmt_ci(long['no dropping'])}; at k={k}: none "
-                   f"{fmt_ci(e['no dropping'])}, d=1 {fmt_ci(e['d=1, k=5'])}, d=100 {fmt_ci(e['d=100, k=5'])}",
-                   {"speedup": speedup, "steps_per_s": dict(zip(LABELS[:2], rates)), "k": k, "k_long": k_long,
-                    **{f"{lab}@k": v for lab, v in m.items()}, **{f"{lab}@k_long": v for lab, v in ml.items()}},
-                   [f"speed-up >= {SPEEDUP}: {ok_speed}; d=1 better on longer prompts: {ok_long}; d=100 fails: {ok_fail}",
-                    *[f"{lab} at k={k_long} per seed {per_seed(v)}" for lab, v in long.items()],
-                    "steps/s timed back to back in one process, 1 thread, at the full curriculum"])
+    return Verdict(
+        ok_speed and ok_long and ok_fail,
+        f"steps/s x{speedup:.2f} with d=1; at k={k_long} (trained on {n_trained} points): d=1 "
+        f"{fmt_ci(long['d=1, k=5'])} vs none {fmt_ci(long['no dropping'])}; at k={k}: none "
+        f"{fmt_ci(e['no dropping'])}, d=1 {fmt_ci(e['d=1, k=5'])}, d=100 {fmt_ci(e['d=100, k=5'])}",
+        {
+            "speedup": speedup,
+            "steps_per_s": dict(zip(LABELS[:2], rates)),
+            "k": k,
+            "k_long": k_long,
+            **{f"{lab}@k": v for lab, v in m.items()},
+            **{f"{lab}@k_long": v for lab, v in ml.items()},
+        },
+        [
+            f"speed-up >= {SPEEDUP}: {ok_speed}; d=1 better on longer prompts: {ok_long}; d=100 fails: {ok_fail}",
+            *[f"{lab} at k={k_long} per seed {per_seed(v)}" for lab, v in long.items()],
+            "steps/s timed back to back in one process, 1 thread, at the full curriculum",
+        ],
+    )
 
 
 def figure(runs, path):
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    error_vs_examples(ax, {lab: evals(runs[lab], EVAL) for lab in LABELS}, ["least_squares"],
-                      "token dropping (seed 000): trained on "
-                      f"{runs['no dropping'][0].cfg.task.n_points} points, evaluated on "
-                      f"{runs['no dropping'][0].cfg.eval.n_points}, b loops", mark_k=runs["no dropping"][0].cfg.task.n_points - 1)
+    error_vs_examples(
+        ax,
+        {lab: evals(runs[lab], EVAL) for lab in LABELS},
+        ["least_squares"],
+        "token dropping (seed 000): trained on "
+        f"{runs['no dropping'][0].cfg.task.n_points} points, evaluated on "
+        f"{runs['no dropping'][0].cfg.eval.n_points}, b loops",
+        mark_k=runs["no dropping"][0].cfg.task.n_points - 1,
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed000-dropping", help="token dropping: faster, holds longer prompts; d=100 fails")(Entry(
-    name="seed000-dropping", source="Seed 000 (looped transformers, fewer tokens per loop)",
-    claim="Giving each loop iteration d fewer tokens (down to k) trains more iterations per second, holds its accuracy "
-          "on prompts longer than trained (unlike no dropping), and fails to learn with d=100, k=5.",
-    criterion=f"training steps/s with d=1 at least {SPEEDUP}x those without; evaluated with the trained b loops, at the "
-              "last point of a prompt twice the trained length d=1's error is below no dropping's, and at k=2d d=100's "
-              "error exceeds twice no dropping's and 0.2 (means over seeds)",
-    configs={"tiny": {"no dropping": "configs/looped/seed000/tiny/base.yaml",
-                      "d=1, k=5": "configs/looped/seed000/tiny/drop_d1_k5.yaml",
-                      "d=100, k=5": "configs/looped/seed000/tiny/drop_d100_k5.yaml"},
-             "full": {"no dropping": "configs/looped/seed000/base.yaml",
-                      "d=1, k=5": "configs/looped/seed000/drop_d1_k5.yaml",
-                      "d=100, k=5": "configs/looped/seed000/drop_d100_k5.yaml"}},
-    check=check, figure=figure, evaluate=evaluate, seeds={"tiny": 3, "full": 3}, minutes={"tiny": 20}))
+REPRODUCTIONS.register("seed000-dropping", help="token dropping: faster, holds longer prompts; d=100 fails")(
+    Entry(
+        name="seed000-dropping",
+        source="Seed 000 (looped transformers, fewer tokens per loop)",
+        claim="Giving each loop iteration d fewer tokens (down to k) trains more iterations per second, holds its accuracy "
+        "on prompts longer than trained (unlike no dropping), and fails to learn with d=100, k=5.",
+        criterion=f"training steps/s with d=1 at least {SPEEDUP}x those without; evaluated with the trained b loops, at the "
+        "last point of a prompt twice the trained length d=1's error is below no dropping's, and at k=2d d=100's "
+        "error exceeds twice no dropping's and 0.2 (means over seeds)",
+        configs={
+            "tiny": {
+                "no dropping": "configs/looped/seed000/tiny/base.yaml",
+                "d=1, k=5": "configs/looped/seed000/tiny/drop_d1_k5.yaml",
+                "d=100, k=5": "configs/looped/seed000/tiny/drop_d100_k5.yaml",
+            },
+            "full": {
+                "no dropping": "configs/looped/seed000/base.yaml",
+                "d=1, k=5": "configs/looped/seed000/drop_d1_k5.yaml",
+                "d=100, k=5": "configs/looped/seed000/drop_d100_k5.yaml",
+            },
+        },
+        check=check,
+        figure=figure,
+        evaluate=evaluate,
+        seeds={"tiny": 3, "full": 3},
+        minutes={"tiny": 20},
+    )
+)

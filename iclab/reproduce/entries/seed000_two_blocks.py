@@ -24,31 +24,55 @@ def check(runs) -> Verdict:
     e1 = [lp["last_point"][b - 1] for lp in one]
     e2 = [lp["last_point"][b // 2 - 1] for lp in two]
     passed = mean_ci(e2)[0] <= mean_ci(e1)[0] + MARGIN
-    return Verdict(passed, f"error at the last point: 1 block after {b} iterations {fmt_ci(e1)}, 2 blocks after {b // 2} "
-                           f"{fmt_ci(e2)}", {"b": b, "one_block_at_b": mean_ci(e1)[0], "two_blocks_at_half_b": mean_ci(e2)[0]},
-                   [f"2 blocks at b/2 per seed {per_seed(e2)}"])
+    return Verdict(
+        passed,
+        f"error at the last point: 1 block after {b} iterations {fmt_ci(e1)}, 2 blocks after {b // 2} {fmt_ci(e2)}",
+        {"b": b, "one_block_at_b": mean_ci(e1)[0], "two_blocks_at_half_b": mean_ci(e2)[0]},
+        [f"2 blocks at b/2 per seed {per_seed(e2)}"],
+    )
 
 
 def figure(runs, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, lab in enumerate(("1 block", "2 blocks")):
         lps = evals(runs[lab], LOOPS)
-        seed_band(ax, lps[0]["loops"], [lp["last_point"] for lp in lps], f"{lab} per iteration", run_color(i),
-                  band=False)  # 3 seeds on a log axis: the t-band crosses 0; the seeds are drawn
+        seed_band(
+            ax, lps[0]["loops"], [lp["last_point"] for lp in lps], f"{lab} per iteration", run_color(i), band=False
+        )  # 3 seeds on a log axis: the t-band crosses 0; the seeds are drawn
     b = evals(runs["1 block"], LOOPS)[0]["trained_loops"]
     ax.axvline(b, color="0.5", ls=":", lw=1)
     ax.axvline(b // 2, color="0.7", ls=":", lw=1)
-    finish(ax, "loop iterations", "normalized squared error at the last point",
-           "one vs two blocks per loop iteration (seed 000)", logy=True)
+    finish(
+        ax,
+        "loop iterations",
+        "normalized squared error at the last point",
+        "one vs two blocks per loop iteration (seed 000)",
+        logy=True,
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed000-two-blocks", help="two blocks per loop: the error in half the iterations")(Entry(
-    name="seed000-two-blocks", source="Seed 000 (looped transformers, 2 blocks per loop)",
-    claim="A looped model with two blocks per iteration reaches the error of the one-block model in half the iterations.",
-    criterion=f"the 2-block model's error after b/2 iterations is at most {MARGIN} above the 1-block model's after b "
-              "(last point of a prompt of the trained length, means over seeds)",
-    configs={"tiny": {"1 block": "configs/looped/seed000/tiny/base.yaml",
-                      "2 blocks": "configs/looped/seed000/tiny/two_blocks.yaml"},
-             "full": {"1 block": "configs/looped/seed000/base.yaml", "2 blocks": "configs/looped/seed000/two_blocks.yaml"}},
-    check=check, figure=figure, evaluate=evaluate, seeds={"tiny": 3, "full": 3}, minutes={"tiny": 12}))
+REPRODUCTIONS.register("seed000-two-blocks", help="two blocks per loop: the error in half the iterations")(
+    Entry(
+        name="seed000-two-blocks",
+        source="Seed 000 (looped transformers, 2 blocks per loop)",
+        claim="A looped model with two blocks per iteration reaches the error of the one-block model in half the iterations.",
+        criterion=f"the 2-block model's error after b/2 iterations is at most {MARGIN} above the 1-block model's after b "
+        "(last point of a prompt of the trained length, means over seeds)",
+        configs={
+            "tiny": {
+                "1 block": "configs/looped/seed000/tiny/base.yaml",
+                "2 blocks": "configs/looped/seed000/tiny/two_blocks.yaml",
+            },
+            "full": {
+                "1 block": "configs/looped/seed000/base.yaml",
+                "2 blocks": "configs/looped/seed000/two_blocks.yaml",
+            },
+        },
+        check=check,
+        figure=figure,
+        evaluate=evaluate,
+        seeds={"tiny": 3, "full": 3},
+        minutes={"tiny": 12},
+    )
+)

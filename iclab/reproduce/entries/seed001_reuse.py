@@ -21,28 +21,47 @@ def check_reuse(runs) -> Verdict:
     a, b = values_at(six, k), values_at(reuse, k)
     wins = sum(y <= x for x, y in zip(a, b))
     passed = mean_ci(b)[0] <= mean_ci(a)[0]
-    return Verdict(passed, f"at k={k}: 3 layers x 2 {fmt_ci(b)}, 6 independent layers {fmt_ci(a)}; reuse as good or "
-                           f"better on {wins}/{len(a)} seeds",
-                   {"k": k, "reuse": mean_ci(b)[0], "six": mean_ci(a)[0], "wins": wins},
-                   [f"6 layers per seed {per_seed(a)}", f"3 layers x 2 per seed {per_seed(b)}",
-                    "parameters: 3 layers x 2 has half the blocks of 6 layers (same compute per step)"])
+    return Verdict(
+        passed,
+        f"at k={k}: 3 layers x 2 {fmt_ci(b)}, 6 independent layers {fmt_ci(a)}; reuse as good or "
+        f"better on {wins}/{len(a)} seeds",
+        {"k": k, "reuse": mean_ci(b)[0], "six": mean_ci(a)[0], "wins": wins},
+        [
+            f"6 layers per seed {per_seed(a)}",
+            f"3 layers x 2 per seed {per_seed(b)}",
+            "parameters: 3 layers x 2 has half the blocks of 6 layers (same compute per step)",
+        ],
+    )
 
 
 def figure_reuse(runs, path):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     groups = {label: evals(rs) for label, rs in runs.items()}
-    error_vs_examples(ax, groups, ["least_squares"], "weight reuse: 3 distinct layers applied twice vs 6 layers "
-                      "(6 block applications each)", mark_k=k2d(next(iter(groups.values()))[0]))
+    error_vs_examples(
+        ax,
+        groups,
+        ["least_squares"],
+        "weight reuse: 3 distinct layers applied twice vs 6 layers (6 block applications each)",
+        mark_k=k2d(next(iter(groups.values()))[0]),
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed001-reuse", help="3 layers applied twice beat 6 independent layers")(Entry(
-    name="seed001-reuse", source="Seed 001 (weight reuse)",
-    claim="An RNN-like model that applies 3 layers twice (no input injection, gradient through both passes) "
-          "predicts in context as well as or better than 6 independent layers, with half the parameters.",
-    criterion="at k=2d the reuse model's error (mean over seeds) is at most the 6-layer model's",
-    configs={"tiny": dict(CONFIGS)}, overrides={"tiny": STEPS},
-    check=check_reuse, figure=figure_reuse, seeds={"tiny": 5}, minutes={"tiny": 12}))
+REPRODUCTIONS.register("seed001-reuse", help="3 layers applied twice beat 6 independent layers")(
+    Entry(
+        name="seed001-reuse",
+        source="Seed 001 (weight reuse)",
+        claim="An RNN-like model that applies 3 layers twice (no input injection, gradient through both passes) "
+        "predicts in context as well as or better than 6 independent layers, with half the parameters.",
+        criterion="at k=2d the reuse model's error (mean over seeds) is at most the 6-layer model's",
+        configs={"tiny": dict(CONFIGS)},
+        overrides={"tiny": STEPS},
+        check=check_reuse,
+        figure=figure_reuse,
+        seeds={"tiny": 5},
+        minutes={"tiny": 12},
+    )
+)
 
 
 # --- layer surgery --------------------------------------------------------------------------------------------
@@ -68,8 +87,12 @@ def check_surgery(runs) -> Verdict:
             best = (name, mean_ci(vals)[0])
     passed = best[1] >= mean_ci(orig)[0] - MARGIN
     k = recs[0]["summary_position"]
-    return Verdict(passed, f"at k={k}: trained order {fmt_ci(orig)}; best rearrangement {best[0]} {best[1]:.3f}",
-                   {"k": k, "original": mean_ci(orig)[0], "best": best[0], "best_error": best[1]}, details)
+    return Verdict(
+        passed,
+        f"at k={k}: trained order {fmt_ci(orig)}; best rearrangement {best[0]} {best[1]:.3f}",
+        {"k": k, "original": mean_ci(orig)[0], "best": best[0], "best_error": best[1]},
+        details,
+    )
 
 
 def figure_surgery(runs, path):
@@ -91,10 +114,19 @@ def figure_surgery(runs, path):
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed001-surgery", help="rearranging a trained model's layers does not help")(Entry(
-    name="seed001-surgery", source="Seed 001 (layer surgery)",
-    claim="Duplicating, repeating, swapping or shuffling the layers of a trained standard model at inference does "
-          "not lower its in-context error: its layers are not interchangeable.",
-    criterion=f"at k=2d no rearrangement's error (mean over seeds) is more than {MARGIN:g} below the trained order's",
-    configs={"tiny": {"6 layers": CONFIGS["6 layers"]}}, overrides={"tiny": STEPS},
-    check=check_surgery, figure=figure_surgery, evaluate=evaluate_surgery, seeds={"tiny": 5}, minutes={"tiny": 6}))
+REPRODUCTIONS.register("seed001-surgery", help="rearranging a trained model's layers does not help")(
+    Entry(
+        name="seed001-surgery",
+        source="Seed 001 (layer surgery)",
+        claim="Duplicating, repeating, swapping or shuffling the layers of a trained standard model at inference does "
+        "not lower its in-context error: its layers are not interchangeable.",
+        criterion=f"at k=2d no rearrangement's error (mean over seeds) is more than {MARGIN:g} below the trained order's",
+        configs={"tiny": {"6 layers": CONFIGS["6 layers"]}},
+        overrides={"tiny": STEPS},
+        check=check_surgery,
+        figure=figure_surgery,
+        evaluate=evaluate_surgery,
+        seeds={"tiny": 5},
+        minutes={"tiny": 6},
+    )
+)

@@ -8,8 +8,11 @@ from iclab.reproduce.base import Entry, Verdict, fmt_ci, mean_ci, per_seed
 from iclab.reproduce.plots import evals, save
 
 BASE = "nanoGPT 6L"
-CONFIGS = {BASE: "configs/reflex/tiny/nanogpt_6l.yaml", "Reflex 6L 4-2-2": "configs/reflex/tiny/reflex_6l6h_422.yaml",
-           "Reflex 6L 5-2-1": "configs/reflex/tiny/reflex_6l6h_521.yaml"}
+CONFIGS = {
+    BASE: "configs/reflex/tiny/nanogpt_6l.yaml",
+    "Reflex 6L 4-2-2": "configs/reflex/tiny/reflex_6l6h_422.yaml",
+    "Reflex 6L 5-2-1": "configs/reflex/tiny/reflex_6l6h_521.yaml",
+}
 TOL = 0.03  # bits per character
 
 
@@ -29,8 +32,14 @@ def check(runs) -> Verdict:
         numbers[label] = mean_ci(vals)[0]
     details = [f"{label} per seed {per_seed(vals)}" for label, vals in bpc.items()]
     passed = all(g >= -TOL for g in gaps)  # the seed: no gain (its Reflex models scored lower)
-    return Verdict(passed, "validation bits per character: " + ", ".join(parts)
-                   + f"; Reflex - nanoGPT: {', '.join(f'{g:+.3f}' for g in gaps)}", numbers, details)
+    return Verdict(
+        passed,
+        "validation bits per character: "
+        + ", ".join(parts)
+        + f"; Reflex - nanoGPT: {', '.join(f'{g:+.3f}' for g in gaps)}",
+        numbers,
+        details,
+    )
 
 
 def figure(runs, path):
@@ -38,22 +47,40 @@ def figure(runs, path):
     for i, label in enumerate(runs):  # y limits: matplotlib's autoscale over the intervals and the seeds
         vals = _bpc(runs, label)
         m, h = mean_ci(vals)  # a dot plot, not bars: the axis does not start at 0
-        ax.errorbar(i, m, yerr=h if len(vals) > 1 else None, fmt="s", ms=8, capsize=6,
-                    color="tab:gray" if label == BASE else "tab:blue")
+        ax.errorbar(
+            i,
+            m,
+            yerr=h if len(vals) > 1 else None,
+            fmt="s",
+            ms=8,
+            capsize=6,
+            color="tab:gray" if label == BASE else "tab:blue",
+        )
         ax.plot([i + 0.08] * len(vals), vals, "k.", ms=5)
     ax.set_xticks(range(len(runs)), list(runs))
     ax.set_xlim(-0.5, len(runs) - 0.5)
     ax.set_ylabel("validation bits per character")
     steps = next(iter(runs.values()))[0].cfg.training.steps
-    ax.set_title(f"Reflex attention vs nanoGPT at equal size, char LM on Python sources, {steps} steps\n"
-                 "(squares: mean over seeds with 95% interval; dots: seeds)", fontsize=10)
+    ax.set_title(
+        f"Reflex attention vs nanoGPT at equal size, char LM on Python sources, {steps} steps\n"
+        "(squares: mean over seeds with 95% interval; dots: seeds)",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3, axis="y")
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed002-reflex", help="Reflex attention vs nanoGPT at equal size on char-level LM")(Entry(
-    name="seed002-reflex", source="Seed 002 (Reflex attention)",
-    claim="At nanoGPT's hyperparameters and the same size, Reflex attention (heads split self / previous layer / "
-          "the layer before) does not beat nanoGPT on language modelling: the seed's Reflex models scored no better.",
-    criterion=f"no Reflex variant's validation bits per character (mean over seeds) is more than {TOL:g} below nanoGPT's",
-    configs={"tiny": dict(CONFIGS)}, check=check, figure=figure, seeds={"tiny": 3}, minutes={"tiny": 12}))
+REPRODUCTIONS.register("seed002-reflex", help="Reflex attention vs nanoGPT at equal size on char-level LM")(
+    Entry(
+        name="seed002-reflex",
+        source="Seed 002 (Reflex attention)",
+        claim="At nanoGPT's hyperparameters and the same size, Reflex attention (heads split self / previous layer / "
+        "the layer before) does not beat nanoGPT on language modelling: the seed's Reflex models scored no better.",
+        criterion=f"no Reflex variant's validation bits per character (mean over seeds) is more than {TOL:g} below nanoGPT's",
+        configs={"tiny": dict(CONFIGS)},
+        check=check,
+        figure=figure,
+        seeds={"tiny": 3},
+        minutes={"tiny": 12},
+    )
+)

@@ -10,8 +10,10 @@ from iclab.reproduce.base import Command, Entry, Verdict, per_seed
 from iclab.reproduce.plots import save, seed_band
 
 WINDOW, RISE = (0.8, 1.25), 10.0
-SWEEPS = (("width_sweep", "widths", "random features P (model width)", "n_train"),
-          ("sample_sweep", "n_samples", "training samples n", "width"))
+SWEEPS = (
+    ("width_sweep", "widths", "random features P (model width)", "n_train"),
+    ("sample_sweep", "n_samples", "training samples n", "width"),
+)
 
 
 def _recs(runs):
@@ -21,10 +23,15 @@ def _recs(runs):
 def _sweep_check(sw: dict) -> dict:
     err = sw["test_error"]
     peak = sw["peak_error"]
-    return {"peak_at": sw["peak_at"], "threshold": sw["threshold"], "peak_over_start": peak / err[0],
-            "peak_over_end": peak / err[-1],
-            "ok": WINDOW[0] * sw["threshold"] <= sw["peak_at"] <= WINDOW[1] * sw["threshold"]
-            and peak >= RISE * err[0] and peak >= RISE * err[-1]}
+    return {
+        "peak_at": sw["peak_at"],
+        "threshold": sw["threshold"],
+        "peak_over_start": peak / err[0],
+        "peak_over_end": peak / err[-1],
+        "ok": WINDOW[0] * sw["threshold"] <= sw["peak_at"] <= WINDOW[1] * sw["threshold"]
+        and peak >= RISE * err[0]
+        and peak >= RISE * err[-1],
+    }
 
 
 def check(runs) -> Verdict:
@@ -36,14 +43,18 @@ def check(runs) -> Verdict:
         passed &= ok == len(checks)
         thr = checks[0]["threshold"]
         peaks = [c["peak_at"] for c in checks]
-        parts.append(f"{key.split('_')[0]}: peak at {per_seed(peaks, 0)} (threshold {thr}), at least "
-                     f"{min(c['peak_over_start'] for c in checks):.0f}x the error at the smallest and "
-                     f"{min(c['peak_over_end'] for c in checks):.0f}x at the largest (min over seeds; {ok}/{len(checks)} "
-                     "seeds pass)")
+        parts.append(
+            f"{key.split('_')[0]}: peak at {per_seed(peaks, 0)} (threshold {thr}), at least "
+            f"{min(c['peak_over_start'] for c in checks):.0f}x the error at the smallest and "
+            f"{min(c['peak_over_end'] for c in checks):.0f}x at the largest (min over seeds; {ok}/{len(checks)} "
+            "seeds pass)"
+        )
         numbers[key] = checks
     poly = [r["polynomial"]["peak_at"] for r in recs]
-    details.append(f"polynomial fitting (m={recs[0]['polynomial']['m']} points): test error peaks at degree "
-                   f"{per_seed(poly, 0)} (interpolation at degree {recs[0]['polynomial']['threshold']})")
+    details.append(
+        f"polynomial fitting (m={recs[0]['polynomial']['m']} points): test error peaks at degree "
+        f"{per_seed(poly, 0)} (interpolation at degree {recs[0]['polynomial']['threshold']})"
+    )
     return Verdict(passed, "; ".join(parts), numbers, details)
 
 
@@ -61,18 +72,28 @@ def figure(runs, path):
         ax.set_title(f"{key.replace('_', ' ')} ({recs[0]['trials']} draws per point per seed)", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("double descent: min-norm least squares on ReLU random features, label noise "
-                 f"{recs[0]['noise']}", fontsize=10)
+    fig.suptitle(
+        f"double descent: min-norm least squares on ReLU random features, label noise {recs[0]['noise']}", fontsize=10
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed004-double-descent", help="test error peaks at the interpolation threshold")(Entry(
-    name="seed004-double-descent", source="Seed 004 / Belkin et al. 2019",
-    claim="Test error of minimum-norm least squares on random features rises to a peak where the model can just "
-          "interpolate the training set (width = samples) and falls again past it, both as the width grows and as "
-          "the number of samples grows.",
-    criterion=f"on every seed, in both sweeps the test error peaks within {WINDOW[0]:g}-{WINDOW[1]:g}x of the "
-              f"interpolation threshold, at least {RISE:g}x above the error at both ends of the sweep",
-    configs={"tiny": {"random features": Command(run_double_descent, {"trials": 10})},
-             "full": {"random features": Command(run_double_descent, {"trials": 50})}},
-    check=check, figure=figure, seeds={"tiny": 5, "full": 5}, minutes={"tiny": 2}))
+REPRODUCTIONS.register("seed004-double-descent", help="test error peaks at the interpolation threshold")(
+    Entry(
+        name="seed004-double-descent",
+        source="Seed 004 / Belkin et al. 2019",
+        claim="Test error of minimum-norm least squares on random features rises to a peak where the model can just "
+        "interpolate the training set (width = samples) and falls again past it, both as the width grows and as "
+        "the number of samples grows.",
+        criterion=f"on every seed, in both sweeps the test error peaks within {WINDOW[0]:g}-{WINDOW[1]:g}x of the "
+        f"interpolation threshold, at least {RISE:g}x above the error at both ends of the sweep",
+        configs={
+            "tiny": {"random features": Command(run_double_descent, {"trials": 10})},
+            "full": {"random features": Command(run_double_descent, {"trials": 50})},
+        },
+        check=check,
+        figure=figure,
+        seeds={"tiny": 5, "full": 5},
+        minutes={"tiny": 2},
+    )
+)

@@ -21,9 +21,12 @@ def check(runs) -> Verdict:
     mem, grok = first_step(wd, "train/accuracy", MEMORIZED), first_step(wd, "heldout/accuracy", GROKKED)
     no_grok, no_final = first_step(no, "heldout/accuracy", GROKKED), no[-1]["heldout/accuracy"]
     passed = mem is not None and grok is not None and grok >= DELAY * mem and no_grok is None
-    return Verdict(passed, f"weight decay 1: train acc >= {MEMORIZED} at step {mem}, held-out >= {GROKKED} at step "
-                           f"{grok}; no weight decay: held-out {no_final:.3f} after {no[-1]['step']} steps",
-                   {"memorized_at": mem, "grokked_at": grok, "no_wd_final_heldout": no_final, "no_wd_grokked_at": no_grok})
+    return Verdict(
+        passed,
+        f"weight decay 1: train acc >= {MEMORIZED} at step {mem}, held-out >= {GROKKED} at step "
+        f"{grok}; no weight decay: held-out {no_final:.3f} after {no[-1]['step']} steps",
+        {"memorized_at": mem, "grokked_at": grok, "no_wd_final_heldout": no_final, "no_wd_grokked_at": no_grok},
+    )
 
 
 def figure(runs, path):
@@ -42,12 +45,24 @@ def figure(runs, path):
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed004-grokking", help="modular division mod 97: held-out accuracy long after train")(Entry(
-    name="seed004-grokking", source="Seed 004 / Power et al. 2022",
-    claim="Modular division p=97 (half of the pairs trained on, 2 layers, width 128, 4 heads, AdamW, weight decay 1): "
-          "held-out accuracy rises from chance to ~100% long after training accuracy does; without weight decay it "
-          "does not in the same number of steps.",
-    criterion=f"with weight decay held-out accuracy reaches {GROKKED} at least {DELAY:g}x the steps training accuracy "
-              f"took to reach {MEMORIZED}; without weight decay it never reaches {GROKKED}",
-    configs={"tiny": {"weight decay 1": "configs/grokking/p97.yaml", "no weight decay": "configs/grokking/p97_no_wd.yaml"}},
-    check=check, figure=figure, seeds={"tiny": 1, "full": 1}, minutes={"tiny": 30}))
+REPRODUCTIONS.register("seed004-grokking", help="modular division mod 97: held-out accuracy long after train")(
+    Entry(
+        name="seed004-grokking",
+        source="Seed 004 / Power et al. 2022",
+        claim="Modular division p=97 (half of the pairs trained on, 2 layers, width 128, 4 heads, AdamW, weight decay 1): "
+        "held-out accuracy rises from chance to ~100% long after training accuracy does; without weight decay it "
+        "does not in the same number of steps.",
+        criterion=f"with weight decay held-out accuracy reaches {GROKKED} at least {DELAY:g}x the steps training accuracy "
+        f"took to reach {MEMORIZED}; without weight decay it never reaches {GROKKED}",
+        configs={
+            "tiny": {
+                "weight decay 1": "configs/grokking/p97.yaml",
+                "no weight decay": "configs/grokking/p97_no_wd.yaml",
+            }
+        },
+        check=check,
+        figure=figure,
+        seeds={"tiny": 1, "full": 1},
+        minutes={"tiny": 30},
+    )
+)

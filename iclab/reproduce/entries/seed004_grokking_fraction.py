@@ -3,9 +3,9 @@ held-out accuracy takes to rise."""
 
 import matplotlib.pyplot as plt
 
+from iclab.analysis.grokking import first_step
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Entry, Verdict
-from iclab.analysis.grokking import first_step
 from iclab.reproduce.entries.seed004_grokking import GROKKED, MEMORIZED, accuracy_records
 from iclab.reproduce.plots import save
 
@@ -22,7 +22,11 @@ def _steps(runs) -> dict[float, tuple[int | None, int | None, int]]:
     out = {}
     for f in FRACTIONS:
         recs = accuracy_records(runs[_label(f)][0])
-        out[f] = (first_step(recs, "train/accuracy", MEMORIZED), first_step(recs, "heldout/accuracy", GROKKED), recs[-1]["step"])
+        out[f] = (
+            first_step(recs, "train/accuracy", MEMORIZED),
+            first_step(recs, "heldout/accuracy", GROKKED),
+            recs[-1]["step"],
+        )
     return out
 
 
@@ -35,9 +39,12 @@ def check(runs) -> Verdict:
     slow = grokked and largest is not None and grokked[0][1] >= SLOWER * largest
     passed = len(grokked) >= 3 and monotone and bool(slow)
     cells = [f"{f:g}: {'not within ' + str(b) if g is None else g}" for f, (_, g, b) in st.items()]
-    return Verdict(passed, f"steps to held-out accuracy >= {GROKKED} by training fraction: " + ", ".join(cells),
-                   {str(f): {"memorized_at": m, "grokked_at": g, "budget": b} for f, (m, g, b) in st.items()},
-                   [f"fraction {f:g}: train accuracy >= {MEMORIZED} at step {m}" for f, (m, _, _) in st.items()])
+    return Verdict(
+        passed,
+        f"steps to held-out accuracy >= {GROKKED} by training fraction: " + ", ".join(cells),
+        {str(f): {"memorized_at": m, "grokked_at": g, "budget": b} for f, (m, g, b) in st.items()},
+        [f"fraction {f:g}: train accuracy >= {MEMORIZED} at step {m}" for f, (m, _, _) in st.items()],
+    )
 
 
 def figure(runs, path):
@@ -47,7 +54,9 @@ def figure(runs, path):
     for i, f in enumerate(FRACTIONS):
         recs = accuracy_records(runs[_label(f)][0])
         c = cmap(i / (len(FRACTIONS) - 1))
-        axes[0].plot([r["step"] for r in recs], [r["heldout/accuracy"] for r in recs], color=c, lw=2, label=f"{f:g}: held-out")
+        axes[0].plot(
+            [r["step"] for r in recs], [r["heldout/accuracy"] for r in recs], color=c, lw=2, label=f"{f:g}: held-out"
+        )
         axes[0].plot([r["step"] for r in recs], [r["train/accuracy"] for r in recs], color=c, lw=0.8, ls="--")
     axes[0].set_xscale("log")
     axes[0].set_xlabel("training step")
@@ -55,14 +64,22 @@ def figure(runs, path):
     axes[0].set_title("a / b mod 97, AdamW weight decay 1, by training fraction", fontsize=10)
     axes[0].legend(fontsize=7)
     fr = list(st)
-    for key, idx, marker, name in (("memorized", 0, "s", f"train acc >= {MEMORIZED}"),
-                                   ("grokked", 1, "o", f"held-out acc >= {GROKKED}")):
+    for key, idx, marker, name in (
+        ("memorized", 0, "s", f"train acc >= {MEMORIZED}"),
+        ("grokked", 1, "o", f"held-out acc >= {GROKKED}"),
+    ):
         xs = [f for f in fr if st[f][idx] is not None]
         axes[1].plot(xs, [st[f][idx] for f in xs], "-" + marker, label=name)
     missed = [f for f in fr if st[f][1] is None]
     for f in missed:
-        axes[1].plot([f], [st[f][2]], "v", color="tab:red", ms=9,
-                     label=f"held-out < {GROKKED} at the budget (steps)" if f == missed[0] else None)
+        axes[1].plot(
+            [f],
+            [st[f][2]],
+            "v",
+            color="tab:red",
+            ms=9,
+            label=f"held-out < {GROKKED} at the budget (steps)" if f == missed[0] else None,
+        )
         axes[1].annotate(f"not within {st[f][2]}", (f, st[f][2]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("training fraction")
@@ -74,13 +91,23 @@ def figure(runs, path):
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed004-grokking-fraction", help="grokking takes longer the smaller the training fraction")(Entry(
-    name="seed004-grokking-fraction", source="Seed 004 / Power et al. 2022, Fig. 1",
-    claim="On modular division mod 97 the steps until held-out accuracy rises grow as the share of the table trained "
-          "on shrinks.",
-    criterion=f"held-out accuracy reaches {GROKKED} for at least 3 of the fractions {', '.join(map(str, FRACTIONS))}, "
-              f"in steps that do not decrease as the fraction shrinks, the smallest grokking fraction taking at least "
-              f"{SLOWER:g}x the steps of the largest",
-    configs={"tiny": {_label(f): f"configs/grokking/{'p97' if f == 0.5 else f'fraction/p97_f{f:g}'}.yaml"
-                      for f in FRACTIONS}},
-    check=check, figure=figure, seeds={"tiny": 1}, minutes={"tiny": 50}))
+REPRODUCTIONS.register("seed004-grokking-fraction", help="grokking takes longer the smaller the training fraction")(
+    Entry(
+        name="seed004-grokking-fraction",
+        source="Seed 004 / Power et al. 2022, Fig. 1",
+        claim="On modular division mod 97 the steps until held-out accuracy rises grow as the share of the table trained "
+        "on shrinks.",
+        criterion=f"held-out accuracy reaches {GROKKED} for at least 3 of the fractions {', '.join(map(str, FRACTIONS))}, "
+        f"in steps that do not decrease as the fraction shrinks, the smallest grokking fraction taking at least "
+        f"{SLOWER:g}x the steps of the largest",
+        configs={
+            "tiny": {
+                _label(f): f"configs/grokking/{'p97' if f == 0.5 else f'fraction/p97_f{f:g}'}.yaml" for f in FRACTIONS
+            }
+        },
+        check=check,
+        figure=figure,
+        seeds={"tiny": 1},
+        minutes={"tiny": 50},
+    )
+)

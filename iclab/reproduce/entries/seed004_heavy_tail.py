@@ -29,11 +29,16 @@ def check(runs) -> Verdict:
     init = recs[0]["initial_loss"]
     passed = all(v < FREQUENT * init for n in first for v in first[n]) and all(q >= RATIO for q in ratio)
     lrs = {n: sorted({r["runs"][n]["lr"] for r in recs}) for n in ("sgd", "adam")}
-    return Verdict(passed, f"most frequent group: SGD {fmt_ci(first['sgd'])}, Adam {fmt_ci(first['adam'])}; rarest "
-                           f"group: SGD {fmt_ci(last['sgd'])}, Adam {fmt_ci(last['adam'])}, SGD / Adam {fmt_ci(ratio, 1)}x",
-                   {"frequent": first, "rarest": last, "ratio": ratio, "lrs": lrs},
-                   [f"tuned lr per seed: SGD {lrs['sgd']}, Adam {lrs['adam']} (lowest mean training loss of a grid)",
-                    f"initial loss ln {recs[0]['classes']} = {recs[0]['initial_loss']:.2f}"])
+    return Verdict(
+        passed,
+        f"most frequent group: SGD {fmt_ci(first['sgd'])}, Adam {fmt_ci(first['adam'])}; rarest "
+        f"group: SGD {fmt_ci(last['sgd'])}, Adam {fmt_ci(last['adam'])}, SGD / Adam {fmt_ci(ratio, 1)}x",
+        {"frequent": first, "rarest": last, "ratio": ratio, "lrs": lrs},
+        [
+            f"tuned lr per seed: SGD {lrs['sgd']}, Adam {lrs['adam']} (lowest mean training loss of a grid)",
+            f"initial loss ln {recs[0]['classes']} = {recs[0]['initial_loss']:.2f}",
+        ],
+    )
 
 
 def figure(runs, path):
@@ -44,21 +49,41 @@ def figure(runs, path):
     cmap = plt.get_cmap("viridis")
     for ax, name in zip(axes, ("sgd", "adam")):
         for i in range(nb):
-            seed_band(ax, steps, [[pb[i] for pb in r["runs"][name]["per_bucket"]] for r in recs],
-                      f"group {i + 1}" if i in (0, nb - 1) else None, cmap(i / max(1, nb - 1)), band=False)
+            seed_band(
+                ax,
+                steps,
+                [[pb[i] for pb in r["runs"][name]["per_bucket"]] for r in recs],
+                f"group {i + 1}" if i in (0, nb - 1) else None,
+                cmap(i / max(1, nb - 1)),
+                band=False,
+            )
         ax.axhline(recs[0]["initial_loss"], color="grey", ls=":", lw=1, label=f"initial loss ln {recs[0]['classes']}")
         ax.set_ylim(0, 1.4 * recs[0]["initial_loss"])  # SGD's first steps spike far above: clipped
-        finish(ax, "step", "training loss of the group", f"{ {'sgd': 'SGD', 'adam': 'Adam'}[name]}: loss per class-frequency group "
-               f"(group 1: most frequent, {nb}: rarest)")
+        finish(
+            ax,
+            "step",
+            "training loss of the group",
+            f"{ {'sgd': 'SGD', 'adam': 'Adam'}[name] }: loss per class-frequency group "
+            f"(group 1: most frequent, {nb}: rarest)",
+        )
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed004-heavy-tail", help="Zipf classes: SGD stalls on the rare classes, Adam does not")(Entry(
-    name="seed004-heavy-tail", source="Seed 004 / Kunstner et al. 2024",
-    claim="With heavy-tailed (Zipf) class frequencies, SGD lowers the loss of the frequent classes only, while Adam "
-          "lowers the loss of the rare classes too (each with its best lr from a grid).",
-    criterion=f"on every seed both bring the most frequent group's loss below {FREQUENT:g}x its initial ln C (both "
-              f"learn the frequent classes), and SGD's loss on the rarest group is at least {RATIO:g}x Adam's",
-    configs={"tiny": {"Zipf classes": Command(run_heavy_tail, {})},
-             "full": {"Zipf classes": Command(run_heavy_tail, {"steps": 5000})}},
-    check=check, figure=figure, seeds={"tiny": 3, "full": 5}, minutes={"tiny": 5}))
+REPRODUCTIONS.register("seed004-heavy-tail", help="Zipf classes: SGD stalls on the rare classes, Adam does not")(
+    Entry(
+        name="seed004-heavy-tail",
+        source="Seed 004 / Kunstner et al. 2024",
+        claim="With heavy-tailed (Zipf) class frequencies, SGD lowers the loss of the frequent classes only, while Adam "
+        "lowers the loss of the rare classes too (each with its best lr from a grid).",
+        criterion=f"on every seed both bring the most frequent group's loss below {FREQUENT:g}x its initial ln C (both "
+        f"learn the frequent classes), and SGD's loss on the rarest group is at least {RATIO:g}x Adam's",
+        configs={
+            "tiny": {"Zipf classes": Command(run_heavy_tail, {})},
+            "full": {"Zipf classes": Command(run_heavy_tail, {"steps": 5000})},
+        },
+        check=check,
+        figure=figure,
+        seeds={"tiny": 3, "full": 5},
+        minutes={"tiny": 5},
+    )
+)

@@ -16,8 +16,10 @@ def _recs(runs):
 
 
 def _final(recs, depth, act, init):
-    return [next(r["loss"][-1] for r in rec["runs"] if (r["depth"], r["activation"], r["init"]) == (depth, act, init))
-            for rec in recs]
+    return [
+        next(r["loss"][-1] for r in rec["runs"] if (r["depth"], r["activation"], r["init"]) == (depth, act, init))
+        for rec in recs
+    ]
 
 
 def check(runs) -> Verdict:
@@ -42,8 +44,10 @@ def figure(runs, path):
     fig, axes = plt.subplots(1, len(depths), figsize=(6 * len(depths), 4), squeeze=False)
     for ax, d in zip(axes[0], depths):
         for init, color in COLORS.items():
-            curves = [next(r for r in rec["runs"] if (r["depth"], r["activation"], r["init"]) == (d, "relu", init))
-                      for rec in recs]
+            curves = [
+                next(r for r in rec["runs"] if (r["depth"], r["activation"], r["init"]) == (d, "relu", init))
+                for rec in recs
+            ]
             if any(x != x for c in curves for x in c["loss"]):  # NaN: diverged (naive(1) at depth 50)
                 continue
             style = {"ls": "--", "zorder": 3} if init.startswith("naive") else {}  # naive(0.01) lies on Xavier's curve
@@ -54,12 +58,21 @@ def figure(runs, path):
     save(fig, path)
 
 
-REPRODUCTIONS.register("seed004-init", help="deep ReLU MLPs train with Kaiming init and not with a naive one")(Entry(
-    name="seed004-init", source="Seed 004 / Glorot & Bengio 2010, He et al. 2015",
-    claim="A deep ReLU MLP (20 and 50 layers) trains from Kaiming initialization; from a naive N(0, 0.01^2) the "
-          "activations and gradients vanish with depth and the loss stays at chance.",
-    criterion=f"at every depth and seed, Kaiming ReLU ends at least {FALL:g} below the chance loss ln 10 while "
-              f"naive N(0, 0.01^2) ends within {AT_CHANCE:g} of it",
-    configs={"tiny": {"deep MLPs": Command(run_initialization, {"depths": [20, 50], "steps": 300})},
-             "full": {"deep MLPs": Command(run_initialization, {"depths": [20, 50], "steps": 2000})}},
-    check=check, figure=figure, seeds={"tiny": 3, "full": 5}, minutes={"tiny": 4}))
+REPRODUCTIONS.register("seed004-init", help="deep ReLU MLPs train with Kaiming init and not with a naive one")(
+    Entry(
+        name="seed004-init",
+        source="Seed 004 / Glorot & Bengio 2010, He et al. 2015",
+        claim="A deep ReLU MLP (20 and 50 layers) trains from Kaiming initialization; from a naive N(0, 0.01^2) the "
+        "activations and gradients vanish with depth and the loss stays at chance.",
+        criterion=f"at every depth and seed, Kaiming ReLU ends at least {FALL:g} below the chance loss ln 10 while "
+        f"naive N(0, 0.01^2) ends within {AT_CHANCE:g} of it",
+        configs={
+            "tiny": {"deep MLPs": Command(run_initialization, {"depths": [20, 50], "steps": 300})},
+            "full": {"deep MLPs": Command(run_initialization, {"depths": [20, 50], "steps": 2000})},
+        },
+        check=check,
+        figure=figure,
+        seeds={"tiny": 3, "full": 5},
+        minutes={"tiny": 4},
+    )
+)

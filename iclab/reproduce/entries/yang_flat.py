@@ -15,13 +15,22 @@ def check(runs) -> Verdict:
     b = lps[0]["trained_loops"]
     top = len(lps[0]["loops"])
     at_b = [lp["last_point"][b - 1] for lp in lps]
-    worst = [max(lp["last_point"][b - 1:]) for lp in lps]
+    worst = [max(lp["last_point"][b - 1 :]) for lp in lps]
     end = [lp["last_point"][-1] for lp in lps]
     rise = mean_ci(worst)[0] - mean_ci(at_b)[0]
-    return Verdict(rise <= MARGIN, f"error at the last point: at b={b} {fmt_ci(at_b)}, at {top} loops {fmt_ci(end)}, "
-                                   f"worst in [b, {top}] {fmt_ci(worst)} (rise {rise:+.3f})",
-                   {"b": b, "max_loops": top, "at_b": mean_ci(at_b)[0], "at_max": mean_ci(end)[0],
-                    "worst_past_b": mean_ci(worst)[0], "rise": rise})
+    return Verdict(
+        rise <= MARGIN,
+        f"error at the last point: at b={b} {fmt_ci(at_b)}, at {top} loops {fmt_ci(end)}, "
+        f"worst in [b, {top}] {fmt_ci(worst)} (rise {rise:+.3f})",
+        {
+            "b": b,
+            "max_loops": top,
+            "at_b": mean_ci(at_b)[0],
+            "at_max": mean_ci(end)[0],
+            "worst_past_b": mean_ci(worst)[0],
+            "rise": rise,
+        },
+    )
 
 
 def figure(runs, path):
@@ -30,17 +39,30 @@ def figure(runs, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     seed_band(ax, lps[0]["loops"], [lp["last_point"] for lp in lps], f"looped, trained with b={b}", run_color(0))
     ax.axvline(b, color="0.5", ls=":", lw=1, label="b")
-    finish(ax, "loop iterations at inference", f"normalized squared error, k={lps[0]['n_points'] - 1}",
-           f"looping past b (Yang et al. Fig. 3), d={lps[0]['n_dims']}", logy=True)
+    finish(
+        ax,
+        "loop iterations at inference",
+        f"normalized squared error, k={lps[0]['n_points'] - 1}",
+        f"looping past b (Yang et al. Fig. 3), d={lps[0]['n_dims']}",
+        logy=True,
+    )
     save(fig, path)
 
 
-REPRODUCTIONS.register("yang-flat", help="looped past b, the error stays flat")(Entry(
-    name="yang-flat", source="Yang et al. 2023, Fig. 3",
-    claim="Trained with b iterations and a loss over the last T, the looped model converges to a fixed point: looping "
-          "further at inference does not raise its error.",
-    criterion=f"the worst error at the last point over iterations b..max_loops exceeds the error at b by at most {MARGIN} "
-              "(means over seeds)",
-    configs={"tiny": {"looped": "configs/looped/tiny/lr_b30_T15.yaml"},
-             "full": {"looped": "configs/looped/lr_b30_T15.yaml"}},
-    check=check, figure=figure, minutes={"tiny": 8}))
+REPRODUCTIONS.register("yang-flat", help="looped past b, the error stays flat")(
+    Entry(
+        name="yang-flat",
+        source="Yang et al. 2023, Fig. 3",
+        claim="Trained with b iterations and a loss over the last T, the looped model converges to a fixed point: looping "
+        "further at inference does not raise its error.",
+        criterion=f"the worst error at the last point over iterations b..max_loops exceeds the error at b by at most {MARGIN} "
+        "(means over seeds)",
+        configs={
+            "tiny": {"looped": "configs/looped/tiny/lr_b30_T15.yaml"},
+            "full": {"looped": "configs/looped/lr_b30_T15.yaml"},
+        },
+        check=check,
+        figure=figure,
+        minutes={"tiny": 8},
+    )
+)

@@ -20,22 +20,47 @@ from __future__ import annotations
 import torch
 
 from iclab.registry import OPTIMIZERS
-from iclab.training.optim.base import (MultiOptimizer, OptimizerSpec, Params, impl_kwargs,  # noqa: F401
-                                       resolve_impl)
-from iclab.training.optim import torch_optim, matrix, schedule_free, extra  # noqa: F401,E402  (register)
-from iclab.training.optim.schedule_free import (eval_mode, eval_weights, eval_weights_from_state,  # noqa: F401
-                                                under_eval_weights,
-                                                is_schedule_free, train_mode)
+from iclab.training.optim import extra, matrix, schedule_free, torch_optim  # noqa: F401,E402  (register)
+from iclab.training.optim.base import MultiOptimizer, OptimizerSpec, Params, impl_kwargs, resolve_impl  # noqa: F401
+from iclab.training.optim.schedule_free import (  # noqa: F401
+    eval_mode,
+    eval_weights,
+    eval_weights_from_state,
+    is_schedule_free,
+    train_mode,
+    under_eval_weights,
+)
 from iclab.training.optim.schedules import BASE_LR, SCHEDULES, lr_factor, set_lr  # noqa: F401
 
-__all__ = ["OPTIMIZERS", "MultiOptimizer", "OptimizerSpec", "Params", "impl_kwargs", "resolve_impl", "torch_optim",
-           "matrix", "schedule_free", "extra", "eval_mode", "eval_weights", "eval_weights_from_state",
-           "under_eval_weights", "is_schedule_free", "train_mode", "BASE_LR", "SCHEDULES", "lr_factor", "set_lr",
-           "build_optimizer", "make_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "MultiOptimizer",
+    "OptimizerSpec",
+    "Params",
+    "impl_kwargs",
+    "resolve_impl",
+    "torch_optim",
+    "matrix",
+    "schedule_free",
+    "extra",
+    "eval_mode",
+    "eval_weights",
+    "eval_weights_from_state",
+    "under_eval_weights",
+    "is_schedule_free",
+    "train_mode",
+    "BASE_LR",
+    "SCHEDULES",
+    "lr_factor",
+    "set_lr",
+    "build_optimizer",
+    "make_optimizer",
+]
 
 
-def build_optimizer(name: str, params: Params | torch.nn.Module, lr: float, options: dict | None = None,
-                    impl: str = "auto"):
+def build_optimizer(
+    name: str, params: Params | torch.nn.Module, lr: float, options: dict | None = None, impl: str = "auto"
+):
     """The registry's optimizer `name` on `params` (a model, or `Params` for hand-made parameter sets,
     e.g. a 2-D point), options checked against the entry's own, `impl` resolved for the device."""
     spec = OPTIMIZERS.get(name)

@@ -9,15 +9,18 @@ weights only, never to norms, biases or embeddings (`decay_on: weights`), and th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 DecayOn = Literal["all", "weights"]
-DECAY_HELP = ("parameters weight decay applies to: all, or weights (no decay on norms, biases and nn.Embedding "
-              "tables, e.g. position/token embeddings)")
+DECAY_HELP = (
+    "parameters weight decay applies to: all, or weights (no decay on norms, biases and nn.Embedding "
+    "tables, e.g. position/token embeddings)"
+)
 
 
 class Opts(BaseModel):
@@ -72,7 +75,7 @@ class Params:
     no_decay: set[str] = field(default_factory=set)
 
     @classmethod
-    def of(cls, model: torch.nn.Module) -> "Params":
+    def of(cls, model: torch.nn.Module) -> Params:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         emb = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
         return cls(named, {n for n, p in named if p.ndim < 2 or id(p) in emb})
@@ -80,10 +83,13 @@ class Params:
     def split_matrices(self, scope: str) -> tuple[Named, Named]:
         """(matrices, rest). scope hidden: the 2-D weights inside `blocks.*` (the transformer's hidden
         layers); all: every 2-D parameter that is not an embedding."""
+
         def is_matrix(n, p):
             return p.ndim == 2 and (n.startswith("blocks.") if scope == "hidden" else n not in self.no_decay)
 
-        return [(n, p) for n, p in self.named if is_matrix(n, p)], [(n, p) for n, p in self.named if not is_matrix(n, p)]
+        return [(n, p) for n, p in self.named if is_matrix(n, p)], [
+            (n, p) for n, p in self.named if not is_matrix(n, p)
+        ]
 
     def groups(self, named: Named, weight_decay: float, decay_on: str) -> list[dict]:
         """Param groups for `named`: one group when every parameter decays alike (decay_on=all or no
@@ -92,8 +98,11 @@ class Params:
             return [{"params": [p for _, p in named], "weight_decay": weight_decay}]
         decay = [p for n, p in named if n not in self.no_decay]
         keep = [p for n, p in named if n in self.no_decay]
-        return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0})
-                if g["params"]]
+        return [
+            g
+            for g in ({"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0})
+            if g["params"]
+        ]
 
 
 class MultiOptimizer:
@@ -129,8 +138,10 @@ class MatrixOptions(Opts):
     """Options every matrix optimizer shares: where it applies and the AdamW beside it."""
 
     matrices: Literal["hidden", "all"] = Field(
-        "hidden", description="hidden: the matrix optimizer takes the 2-D weights of the blocks, AdamW the rest; "
-        "all: every 2-D non-embedding parameter (read-in/out too)")
+        "hidden",
+        description="hidden: the matrix optimizer takes the 2-D weights of the blocks, AdamW the rest; "
+        "all: every 2-D non-embedding parameter (read-in/out too)",
+    )
     adamw_betas: tuple[float, float] = (0.9, 0.999)
     adamw_weight_decay: float = Field(0.0, ge=0, description="weight decay of the AdamW part")
     adamw_decay_on: DecayOn = Field("weights", description=DECAY_HELP)

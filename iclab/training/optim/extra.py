@@ -24,8 +24,9 @@ class LambOptions(Opts):
 
 
 class AdanOptions(Opts):
-    betas: tuple[float, float, float] = Field((0.98, 0.92, 0.99), description="EMAs of g, the gradient difference, "
-                                              "and the squared Nesterov gradient")
+    betas: tuple[float, float, float] = Field(
+        (0.98, 0.92, 0.99), description="EMAs of g, the gradient difference, and the squared Nesterov gradient"
+    )
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     weight_decouple: bool = False

@@ -23,8 +23,9 @@ import torch
 from pydantic import Field
 
 from iclab.registry import OPTIMIZERS
-from iclab.training.optim.base import DecayOn, DECAY_HELP, MatrixOptions, OptimizerSpec, build_matrix
+from iclab.training.optim.base import DECAY_HELP, DecayOn, MatrixOptions, OptimizerSpec, build_matrix
 from iclab.training.optim.heavyball_state import checkpointable
+
 
 # --- muon ------------------------------------------------------------------------------------------------
 class MuonOptions(MatrixOptions):
@@ -38,13 +39,27 @@ class MuonOptions(MatrixOptions):
 
 
 def _muon(params, lr, o, impl):
-    return torch.optim.Muon(params, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"], ns_steps=o["ns_steps"],
-                            weight_decay=o["weight_decay"], adjust_lr_fn=o["adjust_lr_fn"])
+    return torch.optim.Muon(
+        params,
+        lr=lr,
+        momentum=o["momentum"],
+        nesterov=o["nesterov"],
+        ns_steps=o["ns_steps"],
+        weight_decay=o["weight_decay"],
+        adjust_lr_fn=o["adjust_lr_fn"],
+    )
 
 
 # `fused` applies to the AdamW part (torch's Muon has a single implementation)
-OPTIMIZERS.register("muon")(OptimizerSpec(MuonOptions, build_matrix(_muon, "muon_lr"),
-                                          "Muon on 2-D hidden weights, AdamW on the rest", fused=True, source="torch"))
+OPTIMIZERS.register("muon")(
+    OptimizerSpec(
+        MuonOptions,
+        build_matrix(_muon, "muon_lr"),
+        "Muon on 2-D hidden weights, AdamW on the rest",
+        fused=True,
+        source="torch",
+    )
+)
 
 
 # --- shampoo (pytorch-optimizer) -----------------------------------------------------------------------------
@@ -63,15 +78,24 @@ def _shampoo(params, lr, o, impl):
     return Shampoo(params, lr=lr, **o)
 
 
-OPTIMIZERS.register("shampoo")(OptimizerSpec(
-    ShampooOptions, build_matrix(_shampoo, "matrix_lr"), "Shampoo (L^-1/4 G R^-1/4) on 2-D hidden weights, AdamW on "
-    "the rest", fused=True, source="pytorch-optimizer"))
+OPTIMIZERS.register("shampoo")(
+    OptimizerSpec(
+        ShampooOptions,
+        build_matrix(_shampoo, "matrix_lr"),
+        "Shampoo (L^-1/4 G R^-1/4) on 2-D hidden weights, AdamW on the rest",
+        fused=True,
+        source="pytorch-optimizer",
+    )
+)
 
 
 # --- heavyball: soap, kl_shampoo, psgd ----------------------------------------------------------------------
 class _HeavyballOptions(MatrixOptions):
-    compile: bool = Field(False, description="torch.compile heavyball's kernels (sets heavyball.utils.compile_mode "
-                          "for the process); false runs eagerly")
+    compile: bool = Field(
+        False,
+        description="torch.compile heavyball's kernels (sets heavyball.utils.compile_mode "
+        "for the process); false runs eagerly",
+    )
     matrix_lr: float | None = Field(None, gt=0, description="lr of the matrix part (default: training.lr)")
 
 
@@ -95,7 +119,8 @@ class PSGDOptions(_HeavyballOptions):
     memory_save_mode: Literal["one_diag", "smart_one_diag", "all_diag"] | None = None
     precond_lr: float = Field(0.1, gt=0, description="step size of the preconditioner fit")
     preconditioner_update_probability: float | None = Field(
-        None, gt=0, le=1, description="None: heavyball's schedule (every step for 1000 steps, then annealed to 0.03)")
+        None, gt=0, le=1, description="None: heavyball's schedule (every step for 1000 steps, then annealed to 0.03)"
+    )
 
 
 warnings.filterwarnings("ignore", message="Learning rate changed between steps", module="heavyball")  # our schedules
@@ -118,11 +143,30 @@ def _heavyball(cls_name):
 
 
 _HEAVY = "on 2-D hidden weights, AdamW on the rest"
-OPTIMIZERS.register("soap")(OptimizerSpec(SOAPOptions, build_matrix(_heavyball("SOAP"), "matrix_lr"),
-                                          f"SOAP (Adam in Shampoo's eigenbasis) {_HEAVY}", fused=True, source="heavyball"))
-OPTIMIZERS.register("kl_shampoo")(OptimizerSpec(KLShampooOptions,
-                                                build_matrix(_heavyball("KLShampoo"), "matrix_lr"),
-                                                f"KL-Shampoo {_HEAVY}", fused=True, source="heavyball"))
-OPTIMIZERS.register("psgd")(OptimizerSpec(PSGDOptions, build_matrix(_heavyball("PSGDKron"), "matrix_lr"),
-                                          f"PSGD with Kronecker-factored preconditioner {_HEAVY}", fused=True,
-                                          source="heavyball"))
+OPTIMIZERS.register("soap")(
+    OptimizerSpec(
+        SOAPOptions,
+        build_matrix(_heavyball("SOAP"), "matrix_lr"),
+        f"SOAP (Adam in Shampoo's eigenbasis) {_HEAVY}",
+        fused=True,
+        source="heavyball",
+    )
+)
+OPTIMIZERS.register("kl_shampoo")(
+    OptimizerSpec(
+        KLShampooOptions,
+        build_matrix(_heavyball("KLShampoo"), "matrix_lr"),
+        f"KL-Shampoo {_HEAVY}",
+        fused=True,
+        source="heavyball",
+    )
+)
+OPTIMIZERS.register("psgd")(
+    OptimizerSpec(
+        PSGDOptions,
+        build_matrix(_heavyball("PSGDKron"), "matrix_lr"),
+        f"PSGD with Kronecker-factored preconditioner {_HEAVY}",
+        fused=True,
+        source="heavyball",
+    )
+)

@@ -29,8 +29,9 @@ from iclab.training.optim.base import DECAY_HELP, DecayOn, OptimizerSpec, Opts, 
 class _SFOptions(Opts):
     weight_decay: float = Field(0.0, ge=0, description="applied at y, as the library does")
     decay_on: DecayOn = Field("weights", description=DECAY_HELP)
-    warmup_steps: int = Field(0, ge=0, description="linear LR warmup inside the optimizer (use this, not "
-                              "training.warmup_steps)")
+    warmup_steps: int = Field(
+        0, ge=0, description="linear LR warmup inside the optimizer (use this, not training.warmup_steps)"
+    )
     r: float = Field(0.0, ge=0, description="polynomial weighting power of the average")
     weight_lr_power: float = Field(2.0, ge=0, description="weight of each iterate in the average is lr^power")
 
@@ -55,10 +56,16 @@ def _entry(cls_name, Options, help):
     return OptimizerSpec(Options, build, help, source="schedulefree", schedule_free=True)
 
 
-OPTIMIZERS.register("adamw_schedulefree")(_entry("AdamWScheduleFree", AdamWScheduleFreeOptions,
-                                                 "Schedule-free AdamW (no LR schedule; evaluated at the average x)"))
-OPTIMIZERS.register("sgd_schedulefree")(_entry("SGDScheduleFree", SGDScheduleFreeOptions,
-                                               "Schedule-free SGD (no LR schedule; evaluated at the average x)"))
+OPTIMIZERS.register("adamw_schedulefree")(
+    _entry(
+        "AdamWScheduleFree",
+        AdamWScheduleFreeOptions,
+        "Schedule-free AdamW (no LR schedule; evaluated at the average x)",
+    )
+)
+OPTIMIZERS.register("sgd_schedulefree")(
+    _entry("SGDScheduleFree", SGDScheduleFreeOptions, "Schedule-free SGD (no LR schedule; evaluated at the average x)")
+)
 
 
 def _parts(opt):

@@ -55,8 +55,9 @@ class AdamWOptions(AdamOptions):
 
 class AdafactorOptions(Opts):
     beta2_decay: float = Field(-0.8, le=0, description="the second-moment decay is 1 - step^beta2_decay")
-    eps: tuple[float | None, float] = Field((None, 1e-3), description="(eps1 in the denominator, None = dtype eps; "
-                                            "eps2: relative step floor)")
+    eps: tuple[float | None, float] = Field(
+        (None, 1e-3), description="(eps1 in the denominator, None = dtype eps; eps2: relative step floor)"
+    )
     d: float = Field(1.0, gt=0, description="update clipping threshold")
     weight_decay: float = Field(0.0, ge=0)
     decay_on: DecayOn = Field("weights", description=DECAY_HELP)
@@ -71,11 +72,19 @@ def torch_entry(cls, Options, help, fused=False, kwargs=impl_kwargs):
     return OptimizerSpec(Options, build, help, fused, source="torch")
 
 
-OPTIMIZERS.register("sgd")(torch_entry(torch.optim.SGD, SGDOptions, "SGD with optional (Nesterov) momentum", fused=True))
+OPTIMIZERS.register("sgd")(
+    torch_entry(torch.optim.SGD, SGDOptions, "SGD with optional (Nesterov) momentum", fused=True)
+)
 OPTIMIZERS.register("adagrad")(torch_entry(torch.optim.Adagrad, AdagradOptions, "Adagrad", fused=True))
 OPTIMIZERS.register("rmsprop")(torch_entry(torch.optim.RMSprop, RMSpropOptions, "RMSProp"))
 OPTIMIZERS.register("adadelta")(torch_entry(torch.optim.Adadelta, AdadeltaOptions, "Adadelta"))
 OPTIMIZERS.register("adam")(torch_entry(torch.optim.Adam, AdamOptions, "Adam (bias-corrected)", fused=True))
 OPTIMIZERS.register("adamw")(torch_entry(torch.optim.AdamW, AdamWOptions, "AdamW (decoupled weight decay)", fused=True))
-OPTIMIZERS.register("adafactor")(torch_entry(torch.optim.Adafactor, AdafactorOptions,
-                                             "Adafactor (factored second moments, relative step)", kwargs=foreach_kwarg))
+OPTIMIZERS.register("adafactor")(
+    torch_entry(
+        torch.optim.Adafactor,
+        AdafactorOptions,
+        "Adafactor (factored second moments, relative step)",
+        kwargs=foreach_kwarg,
+    )
+)

@@ -51,18 +51,25 @@ from iclab.workloads.base import EvalError, Workload, step_generator
 
 class ClassificationOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dataset: Literal["digits", "synthetic"] = Field("digits", description="digits: sklearn load_digits; synthetic: "
-                                                    "logistic-regression data (see the module docstring)")
-    hidden: list[Annotated[int, Field(gt=0)]] = Field([64], description="hidden widths of the MLP; []: logistic regression")
+    dataset: Literal["digits", "synthetic"] = Field(
+        "digits",
+        description="digits: sklearn load_digits; synthetic: logistic-regression data (see the module docstring)",
+    )
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(
+        [64], description="hidden widths of the MLP; []: logistic regression"
+    )
     activation: Literal["relu", "tanh", "gelu"] = "relu"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of the examples held out for validation")
     split_seed: int = Field(0, ge=0, description="seed of the permutation that splits train/validation")
-    standardize: bool | None = Field(None, description="standardize features with the training statistics "
-                                     "(default: synthetic yes, digits no)")
+    standardize: bool | None = Field(
+        None, description="standardize features with the training statistics (default: synthetic yes, digits no)"
+    )
     # synthetic only
     n_samples: int = Field(4096, gt=1, description="synthetic: examples (train + validation)")
     n_features: int = Field(32, gt=0, description="synthetic: d")
-    condition: float = Field(100.0, ge=1.0, description="synthetic: ratio of the largest to the smallest feature variance")
+    condition: float = Field(
+        100.0, ge=1.0, description="synthetic: ratio of the largest to the smallest feature variance"
+    )
     logit_scale: float = Field(4.0, gt=0.0, description="synthetic: standard deviation of the true logit w*.x")
     data_seed: int = Field(0, ge=0, description="synthetic: seed of x, w* and the labels")
 
@@ -121,7 +128,7 @@ class ClassificationWorkload(Workload):
             x, y, w = synthetic_data(o)
         perm = np.random.default_rng(o.split_seed).permutation(len(x))
         n_val = round(o.val_fraction * len(x))
-        tr, va = perm[: len(x) - n_val], perm[len(x) - n_val:]
+        tr, va = perm[: len(x) - n_val], perm[len(x) - n_val :]
         if o.standardize if o.standardize is not None else o.dataset == "synthetic":
             mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
             x = (x - mu) / sd
@@ -136,14 +143,18 @@ class ClassificationWorkload(Workload):
     @classmethod
     def check(cls, opts, n_dims: int) -> None:
         if opts.dataset == "synthetic" and round(opts.val_fraction * opts.n_samples) in (0, opts.n_samples):
-            raise ValueError(f"task.options.val_fraction={opts.val_fraction} leaves the training or validation set "
-                             f"of the {opts.n_samples} examples empty")
+            raise ValueError(
+                f"task.options.val_fraction={opts.val_fraction} leaves the training or validation set "
+                f"of the {opts.n_samples} examples empty"
+            )
 
     @classmethod
     def check_config(cls, cfg) -> None:
         c = cfg.curriculum
         if c.dims is not None or c.points is not None or c.seq_len is not None or c.loops is not None:
-            raise ValueError("curriculum: classification has no curriculum (remove curriculum.dims/points/seq_len/loops)")
+            raise ValueError(
+                "curriculum: classification has no curriculum (remove curriculum.dims/points/seq_len/loops)"
+            )
 
     # --- training ------------------------------------------------------------------------------------
     def build_model(self):
@@ -179,7 +190,11 @@ class ClassificationWorkload(Workload):
 
     def step_flops(self):
         widths = [self.n_features, *self.opts.hidden, self.n_classes]
-        return 6 * min(self.cfg.training.batch_size, len(self.x_train)) * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        return (
+            6
+            * min(self.cfg.training.batch_size, len(self.x_train))
+            * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        )
 
     # --- metrics ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -196,16 +211,27 @@ class ClassificationWorkload(Workload):
         return {"val/loss": m["loss"], "val/accuracy": m["accuracy"]}
 
     def fixed_batches(self, n, seed, device):
-        raise EvalError("task.name=classification: layer analyses (surgery, lens, probes) are for transformer runs; "
-                        "this run is an MLP / logistic regression")
+        raise EvalError(
+            "task.name=classification: layer analyses (surgery, lens, probes) are for transformer runs; "
+            "this run is an MLP / logistic regression"
+        )
 
     # --- evaluation ------------------------------------------------------------------------------------
     def evaluate(self, run_dir: Path, model, device, *, tag=None, step=None, **_) -> dict:
         xt, yt, xv, yv = self.data(device)
         o = self.opts
-        ev = {"task": "classification", "dataset": o.dataset, "n_train": len(xt), "n_val": len(xv),
-              "n_features": self.n_features, "n_classes": self.n_classes, "hidden": list(o.hidden), "step": step,
-              "train": self.split_metrics(model, xt, yt), "val": self.split_metrics(model, xv, yv)}
+        ev = {
+            "task": "classification",
+            "dataset": o.dataset,
+            "n_train": len(xt),
+            "n_val": len(xv),
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            "hidden": list(o.hidden),
+            "step": step,
+            "train": self.split_metrics(model, xt, yt),
+            "val": self.split_metrics(model, xv, yv),
+        }
         if self.true_w is not None:
             ev["reference"] = {"val_loss_true_w": self.true_w_val_loss()}
         suffix = f"_{tag}" if tag else ""
@@ -221,7 +247,7 @@ class ClassificationWorkload(Workload):
         o = self.opts
         x, y, w = synthetic_data(o)
         perm = np.random.default_rng(o.split_seed).permutation(len(x))
-        va = perm[len(x) - round(o.val_fraction * len(x)):]
+        va = perm[len(x) - round(o.val_fraction * len(x)) :]
         z = x[va].astype(np.float64) @ w
         return float(np.mean(np.logaddexp(0.0, z) - y[va] * z))
 
@@ -230,8 +256,10 @@ class ClassificationWorkload(Workload):
 
     def summary(self, ev):
         ref = f", true w* val loss {ev['reference']['val_loss_true_w']:.4f}" if "reference" in ev else ""
-        return (f"{ev['dataset']} ({ev['n_train']} train / {ev['n_val']} val): val accuracy {ev['val']['accuracy']:.4f}, "
-                f"val loss {ev['val']['loss']:.4f}; train accuracy {ev['train']['accuracy']:.4f}{ref}")
+        return (
+            f"{ev['dataset']} ({ev['n_train']} train / {ev['n_val']} val): val accuracy {ev['val']['accuracy']:.4f}, "
+            f"val loss {ev['val']['loss']:.4f}; train accuracy {ev['train']['accuracy']:.4f}{ref}"
+        )
 
 
 def read_val_metrics(path: Path) -> list[dict]:

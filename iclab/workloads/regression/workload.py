@@ -75,13 +75,27 @@ class RegressionWorkload(Workload):
     def step_flops(self):
         return config_step_flops(self.cfg)
 
-    def evaluate(self, run_dir: Path, model, device, *, n_prompts=None, n_points=None, seed=None, loops=None,
-                 tag=None, step=None, max_loops=None) -> dict:
+    def evaluate(
+        self,
+        run_dir: Path,
+        model,
+        device,
+        *,
+        n_prompts=None,
+        n_points=None,
+        seed=None,
+        loops=None,
+        tag=None,
+        step=None,
+        max_loops=None,
+    ) -> dict:
         cfg = self.cfg
         n_points = n_points or cfg.eval.n_points or cfg.task.n_points
         if 2 * n_points > cfg.model.n_positions:
-            raise EvalError(f"--n-points {n_points} needs {2 * n_points} positions; the model has "
-                            f"n_positions={cfg.model.n_positions}")
+            raise EvalError(
+                f"--n-points {n_points} needs {2 * n_points} positions; the model has "
+                f"n_positions={cfg.model.n_positions}"
+            )
         task = self.task.without_pool()  # fresh functions: the test distribution
         names = resolve_baselines(task, cfg.eval.baselines)
         try:
@@ -90,16 +104,33 @@ class RegressionWorkload(Workload):
             raise EvalError(f"eval.baselines: {e}") from None
         loops = loops or cfg.eval.loops or cfg.model.loops
         seed = cfg.eval.seed if seed is None else seed
-        ev = evaluate(model, task, n_prompts=n_prompts or cfg.eval.n_prompts, n_points=n_points, loops=loops,
-                      baselines=names, seed=seed, batch_size=cfg.eval.batch_size, device=device)
+        ev = evaluate(
+            model,
+            task,
+            n_prompts=n_prompts or cfg.eval.n_prompts,
+            n_points=n_points,
+            loops=loops,
+            baselines=names,
+            seed=seed,
+            batch_size=cfg.eval.batch_size,
+            device=device,
+        )
         ev["step"] = step
         suffix = f"_{tag}" if tag else ""
         write_json(run_dir / f"eval{suffix}.json", ev)
         plot_error_curves([(run_dir.name, ev)], run_dir / f"error_vs_examples{suffix}.png")
         if cfg.model.loops > 1:
             max_loops = max_loops or cfg.eval.max_loops or max(2 * cfg.model.loops, loops)
-            lp = evaluate_loops(model, task, max_loops=max_loops, n_prompts=min(ev["n_prompts"], 500),
-                                n_points=n_points, seed=seed, batch_size=cfg.eval.batch_size, device=device)
+            lp = evaluate_loops(
+                model,
+                task,
+                max_loops=max_loops,
+                n_prompts=min(ev["n_prompts"], 500),
+                n_points=n_points,
+                seed=seed,
+                batch_size=cfg.eval.batch_size,
+                device=device,
+            )
             write_json(run_dir / f"loops{suffix}.json", lp)
             plot_loop_curves([(run_dir.name, lp)], run_dir / f"error_vs_loops{suffix}.png")
         return ev
@@ -111,5 +142,7 @@ class RegressionWorkload(Workload):
     def summary(self, ev):
         k = min(2 * ev["n_dims"], ev["n_points"] - 1)
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731  (null: a baseline not evaluated there)
-        parts = [f"model {ev['model']['mean'][k]:.4f}"] + [f"{b} {fmt(c['mean'][k])}" for b, c in ev["baselines"].items()]
+        parts = [f"model {ev['model']['mean'][k]:.4f}"] + [
+            f"{b} {fmt(c['mean'][k])}" for b, c in ev["baselines"].items()
+        ]
         return f"normalized squared error at k={k}: " + ", ".join(parts)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from iclab.models import make_model
 from iclab.models.flops import lm_train_step_flops
-from iclab.workloads.base import Workload, step_generator
+from iclab.workloads.base import Workload, shard_batch, step_generator
 
 IGNORE = -100  # targets that do not count (F.cross_entropy's ignore_index)
 
@@ -35,18 +35,22 @@ class SequenceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def sequence_loss(logits: list[torch.Tensor], targets: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+def sequence_loss(
+    logits: list[torch.Tensor], targets: torch.Tensor, counts: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean cross-entropy over counted targets, averaged over iterations; logits[i] is (B, L_i, V) for the
     last L_i positions. `counts` (L,), when given, replaces this batch's number of counted targets per
     position as the divisor (data parallel: the global batch's counts / world, see `SequenceWorkload.shard`)."""
     total = 0.0
     for lg in logits:
-        t = targets[:, targets.shape[1] - lg.shape[1]:]
+        t = targets[:, targets.shape[1] - lg.shape[1] :]
         if counts is None:
             total = total + F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), t.reshape(-1), ignore_index=IGNORE)
         else:
-            ce = F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), t.reshape(-1), ignore_index=IGNORE, reduction="sum")
-            total = total + ce / counts[counts.shape[0] - lg.shape[1]:].sum().clamp_min(1e-12)
+            ce = F.cross_entropy(
+                lg.reshape(-1, lg.shape[-1]).float(), t.reshape(-1), ignore_index=IGNORE, reduction="sum"
+            )
+            total = total + ce / counts[counts.shape[0] - lg.shape[1] :].sum().clamp_min(1e-12)
     return total / len(logits)
 
 
@@ -56,7 +60,9 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
 
 
 @torch.no_grad()
-def batch_metrics(logits: torch.Tensor, targets: torch.Tensor, ce: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def batch_metrics(
+    logits: torch.Tensor, targets: torch.Tensor, ce: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """Per-row sums on the device: loss_sum, correct, counted (tokens) and exact (0/1) for (B, L, V) logits;
     `ce` (B, L), the per-token cross-entropy, when the caller already has it."""
     counted = targets != IGNORE
@@ -64,8 +70,12 @@ def batch_metrics(logits: torch.Tensor, targets: torch.Tensor, ce: torch.Tensor 
         ce = token_cross_entropy(logits, targets)
     ce = ce * counted
     right = (logits.argmax(-1) == targets) & counted
-    return {"loss_sum": ce.sum(1), "correct": right.sum(1), "counted": counted.sum(1),
-            "exact": (right.sum(1) == counted.sum(1)).long()}
+    return {
+        "loss_sum": ce.sum(1),
+        "correct": right.sum(1),
+        "counted": counted.sum(1),
+        "exact": (right.sum(1) == counted.sum(1)).long(),
+    }
 
 
 def summarize_metrics(parts: list[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -75,9 +85,15 @@ def summarize_metrics(parts: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     n_seq = cat["exact"].numel()
     em = cat["exact"].mean().item()
     loss = cat["loss_sum"].sum().item() / max(n_tok, 1)
-    return {"loss": loss, "bits": loss / math.log(2), "token_accuracy": cat["correct"].sum().item() / max(n_tok, 1),
-            "exact_match": em, "exact_match_ci95": 1.96 * math.sqrt(em * (1 - em) / n_seq) if n_seq > 1 else 0.0,
-            "n_sequences": n_seq, "n_tokens": int(n_tok)}
+    return {
+        "loss": loss,
+        "bits": loss / math.log(2),
+        "token_accuracy": cat["correct"].sum().item() / max(n_tok, 1),
+        "exact_match": em,
+        "exact_match_ci95": 1.96 * math.sqrt(em * (1 - em) / n_seq) if n_seq > 1 else 0.0,
+        "n_sequences": n_seq,
+        "n_tokens": int(n_tok),
+    }
 
 
 class SequenceWorkload(Workload):
@@ -105,12 +121,16 @@ class SequenceWorkload(Workload):
     def check_config(cls, cfg) -> None:
         t, m, c = cfg.task, cfg.model, cfg.curriculum
         if c.dims is not None or c.points is not None:
-            raise ValueError(f"curriculum.dims and curriculum.points are for regression tasks; {t.name} uses curriculum.seq_len")
+            raise ValueError(
+                f"curriculum.dims and curriculum.points are for regression tasks; {t.name} uses curriculum.seq_len"
+            )
         L = t.seq_len or cls.default_seq_len
         if c.seq_len is not None and c.seq_len.end > L:
             raise ValueError(f"curriculum.seq_len.end={c.seq_len.end} exceeds task.seq_len={L}")
         if cls.tokens_needed(cfg, L) > m.n_positions:
-            raise ValueError(f"task.seq_len={L} needs {cls.tokens_needed(cfg, L)} positions > model.n_positions={m.n_positions}")
+            raise ValueError(
+                f"task.seq_len={L} needs {cls.tokens_needed(cfg, L)} positions > model.n_positions={m.n_positions}"
+            )
 
     # --- training ------------------------------------------------------------------------------------
     @property
@@ -138,8 +158,6 @@ class SequenceWorkload(Workload):
         that each rank divides its summed cross-entropy by the global count and the mean over ranks (what
         DDP averages) is the global batch's mean even when ranks hold unequal numbers of counted tokens (or
         rows: modular arithmetic's full batch is the whole training set, whatever its size)."""
-        from iclab.training.distributed import shard_batch
-
         inputs, targets = batch[:2]
         counts = (targets != IGNORE).sum(0).to(torch.float32) / world
         return (*shard_batch((inputs, targets), rank, world, even=False), counts)  # uneven rows are fine: counts weight
@@ -154,8 +172,12 @@ class SequenceWorkload(Workload):
         return batch_size * self.tokens_needed(self.cfg, self.seq_len)
 
     def step_flops(self):
-        return lm_train_step_flops(self.cfg.model, vocab_size=self.vocab_size, batch=self.cfg.training.batch_size,
-                                   seq_len=self.tokens_needed(self.cfg, self.seq_len))
+        return lm_train_step_flops(
+            self.cfg.model,
+            vocab_size=self.vocab_size,
+            batch=self.cfg.training.batch_size,
+            seq_len=self.tokens_needed(self.cfg, self.seq_len),
+        )
 
     # --- evaluation helpers ------------------------------------------------------------------------------
     def fixed_batches(self, n: int, seed: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:

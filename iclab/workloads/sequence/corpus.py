@@ -39,16 +39,17 @@ import os
 import re
 import sys
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
+from iclab.errors import IclabError
 from iclab.files import atomic_write
-from iclab.workloads.sequence.tokenizers import KINDS, Tokenizer, TokenizerError, make_tokenizer, \
-    tokenizer_from_json
+from iclab.workloads.sequence.tokenizers import KINDS, Tokenizer, TokenizerError, make_tokenizer, tokenizer_from_json
 
 FORMAT = "iclab-tokens-1"
 BUILTINS = ("python_stdlib",)
@@ -59,7 +60,7 @@ _META_KEYS = ("source", "tokenizer", "tokenizer_fingerprint", "dtype", "val_frac
 log = logging.getLogger(__name__)
 
 
-class CorpusError(ValueError):
+class CorpusError(IclabError, ValueError):
     pass
 
 
@@ -83,6 +84,7 @@ def _check_max_bytes(max_bytes: int | None) -> None:
 
 
 # -- reading -----------------------------------------------------------------------------------------
+
 
 def read_corpus(spec: str, glob: str = "**/*.py", max_bytes: int | None = None) -> tuple[str, dict[str, Any]]:
     """The text of corpus `spec` and a `source` dict describing exactly what was read."""
@@ -113,16 +115,23 @@ def _read_file(spec: str, max_bytes: int | None) -> tuple[str, dict[str, Any]]:
     used = data if max_bytes is None else _cut_utf8(data, max_bytes)
     if not used:
         raise CorpusError(f"corpus file {path}: max_bytes={max_bytes} is shorter than its first character")
-    source = {"kind": "file", "path": str(path.resolve()), "sha256": _sha256(data), "bytes": len(data),
-              "max_bytes": max_bytes, "used_bytes": len(used)}
+    source = {
+        "kind": "file",
+        "path": str(path.resolve()),
+        "sha256": _sha256(data),
+        "bytes": len(data),
+        "max_bytes": max_bytes,
+        "used_bytes": len(used),
+    }
     return used.decode("utf-8"), source
 
 
 def _read_python_stdlib(glob: str, max_bytes: int | None) -> tuple[str, dict[str, Any]]:
     root = Path(sysconfig.get_path("stdlib"))
     try:
-        found = [p for p in root.glob(glob)
-                 if not _EXCLUDED_DIRS.intersection(p.relative_to(root).parts) and p.is_file()]
+        found = [
+            p for p in root.glob(glob) if not _EXCLUDED_DIRS.intersection(p.relative_to(root).parts) and p.is_file()
+        ]
     except (ValueError, NotImplementedError) as e:
         raise CorpusError(f"corpus python_stdlib: bad glob {glob!r} ({e})") from None
     found.sort(key=lambda p: p.relative_to(root).as_posix())
@@ -134,7 +143,7 @@ def _read_python_stdlib(glob: str, max_bytes: int | None) -> tuple[str, dict[str
         try:
             data = p.read_bytes()
             data.decode("utf-8")
-            header = f"# file: {rel}\n".encode("utf-8")
+            header = f"# file: {rel}\n".encode()
         except (UnicodeError, OSError):
             skipped += 1
             continue
@@ -148,17 +157,28 @@ def _read_python_stdlib(glob: str, max_bytes: int | None) -> tuple[str, dict[str
         names.append(rel)
         total += len(piece)
     if not pieces or not pieces[0]:
-        raise CorpusError(f"corpus python_stdlib: no UTF-8 file matches {glob!r} under {root} "
-                          f"({len(found)} matched, {skipped} not UTF-8)")
+        raise CorpusError(
+            f"corpus python_stdlib: no UTF-8 file matches {glob!r} under {root} "
+            f"({len(found)} matched, {skipped} not UTF-8)"
+        )
     blob = b"".join(pieces)
-    source = {"kind": "python_stdlib", "python": sys.version, "stdlib": str(root), "glob": glob,
-              "max_bytes": max_bytes, "n_files": len(names),
-              "files_sha256": _sha256("\n".join(names).encode("utf-8")), "sha256": _sha256(blob),
-              "bytes": len(blob), "skipped_non_utf8": skipped}
+    source = {
+        "kind": "python_stdlib",
+        "python": sys.version,
+        "stdlib": str(root),
+        "glob": glob,
+        "max_bytes": max_bytes,
+        "n_files": len(names),
+        "files_sha256": _sha256("\n".join(names).encode("utf-8")),
+        "sha256": _sha256(blob),
+        "bytes": len(blob),
+        "skipped_non_utf8": skipped,
+    }
     return blob.decode("utf-8"), source
 
 
 # -- preparing ---------------------------------------------------------------------------------------
+
 
 def _atomic_write(path: Path, data: bytes | memoryview) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
@@ -174,8 +194,15 @@ def _dir_name(spec: str, source: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source["path"]).stem) or "corpus"
 
 
-def prepare(spec: str, tokenizer_kind: str, *, val_fraction: float = 0.1, data_root: Path | str = Path("data"),
-            glob: str = "**/*.py", max_bytes: int | None = None) -> tuple[Path, bool]:
+def prepare(
+    spec: str,
+    tokenizer_kind: str,
+    *,
+    val_fraction: float = 0.1,
+    data_root: Path | str = Path("data"),
+    glob: str = "**/*.py",
+    max_bytes: int | None = None,
+) -> tuple[Path, bool]:
     """Encode corpus `spec` into `<data_root>/<name>-<tokenizer>-<key>`; returns (directory, reused)."""
     if tokenizer_kind not in KINDS:
         raise TokenizerError(f"unknown tokenizer {tokenizer_kind!r}; valid kinds: {', '.join(KINDS)}")
@@ -183,8 +210,13 @@ def prepare(spec: str, tokenizer_kind: str, *, val_fraction: float = 0.1, data_r
         raise CorpusError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
     val_fraction = float(val_fraction)
     text, source = read_corpus(spec, glob=glob, max_bytes=max_bytes)
-    settings = {"source_sha256": source["sha256"], "tokenizer": tokenizer_kind, "val_fraction": val_fraction,
-                "glob": glob if source["kind"] != "file" else None, "max_bytes": max_bytes}
+    settings = {
+        "source_sha256": source["sha256"],
+        "tokenizer": tokenizer_kind,
+        "val_fraction": val_fraction,
+        "glob": glob if source["kind"] != "file" else None,
+        "max_bytes": max_bytes,
+    }
     key = _sha256(json.dumps(settings, sort_keys=True).encode("ascii"))
     out = Path(data_root) / f"{_dir_name(spec, source)}-{tokenizer_kind}-{key[:12]}"
     if (out / "meta.json").is_file():
@@ -202,21 +234,32 @@ def prepare(spec: str, tokenizer_kind: str, *, val_fraction: float = 0.1, data_r
     n_val = int(round(len(ids) * val_fraction))
     n_train = len(ids) - n_val
     if n_train < 1 or n_val < 1:
-        raise CorpusError(f"corpus {spec!r}: {len(ids)} tokens cannot be split into non-empty train and val "
-                          f"parts with val_fraction={val_fraction}")
+        raise CorpusError(
+            f"corpus {spec!r}: {len(ids)} tokens cannot be split into non-empty train and val "
+            f"parts with val_fraction={val_fraction}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # from here on the directory is incomplete until meta.json
     _atomic_write(out / "train.bin", _array_bytes(ids[:n_train]))
     _atomic_write(out / "val.bin", _array_bytes(ids[n_train:]))
-    meta = {"format": FORMAT, "key": key, "source": source, "tokenizer": tokenizer.to_json(),
-            "tokenizer_fingerprint": tokenizer.fingerprint(), "dtype": ids.dtype.name,
-            "val_fraction": val_fraction, "n_train": n_train, "n_val": n_val}
+    meta = {
+        "format": FORMAT,
+        "key": key,
+        "source": source,
+        "tokenizer": tokenizer.to_json(),
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+        "dtype": ids.dtype.name,
+        "val_fraction": val_fraction,
+        "n_train": n_train,
+        "n_val": n_val,
+    }
     _atomic_write(out / "meta.json", (json.dumps(meta, indent=1, ensure_ascii=True) + "\n").encode("ascii"))
     log.info("prepared %s: %d train + %d val tokens", out, n_train, n_val)
     return out, False
 
 
 # -- loading -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class TokenData:
@@ -238,8 +281,9 @@ def _validate(directory: Path, check_ids: bool) -> tuple[dict[str, Any], Tokeniz
     if not directory.is_dir():
         raise CorpusError(f"prepared corpus {directory}: no such directory")
     if not meta_path.is_file():
-        raise CorpusError(f"{meta_path}: missing (not a prepared corpus, or its prepare was interrupted: "
-                          f"run prepare again)")
+        raise CorpusError(
+            f"{meta_path}: missing (not a prepared corpus, or its prepare was interrupted: run prepare again)"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -258,11 +302,15 @@ def _validate(directory: Path, check_ids: bool) -> tuple[dict[str, Any], Tokeniz
     except TokenizerError as e:
         raise CorpusError(f"{meta_path}: cannot rebuild its tokenizer ({e})") from None
     if tokenizer.fingerprint() != meta["tokenizer_fingerprint"]:
-        raise CorpusError(f"{meta_path}: tokenizer fingerprint {tokenizer.fingerprint()} does not match the "
-                          f"recorded {meta['tokenizer_fingerprint']!r}")
+        raise CorpusError(
+            f"{meta_path}: tokenizer fingerprint {tokenizer.fingerprint()} does not match the "
+            f"recorded {meta['tokenizer_fingerprint']!r}"
+        )
     if tokenizer.dtype != dtype:
-        raise CorpusError(f"{meta_path}: dtype {meta['dtype']} does not fit tokenizer "
-                          f"{tokenizer.kind!r} (vocab_size {tokenizer.vocab_size})")
+        raise CorpusError(
+            f"{meta_path}: dtype {meta['dtype']} does not fit tokenizer "
+            f"{tokenizer.kind!r} (vocab_size {tokenizer.vocab_size})"
+        )
     for split in ("train", "val"):
         n = meta[f"n_{split}"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -272,13 +320,16 @@ def _validate(directory: Path, check_ids: bool) -> tuple[dict[str, Any], Tokeniz
             raise CorpusError(f"{bin_path}: missing")
         size = bin_path.stat().st_size
         if size != n * dtype.itemsize:
-            raise CorpusError(f"{bin_path}: {size} bytes, but meta.json says {n} tokens of {meta['dtype']} "
-                              f"= {n * dtype.itemsize} bytes")
+            raise CorpusError(
+                f"{bin_path}: {size} bytes, but meta.json says {n} tokens of {meta['dtype']} "
+                f"= {n * dtype.itemsize} bytes"
+            )
         if check_ids:
             top = int(np.memmap(bin_path, dtype=dtype, mode="r").max())
             if top >= tokenizer.vocab_size:
-                raise CorpusError(f"{bin_path}: holds id {top}, outside the tokenizer's vocabulary "
-                                  f"of {tokenizer.vocab_size}")
+                raise CorpusError(
+                    f"{bin_path}: holds id {top}, outside the tokenizer's vocabulary of {tokenizer.vocab_size}"
+                )
     return meta, tokenizer
 
 
@@ -294,6 +345,7 @@ def load_prepared(directory: Path | str, check_ids: bool = True) -> TokenData:
 
 # -- batches -----------------------------------------------------------------------------------------
 
+
 def _gather(tokens: np.ndarray, offsets: np.ndarray, length: int) -> np.ndarray:
     """Rows tokens[o : o + length + 1] for each offset o, as int64, in one fancy index."""
     return np.asarray(tokens[offsets[:, None] + np.arange(length + 1)], dtype=np.int64)
@@ -308,16 +360,18 @@ def windows_at(tokens: np.ndarray, offsets: np.ndarray, length: int) -> tuple[to
     return _pair(_gather(tokens, np.asarray(offsets, dtype=np.int64), length))
 
 
-def sample_windows(tokens: np.ndarray, batch: int, length: int,
-                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_windows(
+    tokens: np.ndarray, batch: int, length: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`batch` random windows: inputs tokens[o:o+length], targets tokens[o+1:o+length+1], as int64
     CPU tensors of shape (batch, length), with offsets o uniform in [0, len(tokens) - length - 1]
     drawn from the CPU generator `gen`."""
     if batch < 1 or length < 1:
         raise ValueError(f"sample_windows needs batch >= 1 and length >= 1, got batch={batch}, length={length}")
     if len(tokens) < length + 1:
-        raise CorpusError(f"a split of {len(tokens)} tokens is too short for windows of length {length} "
-                          f"(needs at least {length + 1})")
+        raise CorpusError(
+            f"a split of {len(tokens)} tokens is too short for windows of length {length} (needs at least {length + 1})"
+        )
     offsets = torch.randint(0, len(tokens) - length, (batch,), generator=gen).numpy()
     return _pair(_gather(tokens, offsets, length))
 
@@ -341,5 +395,14 @@ def iter_windows(tokens: np.ndarray, length: int, batch: int) -> Iterator[tuple[
         yield _pair(_gather(tokens, np.array([n_full * length], dtype=np.int64), rest))
 
 
-__all__ = ["BUILTINS", "FORMAT", "CorpusError", "TokenData", "read_corpus", "prepare", "load_prepared",
-           "sample_windows", "iter_windows"]
+__all__ = [
+    "BUILTINS",
+    "FORMAT",
+    "CorpusError",
+    "TokenData",
+    "read_corpus",
+    "prepare",
+    "load_prepared",
+    "sample_windows",
+    "iter_windows",
+]

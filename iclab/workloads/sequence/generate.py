@@ -11,8 +11,16 @@ import torch
 
 
 @torch.no_grad()
-def generate(model, idx: torch.Tensor, new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-             generator: torch.Generator | None = None, loops: int | None = None) -> torch.Tensor:
+def generate(
+    model,
+    idx: torch.Tensor,
+    new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+    loops: int | None = None,
+) -> torch.Tensor:
     """idx: (B, L) int64 -> (B, L + new_tokens)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")

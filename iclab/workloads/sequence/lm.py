@@ -33,8 +33,13 @@ from iclab.evaluation.ngram import ngram_baselines
 from iclab.files import write_json
 from iclab.registry import TASKS
 from iclab.workloads.base import EvalError, step_generator
-from iclab.workloads.sequence.base import SequenceOptions, SequenceWorkload, batch_metrics, summarize_metrics, \
-    token_cross_entropy
+from iclab.workloads.sequence.base import (
+    SequenceOptions,
+    SequenceWorkload,
+    batch_metrics,
+    summarize_metrics,
+    token_cross_entropy,
+)
 from iclab.workloads.sequence.corpus import iter_windows, load_prepared, prepare, sample_windows, windows_at
 from iclab.workloads.sequence.tokenizers import tokenizer_from_json
 
@@ -42,8 +47,10 @@ NGRAM_ORDERS = (1, 2, 3, 5)
 
 
 class LMOptions(SequenceOptions):
-    corpus: str = Field("python_stdlib", description="a UTF-8 text file, or python_stdlib (the running Python's "
-                        "standard-library sources)")
+    corpus: str = Field(
+        "python_stdlib",
+        description="a UTF-8 text file, or python_stdlib (the running Python's standard-library sources)",
+    )
     tokenizer: Literal["char", "byte", "gpt2"] = "char"
     val_fraction: float = Field(0.1, gt=0, lt=1, description="the last fraction of the token stream is validation")
     data_dir: str = Field("data", description="where prepared corpora live (relative to the working directory)")
@@ -67,8 +74,14 @@ class LanguageModel(SequenceWorkload):
     def __init__(self, cfg, run_dir=None):
         super().__init__(cfg, run_dir)
         o = self.opts
-        path, _ = prepare(o.corpus, o.tokenizer, val_fraction=o.val_fraction, data_root=Path(o.data_dir),
-                                    glob=o.glob, max_bytes=o.max_bytes)
+        path, _ = prepare(
+            o.corpus,
+            o.tokenizer,
+            val_fraction=o.val_fraction,
+            data_root=Path(o.data_dir),
+            glob=o.glob,
+            max_bytes=o.max_bytes,
+        )
         self.data = load_prepared(path, check_ids=False)
         self.tokenizer = self.data.tokenizer
         self.vocab_size = self.tokenizer.vocab_size
@@ -78,11 +91,14 @@ class LanguageModel(SequenceWorkload):
                 raise VocabularyMismatch(
                     f"vocabulary mismatch: run {run_dir} was trained with tokenizer {saved.fingerprint()} "
                     f"({saved.kind}, {saved.vocab_size} tokens) but the data in {path} has {self.tokenizer.fingerprint()} "
-                    f"({self.tokenizer.kind}, {self.vocab_size} tokens)")
+                    f"({self.tokenizer.kind}, {self.vocab_size} tokens)"
+                )
         for split, arr in (("train", self.data.train), ("val", self.data.val)):
             if len(arr) < self.seq_len + 1:
-                raise EvalError(f"task.seq_len={self.seq_len} needs at least {self.seq_len + 1} tokens; the {split} "
-                                f"split of {path} has {len(arr)}")
+                raise EvalError(
+                    f"task.seq_len={self.seq_len} needs at least {self.seq_len + 1} tokens; the {split} "
+                    f"split of {path} has {len(arr)}"
+                )
         self._log_batches = None
 
     def identity(self):
@@ -90,22 +106,31 @@ class LanguageModel(SequenceWorkload):
 
     def start_run(self, run_dir):
         write_json(Path(run_dir) / "tokenizer.json", self.tokenizer.to_json())
-        write_json(Path(run_dir) / "data.json", {"prepared": str(self.data.path), "source": self.data.meta["source"],
-                                                 "tokenizer_fingerprint": self.tokenizer.fingerprint(),
-                                                 "n_train": self.data.meta["n_train"], "n_val": self.data.meta["n_val"]})
+        write_json(
+            Path(run_dir) / "data.json",
+            {
+                "prepared": str(self.data.path),
+                "source": self.data.meta["source"],
+                "tokenizer_fingerprint": self.tokenizer.fingerprint(),
+                "n_train": self.data.meta["n_train"],
+                "n_val": self.data.meta["n_val"],
+            },
+        )
 
     # --- training ------------------------------------------------------------------------------------
     def batch(self, step, cur, device):
         gen = step_generator(self.cfg.seed, step, "cpu")  # offsets index a host memmap
         x, y = sample_windows(self.data.train, self.cfg.training.batch_size, cur.get("seq_len") or self.seq_len, gen)
         pin = device.type == "cuda"
-        return (x.pin_memory() if pin else x).to(device, non_blocking=pin), (y.pin_memory() if pin else y).to(device, non_blocking=pin)
+        return (x.pin_memory() if pin else x).to(device, non_blocking=pin), (y.pin_memory() if pin else y).to(
+            device, non_blocking=pin
+        )
 
     def fixed_batches(self, n, seed, device):
         """n windows of seq_len evenly spaced over the val split (the same for every call; `seed` does not apply)."""
         x, y = windows_at(self.data.val, np.linspace(0, len(self.data.val) - self.seq_len - 1, n), self.seq_len)
         bs = self.opts.eval_batch_size
-        return [(x[i:i + bs].to(device), y[i:i + bs].to(device)) for i in range(0, n, bs)]
+        return [(x[i : i + bs].to(device), y[i : i + bs].to(device)) for i in range(0, n, bs)]
 
     def log_metrics(self, model, device):
         n = self.opts.log_val_windows
@@ -151,13 +176,24 @@ class LanguageModel(SequenceWorkload):
         baselines = self.ngram()
         for b in baselines.values():
             b["bits_per_char"] = b["bits"] / chars_per_token
-        ev = {"task": "language_model", "corpus": self.data.meta["source"], "tokenizer": self.tokenizer.kind,
-              "vocab_size": self.vocab_size, "seq_len": L, "val_tokens": m["n_tokens"],
-              "loss": m["loss"], "bits": m["bits"], "bits_per_char": m["bits"] / chars_per_token,
-              "chars_per_token": chars_per_token, "token_accuracy": m["token_accuracy"],
-              "loss_per_position": (pos_sum / pos_n.clamp_min(1)).tolist(), "baselines": baselines,
-              "steps_to_pass": self._steps_to_pass(run_dir, baselines), "loops": loops or self.cfg.model.loops,
-              "step": step}
+        ev = {
+            "task": "language_model",
+            "corpus": self.data.meta["source"],
+            "tokenizer": self.tokenizer.kind,
+            "vocab_size": self.vocab_size,
+            "seq_len": L,
+            "val_tokens": m["n_tokens"],
+            "loss": m["loss"],
+            "bits": m["bits"],
+            "bits_per_char": m["bits"] / chars_per_token,
+            "chars_per_token": chars_per_token,
+            "token_accuracy": m["token_accuracy"],
+            "loss_per_position": (pos_sum / pos_n.clamp_min(1)).tolist(),
+            "baselines": baselines,
+            "steps_to_pass": self._steps_to_pass(run_dir, baselines),
+            "loops": loops or self.cfg.model.loops,
+            "step": step,
+        }
         suffix = f"_{tag}" if tag else ""
         write_json(run_dir / f"eval{suffix}.json", ev)
         from iclab.evaluation.plots import plot_lm_eval
@@ -168,7 +204,7 @@ class LanguageModel(SequenceWorkload):
     def _chars_per_token(self) -> float:
         if self.tokenizer.kind == "char":
             return 1.0
-        sample = np.asarray(self.data.val[: 1_000_000])
+        sample = np.asarray(self.data.val[:1_000_000])
         return len(self.tokenizer.decode(sample)) / max(len(sample), 1)
 
     @staticmethod
@@ -177,7 +213,9 @@ class LanguageModel(SequenceWorkload):
         path = run_dir / "metrics.jsonl"
         recs = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
         recs = [r for r in recs if "val/loss" in r]
-        return {name: next((r["step"] for r in recs if r["val/loss"] < b["nats"]), None) for name, b in baselines.items()}
+        return {
+            name: next((r["step"] for r in recs if r["val/loss"] < b["nats"]), None) for name, b in baselines.items()
+        }
 
     def headline(self, ev):
         return f"val bits per {'char' if ev['tokenizer'] == 'char' else 'token'}", ev["bits"], True

@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import string
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -67,8 +67,7 @@ def _extreme(rng):
     nums = [int(v) for v in rng.choice(100, size=4, replace=False)]
     word, pick = ("largest", max) if rng.random() < 0.5 else ("smallest", min)
     ans = pick(nums)
-    return (f"Which is the {word}: {_list_of([str(v) for v in nums])}?", str(ans),
-            [str(v) for v in nums if v != ans])
+    return (f"Which is the {word}: {_list_of([str(v) for v in nums])}?", str(ans), [str(v) for v in nums if v != ans])
 
 
 def _alphabet(rng):
@@ -84,8 +83,11 @@ def _next(rng):
         start = int(rng.integers(0, 61))
         run = [start + i * step for i in range(length)]
         ans = run[-1] + step
-        return (f"What comes next: {', '.join(map(str, run))}?", str(ans),
-                _near(rng, ans, (-1, 1, -2, 2, step, -step + 1)))
+        return (
+            f"What comes next: {', '.join(map(str, run))}?",
+            str(ans),
+            _near(rng, ans, (-1, 1, -2, 2, step, -step + 1)),
+        )
     abc = string.ascii_lowercase if rng.random() < 0.5 else string.ascii_uppercase
     stride, length = int(rng.integers(1, 3)), int(rng.integers(2, 5))
     start = int(rng.integers(0, 26 - stride * length))
@@ -93,12 +95,20 @@ def _next(rng):
     k = start + length * stride
     ans = abc[k]
     near = [abc[j] for j in range(max(k - 3, 0), min(k + 4, 26))]
-    return (f"What comes next: {', '.join(run)}?", ans,
-            _pick_distractors(rng, ans, near, lambda: abc[int(rng.integers(0, 26))]))
+    return (
+        f"What comes next: {', '.join(run)}?",
+        ans,
+        _pick_distractors(rng, ans, near, lambda: abc[int(rng.integers(0, 26))]),
+    )
 
 
 TEMPLATES: dict[str, Callable[[np.random.Generator], tuple[str, str, list[str]]]] = {
-    "add": _add, "subtract": _subtract, "extreme": _extreme, "alphabet": _alphabet, "next": _next}
+    "add": _add,
+    "subtract": _subtract,
+    "extreme": _extreme,
+    "alphabet": _alphabet,
+    "next": _next,
+}
 
 
 def generate(n: int, seed: int, exclude: Iterable[str] = ()) -> list[dict]:
@@ -114,15 +124,21 @@ def generate(n: int, seed: int, exclude: Iterable[str] = ()) -> list[dict]:
             if stem not in seen:
                 break
         else:
-            raise RuntimeError(f"mc_generate: template {name!r} ran out of new questions after {MAX_TRIES} draws "
-                               f"(question {i} of {n}, seed {seed})")
+            raise RuntimeError(
+                f"mc_generate: template {name!r} ran out of new questions after {MAX_TRIES} draws "
+                f"(question {i} of {n}, seed {seed})"
+            )
         seen.add(stem)
         pos = int(rng.integers(4))
         texts = [distractors[j] for j in rng.permutation(3)]
         texts.insert(pos, answer)
-        rows.append({"id": f"gen-s{seed}-{i:05d}",
-                     "question": {"stem": stem, "choices": [{"label": l, "text": t} for l, t in zip(LABELS, texts)]},
-                     "answerKey": LABELS[pos]})
+        rows.append(
+            {
+                "id": f"gen-s{seed}-{i:05d}",
+                "question": {"stem": stem, "choices": [{"label": l, "text": t} for l, t in zip(LABELS, texts)]},
+                "answerKey": LABELS[pos],
+            }
+        )
     return rows
 
 

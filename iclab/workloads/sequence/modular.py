@@ -51,11 +51,17 @@ CHUNK = 8192  # equations per forward pass when the whole table is scored
 class ModularOptions(SequenceOptions):
     p: int = Field(97, description="the prime modulus (> 2)")
     op: Literal["+", "-", "*", "/"] = Field("/", description="the operation; '/' multiplies by the inverse of b != 0")
-    train_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="share of the table trained on; the rest is held out")
+    train_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0, description="share of the table trained on; the rest is held out"
+    )
     split_seed: int = Field(0, ge=0, description="seed of the permutation that splits the table")
-    embed_std: float | None = Field(None, gt=0, description="if set, the token embedding (tied to the LM head) starts "
-                                    "from N(0, embed_std^2) instead of GPT-2's N(0, 0.02^2): a larger start delays "
-                                    "generalization past memorization (Liu et al. 2023, Omnigrok)")
+    embed_std: float | None = Field(
+        None,
+        gt=0,
+        description="if set, the token embedding (tied to the LM head) starts "
+        "from N(0, embed_std^2) instead of GPT-2's N(0, 0.02^2): a larger start delays "
+        "generalization past memorization (Liu et al. 2023, Omnigrok)",
+    )
 
 
 def is_prime(n: int) -> bool:
@@ -78,8 +84,12 @@ def equation_table(p: int, op: str) -> torch.Tensor:
     b = torch.arange(p).repeat(p)
     if op == "/":
         a, b = a[b != 0], b[b != 0]
-    c = {"+": lambda: (a + b) % p, "-": lambda: (a - b) % p, "*": lambda: a * b % p,
-         "/": lambda: a * mod_pow(b, p - 2, p) % p}[op]()
+    c = {
+        "+": lambda: (a + b) % p,
+        "-": lambda: (a - b) % p,
+        "*": lambda: a * b % p,
+        "/": lambda: a * mod_pow(b, p - 2, p) % p,
+    }[op]()
     return torch.stack([a, torch.full_like(a, p), b, torch.full_like(a, p + 1), c], dim=1)
 
 
@@ -122,14 +132,18 @@ class ModularArithmeticWorkload(SequenceWorkload):
             raise ValueError(f"task.options.p={opts.p} must be a prime > 2")
         n = opts.p * (opts.p - 1 if opts.op == "/" else opts.p)
         if not 0 < round(opts.train_fraction * n) < n:
-            raise ValueError(f"task.options.train_fraction={opts.train_fraction} leaves the training or held-out set "
-                             f"of the {n} equations empty")
+            raise ValueError(
+                f"task.options.train_fraction={opts.train_fraction} leaves the training or held-out set "
+                f"of the {n} equations empty"
+            )
 
     @classmethod
     def check_config(cls, cfg) -> None:
         if cfg.task.seq_len is not None and cfg.task.seq_len != 4:
-            raise ValueError(f"task.seq_len={cfg.task.seq_len}: modular_arithmetic reads 4 tokens (a op b =); "
-                             f"leave task.seq_len unset or set it to 4")
+            raise ValueError(
+                f"task.seq_len={cfg.task.seq_len}: modular_arithmetic reads 4 tokens (a op b =); "
+                f"leave task.seq_len unset or set it to 4"
+            )
         if cfg.curriculum.seq_len is not None:
             raise ValueError("curriculum.seq_len: modular_arithmetic has a fixed length (4 tokens); remove it")
         super().check_config(cfg)
@@ -167,8 +181,12 @@ class ModularArithmeticWorkload(SequenceWorkload):
         return min(batch_size, len(self.train_eqs)) * 4
 
     def step_flops(self):
-        return lm_train_step_flops(self.cfg.model, vocab_size=self.vocab_size, seq_len=4,
-                                   batch=min(self.cfg.training.batch_size, len(self.train_eqs)))
+        return lm_train_step_flops(
+            self.cfg.model,
+            vocab_size=self.vocab_size,
+            seq_len=4,
+            batch=min(self.cfg.training.batch_size, len(self.train_eqs)),
+        )
 
     # --- metrics ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -188,8 +206,14 @@ class ModularArithmeticWorkload(SequenceWorkload):
         train, held = self.splits(device)
         stats = torch.stack([self.split_stats(model, train, loops), self.split_stats(model, held, loops)])
         (tl, tc), (hl, hc) = stats.tolist()
-        return {"train/loss": tl / len(train), "train/accuracy": tc / len(train), "heldout/loss": hl / len(held),
-                "heldout/accuracy": hc / len(held), "train/correct": int(tc), "heldout/correct": int(hc)}
+        return {
+            "train/loss": tl / len(train),
+            "train/accuracy": tc / len(train),
+            "heldout/loss": hl / len(held),
+            "heldout/accuracy": hc / len(held),
+            "train/correct": int(tc),
+            "heldout/correct": int(hc),
+        }
 
     def log_metrics(self, model, device):
         m = self.table_metrics(model, device)
@@ -202,16 +226,30 @@ class ModularArithmeticWorkload(SequenceWorkload):
         cfg, o = self.cfg, self.opts
         loops = loops or cfg.eval.loops or cfg.model.loops
         m = self.table_metrics(model, device, loops)
-        ev = {"task": "modular_arithmetic", "p": o.p, "op": o.op, "train_fraction": o.train_fraction,
-              "split_seed": o.split_seed, "loops": loops, "step": step, "chance": 1 / o.p,
-              **{s: {"loss": m[f"{s}/loss"], "accuracy": m[f"{s}/accuracy"], "correct": m[f"{s}/correct"], "n": len(eqs)}
-                 for s, eqs in (("train", self.train_eqs), ("heldout", self.heldout_eqs))}}
+        ev = {
+            "task": "modular_arithmetic",
+            "p": o.p,
+            "op": o.op,
+            "train_fraction": o.train_fraction,
+            "split_seed": o.split_seed,
+            "loops": loops,
+            "step": step,
+            "chance": 1 / o.p,
+            **{
+                s: {"loss": m[f"{s}/loss"], "accuracy": m[f"{s}/accuracy"], "correct": m[f"{s}/correct"], "n": len(eqs)}
+                for s, eqs in (("train", self.train_eqs), ("heldout", self.heldout_eqs))
+            },
+        }
         suffix = f"_{tag}" if tag else ""
         write_json(run_dir / f"eval{suffix}.json", ev)
         records = read_metrics(run_dir / "metrics.jsonl")
         if records:
-            plot_grokking(records, run_dir / f"grokking{suffix}.png", chance=1 / o.p,
-                          title=f"{run_dir.name}: a {o.op} b mod {o.p}, train fraction {o.train_fraction}")
+            plot_grokking(
+                records,
+                run_dir / f"grokking{suffix}.png",
+                chance=1 / o.p,
+                title=f"{run_dir.name}: a {o.op} b mod {o.p}, train fraction {o.train_fraction}",
+            )
         return ev
 
     def headline(self, ev):
@@ -219,8 +257,10 @@ class ModularArithmeticWorkload(SequenceWorkload):
 
     def summary(self, ev):
         t, h = ev["train"], ev["heldout"]
-        return (f"a {ev['op']} b mod {ev['p']}: train accuracy {t['accuracy']:.4f} ({t['correct']}/{t['n']}), "
-                f"held-out accuracy {h['accuracy']:.4f} ({h['correct']}/{h['n']}), chance {ev['chance']:.4f}")
+        return (
+            f"a {ev['op']} b mod {ev['p']}: train accuracy {t['accuracy']:.4f} ({t['correct']}/{t['n']}), "
+            f"held-out accuracy {h['accuracy']:.4f} ({h['correct']}/{h['n']}), chance {ev['chance']:.4f}"
+        )
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -32,8 +32,13 @@ from iclab.evaluation import multiple_choice as mc  # the module (tolerates the 
 from iclab.files import write_json
 from iclab.registry import TASKS
 from iclab.workloads.sequence.base import IGNORE, SequenceOptions, SequenceWorkload
-from iclab.workloads.sequence.tokenizers import ByteTokenizer, CharTokenizer, Tokenizer, TokenizerError, \
-    tokenizer_from_json
+from iclab.workloads.sequence.tokenizers import (
+    ByteTokenizer,
+    CharTokenizer,
+    Tokenizer,
+    TokenizerError,
+    tokenizer_from_json,
+)
 
 
 class MultipleChoiceOptions(SequenceOptions):
@@ -56,8 +61,9 @@ def load_run_tokenizer(run_dir: str | Path, what: str = "task.options.tokenizer_
 def training_examples(tokenizer: Tokenizer, questions: list[mc.Question]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(inputs, targets) (N, L) int64, right-padded, targets IGNORE except at the correct answer's
     tokens, and the index of the longest question."""
-    pairs = [mc.encode_pair(tokenizer, q, mc.context_of(q.stem), mc.continuation_of(q.texts[q.answer]))
-             for q in questions]
+    pairs = [
+        mc.encode_pair(tokenizer, q, mc.context_of(q.stem), mc.continuation_of(q.texts[q.answer])) for q in questions
+    ]
     lengths = np.asarray([len(ids) for ids, _ in pairs])
     L = int(lengths.max()) - 1
     inputs = np.zeros((len(pairs), L), dtype=np.int64)
@@ -65,7 +71,7 @@ def training_examples(tokenizer: Tokenizer, questions: list[mc.Question]) -> tup
     for r, (ids, k) in enumerate(pairs):  # one row copy each; sampling and the loss are batched
         n = len(ids) - 1
         inputs[r, :n] = ids[:-1]
-        targets[r, n - k:n] = ids[-k:]
+        targets[r, n - k : n] = ids[-k:]
     return torch.from_numpy(inputs), torch.from_numpy(targets), int(lengths.argmax())
 
 
@@ -98,18 +104,23 @@ class MultipleChoice(SequenceWorkload):
         if self.inputs.shape[1] > n_pos:
             raise mc.MultipleChoiceError(
                 f"{self.questions[longest].where}: the longest question needs {self.inputs.shape[1]} positions "
-                f"> model.n_positions={n_pos}; raise model.n_positions")
+                f"> model.n_positions={n_pos}; raise model.n_positions"
+            )
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def check_config(cls, cfg) -> None:
         t, c = cfg.task, cfg.curriculum
         if c.dims is not None or c.points is not None or c.seq_len is not None:
-            raise ValueError(f"{t.name}: curriculum.dims, .points and .seq_len do not apply (the sequence length "
-                             "is the longest question of task.options.file)")
+            raise ValueError(
+                f"{t.name}: curriculum.dims, .points and .seq_len do not apply (the sequence length "
+                "is the longest question of task.options.file)"
+            )
         if t.seq_len is not None:
-            raise ValueError(f"task.seq_len does not apply to {t.name}: the sequence length is the longest question "
-                             "of task.options.file")
+            raise ValueError(
+                f"task.seq_len does not apply to {t.name}: the sequence length is the longest question "
+                "of task.options.file"
+            )
 
     @property
     def seq_len(self) -> int:
@@ -131,10 +142,16 @@ class MultipleChoice(SequenceWorkload):
 
     def evaluate(self, run_dir, model, device, *, tag=None, step=None, loops=None, **_):
         loops = loops or self.cfg.eval.loops or self.cfg.model.loops
-        ev = {"task": "multiple_choice", "file": str(self.eval_path), "sha256": mc.file_sha256(self.eval_path),
-              "tokenizer": self.tokenizer.kind, "tokenizer_fingerprint": self.tokenizer.fingerprint(),
-              "loops": loops, "step": step,
-              **mc.score_questions(model, self.tokenizer, self.eval_questions, device, loops=loops)}
+        ev = {
+            "task": "multiple_choice",
+            "file": str(self.eval_path),
+            "sha256": mc.file_sha256(self.eval_path),
+            "tokenizer": self.tokenizer.kind,
+            "tokenizer_fingerprint": self.tokenizer.fingerprint(),
+            "loops": loops,
+            "step": step,
+            **mc.score_questions(model, self.tokenizer, self.eval_questions, device, loops=loops),
+        }
         write_json(Path(run_dir) / f"eval{'_' + tag if tag else ''}.json", ev)
         return ev
 

@@ -48,8 +48,10 @@ class SortingOptions(SequenceOptions):
     vocab: int = Field(64, ge=2, description="V: the values 0..V-1 (the separator is token V)")
     repeats: bool = Field(False, description="draw the n values with replacement (ties); false: n distinct values")
     eval_lengths: list[Annotated[int, Field(gt=0)]] | None = Field(
-        None, description="lengths evaluated besides the trained one (default: 2n, capped by the model's positions "
-        "and, without repeats, by vocab)")
+        None,
+        description="lengths evaluated besides the trained one (default: 2n, capped by the model's positions "
+        "and, without repeats, by vocab)",
+    )
 
 
 def eval_generator(seed: int, length: int, device) -> torch.Generator:
@@ -60,8 +62,9 @@ def eval_generator(seed: int, length: int, device) -> torch.Generator:
     return g
 
 
-def sorting_batch(batch: int, n: int, vocab: int, repeats: bool, gen: torch.Generator,
-                  device) -> tuple[torch.Tensor, torch.Tensor]:
+def sorting_batch(
+    batch: int, n: int, vocab: int, repeats: bool, gen: torch.Generator, device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets), each (batch, 2n), of sorting sequences (layout in the module docstring)."""
     if repeats:
         x = torch.randint(vocab, (batch, n), generator=gen, device=device)
@@ -95,20 +98,25 @@ class SortingWorkload(SequenceWorkload):
         if not opts.repeats:
             for k in opts.eval_lengths or []:
                 if k > opts.vocab:
-                    raise ValueError(f"task.options.eval_lengths has {k} > task.options.vocab={opts.vocab}: "
-                                     f"{k} distinct values do not exist (set task.options.repeats=true)")
+                    raise ValueError(
+                        f"task.options.eval_lengths has {k} > task.options.vocab={opts.vocab}: "
+                        f"{k} distinct values do not exist (set task.options.repeats=true)"
+                    )
 
     @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
         opts, n, P = cls.Options(**cfg.task.options), cfg.task.seq_len or cls.default_seq_len, cfg.model.n_positions
         if not opts.repeats and n > opts.vocab:
-            raise ValueError(f"task.seq_len={n} exceeds task.options.vocab={opts.vocab}: {n} distinct values do not "
-                             f"exist (set task.options.repeats=true or a larger vocab)")
+            raise ValueError(
+                f"task.seq_len={n} exceeds task.options.vocab={opts.vocab}: {n} distinct values do not "
+                f"exist (set task.options.repeats=true or a larger vocab)"
+            )
         for k in opts.eval_lengths or []:
             if 2 * k > P:
-                raise ValueError(f"task.options.eval_lengths has {k}, which needs {2 * k} positions > "
-                                 f"model.n_positions={P}")
+                raise ValueError(
+                    f"task.options.eval_lengths has {k}, which needs {2 * k} positions > model.n_positions={P}"
+                )
 
     # --- training ------------------------------------------------------------------------------------
     def sample(self, batch, seq_len, gen, device):
@@ -120,7 +128,11 @@ class SortingWorkload(SequenceWorkload):
         n = self.seq_len
         if self.opts.eval_lengths is not None:
             return sorted({n, *self.opts.eval_lengths})
-        cap = self.cfg.model.n_positions // 2 if self.opts.repeats else min(self.cfg.model.n_positions // 2, self.opts.vocab)
+        cap = (
+            self.cfg.model.n_positions // 2
+            if self.opts.repeats
+            else min(self.cfg.model.n_positions // 2, self.opts.vocab)
+        )
         return sorted({n, min(2 * n, cap)})
 
     def eval_batches(self, n: int, n_prompts: int, seed: int, device):
@@ -155,25 +167,51 @@ class SortingWorkload(SequenceWorkload):
         model.train(was)
         return (right.double() / count).tolist()
 
-    def evaluate(self, run_dir: Path, model, device, *, n_prompts=None, seed=None, tag=None, step=None, loops=None,
-                 seq_len=None, **_) -> dict:
+    def evaluate(
+        self,
+        run_dir: Path,
+        model,
+        device,
+        *,
+        n_prompts=None,
+        seed=None,
+        tag=None,
+        step=None,
+        loops=None,
+        seq_len=None,
+        **_,
+    ) -> dict:
         cfg, V = self.cfg, self.opts.vocab
         n = self.seq_len
         lengths = sorted({n, seq_len}) if seq_len else self.eval_lengths()
         for k in lengths:
             if 2 * k > cfg.model.n_positions:
-                raise EvalError(f"--seq-len {k} needs {2 * k} positions; the model has n_positions={cfg.model.n_positions}")
+                raise EvalError(
+                    f"--seq-len {k} needs {2 * k} positions; the model has n_positions={cfg.model.n_positions}"
+                )
             if k > V and not self.opts.repeats:
-                raise EvalError(f"--seq-len {k} exceeds task.options.vocab={V} distinct values (the run has repeats=false)")
+                raise EvalError(
+                    f"--seq-len {k} exceeds task.options.vocab={V} distinct values (the run has repeats=false)"
+                )
         n_prompts = n_prompts or cfg.eval.n_prompts
         seed = cfg.eval.seed if seed is None else seed
         loops = loops or cfg.eval.loops or cfg.model.loops
-        ev = {"task": "sorting", "trained_length": n, "vocab": V, "repeats": self.opts.repeats, "loops": loops,
-              "seed": seed, "n_prompts": n_prompts, "step": step,
-              "lengths": {str(k): self.metrics_of(model, self.eval_batches(k, n_prompts, seed, device), loops)
-                          for k in lengths},
-              "per_position_accuracy": self.per_position_accuracy(model, self.eval_batches(n, n_prompts, seed, device),
-                                                                  loops)}
+        ev = {
+            "task": "sorting",
+            "trained_length": n,
+            "vocab": V,
+            "repeats": self.opts.repeats,
+            "loops": loops,
+            "seed": seed,
+            "n_prompts": n_prompts,
+            "step": step,
+            "lengths": {
+                str(k): self.metrics_of(model, self.eval_batches(k, n_prompts, seed, device), loops) for k in lengths
+            },
+            "per_position_accuracy": self.per_position_accuracy(
+                model, self.eval_batches(n, n_prompts, seed, device), loops
+            ),
+        }
         suffix = f"_{tag}" if tag else ""
         write_json(run_dir / f"eval{suffix}.json", ev)
         plot_sorting(ev, run_dir / f"sorting{suffix}.png", title=run_dir.name)
@@ -184,8 +222,10 @@ class SortingWorkload(SequenceWorkload):
         return f"exact match at n={n}", ev["lengths"][str(n)]["exact_match"], False
 
     def summary(self, ev):
-        parts = [f"n={k}{'*' if int(k) == ev['trained_length'] else ''} {m['exact_match']:.3f} / {m['token_accuracy']:.3f}"
-                 for k, m in ev["lengths"].items()]
+        parts = [
+            f"n={k}{'*' if int(k) == ev['trained_length'] else ''} {m['exact_match']:.3f} / {m['token_accuracy']:.3f}"
+            for k, m in ev["lengths"].items()
+        ]
         return "sorting exact match / token accuracy (* trained length): " + ", ".join(parts)
 
 
@@ -197,8 +237,16 @@ def plot_sorting(ev: dict, path: Path, title: str | None = None) -> Path:
     ks = [int(k) for k in ev["lengths"]]
     ms = list(ev["lengths"].values())
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
-    ax.errorbar(ks, [m["exact_match"] for m in ms], yerr=[m["exact_match_ci95"] for m in ms], marker="o", lw=2,
-                capsize=3, color="tab:blue", label="exact match")
+    ax.errorbar(
+        ks,
+        [m["exact_match"] for m in ms],
+        yerr=[m["exact_match_ci95"] for m in ms],
+        marker="o",
+        lw=2,
+        capsize=3,
+        color="tab:blue",
+        label="exact match",
+    )
     ax.plot(ks, [m["token_accuracy"] for m in ms], marker="s", lw=2, ls="--", color="tab:red", label="token accuracy")
     ax.axvline(ev["trained_length"], color="gray", ls=":", lw=1.2, label=f"trained length {ev['trained_length']}")
     if len(ks) <= 4:

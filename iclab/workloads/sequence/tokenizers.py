@@ -41,11 +41,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from iclab.errors import IclabError
+
 KINDS = ("char", "byte", "gpt2")
 _CHUNK = 1 << 22  # characters per encoding slice
 
 
-class TokenizerError(ValueError):
+class TokenizerError(IclabError, ValueError):
     pass
 
 
@@ -66,8 +68,10 @@ def _ids_array(ids: Any, vocab_size: int, kind: str) -> np.ndarray:
         raise TokenizerError(f"tokenizer {kind!r}: decode takes integer ids, got dtype {arr.dtype}")
     bad = np.flatnonzero((arr < 0) | (arr >= vocab_size))
     if bad.size:
-        raise TokenizerError(f"tokenizer {kind!r}: id {int(arr[bad[0]])} at position {int(bad[0])} "
-                             f"is outside the vocabulary [0, {vocab_size})")
+        raise TokenizerError(
+            f"tokenizer {kind!r}: id {int(arr[bad[0]])} at position {int(bad[0])} "
+            f"is outside the vocabulary [0, {vocab_size})"
+        )
     return arr.astype(np.int64, copy=False)
 
 
@@ -120,8 +124,10 @@ class CharTokenizer(Tokenizer):
         cps = _code_points(chars)
         uniq, counts = np.unique(cps, return_counts=True)
         if (counts > 1).any():
-            raise TokenizerError(f"tokenizer 'char': character {chr(int(uniq[counts > 1][0]))!r} "
-                                 f"appears more than once in the vocabulary")
+            raise TokenizerError(
+                f"tokenizer 'char': character {chr(int(uniq[counts > 1][0]))!r} "
+                f"appears more than once in the vocabulary"
+            )
         self.chars = chars
         self.vocab_size = len(chars)
         self._cps = cps.copy()
@@ -134,21 +140,23 @@ class CharTokenizer(Tokenizer):
             raise TokenizerError("tokenizer 'char' builds its vocabulary from a text, and the text is empty")
         present = np.zeros(0x110000, dtype=bool)
         for start in range(0, len(text), _CHUNK):
-            present[_code_points(text[start:start + _CHUNK])] = True
+            present[_code_points(text[start : start + _CHUNK])] = True
         return cls(np.flatnonzero(present).astype("<u4").tobytes().decode("utf-32-le", "surrogatepass"))
 
     def encode(self, text: str) -> np.ndarray:
         out = np.empty(len(text), dtype=self.dtype)
         top = len(self._table) - 1
         for start in range(0, len(text), _CHUNK):
-            cps = _code_points(text[start:start + _CHUNK])
+            cps = _code_points(text[start : start + _CHUNK])
             ids = self._table[np.minimum(cps, top)]
             bad = np.flatnonzero(ids < 0)
             if bad.size:
                 i = int(bad[0])
-                raise TokenizerError(f"tokenizer 'char': character {chr(int(cps[i]))!r} at position {start + i} "
-                                     f"is not in the vocabulary of {self.vocab_size} characters")
-            out[start:start + len(ids)] = ids
+                raise TokenizerError(
+                    f"tokenizer 'char': character {chr(int(cps[i]))!r} at position {start + i} "
+                    f"is not in the vocabulary of {self.vocab_size} characters"
+                )
+            out[start : start + len(ids)] = ids
         return out
 
     def decode(self, ids: Any) -> str:
@@ -169,8 +177,10 @@ class ByteTokenizer(Tokenizer):
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise TokenizerError(f"tokenizer 'byte': character {text[e.start]!r} at position {e.start} "
-                                 f"has no UTF-8 encoding (a lone surrogate)") from None
+            raise TokenizerError(
+                f"tokenizer 'byte': character {text[e.start]!r} at position {e.start} "
+                f"has no UTF-8 encoding (a lone surrogate)"
+            ) from None
         return np.frombuffer(data, dtype=np.uint8).astype(self.dtype)
 
     def decode(self, ids: Any) -> str:
@@ -232,12 +242,15 @@ def _load_gpt2_encoding() -> Any:
         import tiktoken
         import tiktoken.load as tiktoken_load
     except ImportError:
-        raise TokenizerError(f"tokenizer 'gpt2' needs the tiktoken package and its cached gpt2 encoding files "
-                             f"(tiktoken is not installed); {_GPT2_HINT}") from None
+        raise TokenizerError(
+            f"tokenizer 'gpt2' needs the tiktoken package and its cached gpt2 encoding files "
+            f"(tiktoken is not installed); {_GPT2_HINT}"
+        ) from None
     missing = _missing_gpt2_files(tiktoken_load)
     if missing is not None:
-        raise TokenizerError(f"tokenizer 'gpt2' needs the tiktoken package and its cached gpt2 encoding files "
-                             f"({missing}); {_GPT2_HINT}")
+        raise TokenizerError(
+            f"tokenizer 'gpt2' needs the tiktoken package and its cached gpt2 encoding files ({missing}); {_GPT2_HINT}"
+        )
 
     def refuse(blobpath: str) -> bytes:
         raise TokenizerError(f"tokenizer 'gpt2': {blobpath} is not in tiktoken's cache; {_GPT2_HINT}")
@@ -270,6 +283,7 @@ class GPT2Tokenizer(Tokenizer):
 
 # -- construction ------------------------------------------------------------------------------------
 
+
 def make_tokenizer(kind: str, text: str | None = None) -> Tokenizer:
     """A tokenizer of `kind`; "char" builds its vocabulary from `text` (required)."""
     if kind == "char":
@@ -297,10 +311,20 @@ def tokenizer_from_json(d: dict[str, Any]) -> Tokenizer:
     else:
         raise TokenizerError(f"unknown tokenizer {kind!r}; valid kinds: {', '.join(KINDS)}")
     if d.get("vocab_size", tok.vocab_size) != tok.vocab_size:
-        raise TokenizerError(f"tokenizer {kind!r} description says vocab_size {d['vocab_size']}, "
-                             f"but its vocabulary has {tok.vocab_size} entries")
+        raise TokenizerError(
+            f"tokenizer {kind!r} description says vocab_size {d['vocab_size']}, "
+            f"but its vocabulary has {tok.vocab_size} entries"
+        )
     return tok
 
 
-__all__ = ["KINDS", "Tokenizer", "TokenizerError", "CharTokenizer", "ByteTokenizer", "GPT2Tokenizer",
-           "make_tokenizer", "tokenizer_from_json"]
+__all__ = [
+    "KINDS",
+    "Tokenizer",
+    "TokenizerError",
+    "CharTokenizer",
+    "ByteTokenizer",
+    "GPT2Tokenizer",
+    "make_tokenizer",
+    "tokenizer_from_json",
+]

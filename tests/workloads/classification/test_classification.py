@@ -9,10 +9,20 @@ from iclab.config import ConfigError, load_config, validate
 from iclab.runs import train_run
 from iclab.workloads import make_workload
 
-DIGITS = {"seed": 0, "task": {"name": "classification", "options": {"dataset": "digits", "hidden": [32, 32]}},
-          "training": {"steps": 120, "batch_size": 64, "lr": 3e-3, "optimizer": {"name": "adamw"}, "device": "cpu",
-                       "threads": 1, "grad_clip": None},
-          "logging": {"log_every": 40, "ckpt_every": 120, "tensorboard": False, "progress": False}}
+DIGITS = {
+    "seed": 0,
+    "task": {"name": "classification", "options": {"dataset": "digits", "hidden": [32, 32]}},
+    "training": {
+        "steps": 120,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "optimizer": {"name": "adamw"},
+        "device": "cpu",
+        "threads": 1,
+        "grad_clip": None,
+    },
+    "logging": {"log_every": 40, "ckpt_every": 120, "tensorboard": False, "progress": False},
+}
 
 
 def _cfg(**options):
@@ -44,7 +54,14 @@ def test_batches_are_a_function_of_seed_and_step():
 def test_models_mlp_and_logistic():
     m = make_workload(_cfg()).build_model()
     names = [n for n, _ in m.named_parameters()]
-    assert names == ["read_in.weight", "read_in.bias", "blocks.0.weight", "blocks.0.bias", "read_out.weight", "read_out.bias"]
+    assert names == [
+        "read_in.weight",
+        "read_in.bias",
+        "blocks.0.weight",
+        "blocks.0.bias",
+        "read_out.weight",
+        "read_out.bias",
+    ]
     lr = make_workload(_cfg(hidden=[])).build_model()
     assert [n for n, _ in lr.named_parameters()] == ["read_out.weight", "read_out.bias"]  # logistic regression
     assert lr(torch.zeros(3, 64)).shape == (3, 10)

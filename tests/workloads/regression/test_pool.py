@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from iclab.evaluation.baselines import resolve
+from iclab.evaluation.baselines import resolve, resolve_baselines
 from iclab.evaluation.baselines.memorization import memorization
+from iclab.workloads.base import step_generator
 from iclab.workloads.regression.functions import make_task
-from iclab.evaluation.baselines import resolve_baselines
-from iclab.training.trainer import step_generator
 
 CPU = torch.device("cpu")
 

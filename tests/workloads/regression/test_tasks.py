@@ -10,8 +10,14 @@ from iclab.config import ConfigError, validate
 from iclab.registry import TASKS
 from iclab.workloads.regression.functions import make_task
 
-ALL = ["linear_regression", "sparse_linear_regression", "noisy_linear_regression", "decision_tree",
-       "relu_2nn_regression", "quadratic_regression"]
+ALL = [
+    "linear_regression",
+    "sparse_linear_regression",
+    "noisy_linear_regression",
+    "decision_tree",
+    "relu_2nn_regression",
+    "quadratic_regression",
+]
 
 
 def gen(seed=0):
@@ -44,12 +50,19 @@ def test_truncated_dims_are_ignored(name):
     assert torch.allclose(task.evaluate(params, xs), task.evaluate(params, xs_other))
 
 
-@pytest.mark.parametrize("name,opts,d", [
-    ("linear_regression", {}, 5), ("linear_regression", {"scale": 2.0}, 4),
-    ("sparse_linear_regression", {"sparsity": 2}, 6), ("noisy_linear_regression", {"noise_std": 1.5}, 4),
-    ("decision_tree", {}, 5), ("relu_2nn_regression", {"hidden_size": 20}, 4),
-    ("quadratic_regression", {}, 4), ("quadratic_regression", {"form": "sum_square"}, 4),
-])
+@pytest.mark.parametrize(
+    "name,opts,d",
+    [
+        ("linear_regression", {}, 5),
+        ("linear_regression", {"scale": 2.0}, 4),
+        ("sparse_linear_regression", {"sparsity": 2}, 6),
+        ("noisy_linear_regression", {"noise_std": 1.5}, 4),
+        ("decision_tree", {}, 5),
+        ("relu_2nn_regression", {"hidden_size": 20}, 4),
+        ("quadratic_regression", {}, 4),
+        ("quadratic_regression", {"form": "sum_square"}, 4),
+    ],
+)
 def test_zero_error_matches_monte_carlo(name, opts, d):
     """zero_error is E[y^2], computed exactly; a Monte Carlo estimate agrees to a few standard errors."""
     task = make_task(name, d + 2, opts)
@@ -73,7 +86,9 @@ def test_sparse_has_exactly_s_nonzeros_among_current_dims():
 
 def test_sparse_rejects_sparsity_above_n_dims():
     with pytest.raises(ConfigError, match="sparsity=9 exceeds n_dims=5"):
-        validate({"task": {"name": "sparse_linear_regression", "n_dims": 5, "n_points": 11, "options": {"sparsity": 9}}})
+        validate(
+            {"task": {"name": "sparse_linear_regression", "n_dims": 5, "n_points": 11, "options": {"sparsity": 9}}}
+        )
 
 
 def test_noisy_label_noise_std():
@@ -175,6 +190,8 @@ def test_shipped_garg_configs_validate_and_match_the_paper():
 
 
 def test_memorization_is_a_valid_eval_baseline_name():
-    cfg = validate({"task": {"n_dims": 3, "n_points": 7, "options": {"pool_size": 4}}, "eval": {"baselines": ["memorization"]}})
+    cfg = validate(
+        {"task": {"n_dims": 3, "n_points": 7, "options": {"pool_size": 4}}, "eval": {"baselines": ["memorization"]}}
+    )
     assert cfg.eval.baselines == ["memorization"]
     assert validate({}).eval.baselines is None

@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from iclab.workloads.sequence import corpus as corpus_mod
-from iclab.workloads.sequence.corpus import CorpusError, iter_windows, load_prepared, prepare, read_corpus, \
-    sample_windows
+from iclab.workloads.sequence.corpus import (
+    CorpusError,
+    iter_windows,
+    load_prepared,
+    prepare,
+    read_corpus,
+    sample_windows,
+)
 from iclab.workloads.sequence.tokenizers import CharTokenizer
 
 TEXT = "".join(f"line {i}: héllo wörld ✓ {i * i % 97}\n" for i in range(300))
@@ -190,7 +196,7 @@ def test_sample_windows(arange_tokens):
     for row_x, row_y in zip(x.tolist(), y.tolist()):
         o = row_x[0]  # tokens are 0..499, so a row's first value is its offset
         assert 0 <= o <= len(tokens) - 12 - 1
-        assert row_x == tokens[o:o + 12].tolist() and row_y == tokens[o + 1:o + 13].tolist()
+        assert row_x == tokens[o : o + 12].tolist() and row_y == tokens[o + 1 : o + 13].tolist()
 
 
 def test_sample_windows_reaches_both_ends_and_refuses_short_splits(arange_tokens):
@@ -208,6 +214,6 @@ def test_iter_windows_covers_every_target_once(arange_tokens, n):
     xs = torch.cat([x.flatten() for x, _ in batches]).tolist()
     ys = torch.cat([y.flatten() for _, y in batches]).tolist()
     assert xs == list(range(n - 1)) and ys == list(range(1, n))
-    assert all(x.shape[1] == 8 and x.shape[0] <= 3 for x, _ in batches[:(n - 1) // 8 // 3])
+    assert all(x.shape[1] == 8 and x.shape[0] <= 3 for x, _ in batches[: (n - 1) // 8 // 3])
     if (n - 1) % 8:
         assert batches[-1][0].shape == (1, (n - 1) % 8)

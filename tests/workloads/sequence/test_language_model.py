@@ -6,9 +6,9 @@ import random
 
 import pytest
 import torch
+from _faultkit import assert_same_metrics, assert_same_weights, crash_after, write_yaml
 from typer.testing import CliRunner
 
-from _faultkit import assert_same_metrics, assert_same_weights, crash_after, write_yaml
 from iclab.cli import app
 from iclab.config import validate
 from iclab.runs import train_run
@@ -23,20 +23,32 @@ def _corpus(path, seed=0, n=4000):
 
 
 def _cfg(tmp_path, corpus, **training):
-    return {"seed": 0,
-            "task": {"name": "language_model", "seq_len": 16,
-                     "options": {"corpus": str(corpus), "data_dir": str(tmp_path / "data"), "log_val_windows": 4}},
-            "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16},
-            "training": {"steps": 20, "batch_size": 4, "lr": 3e-3, "device": "cpu", **training},
-            "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False}}
+    return {
+        "seed": 0,
+        "task": {
+            "name": "language_model",
+            "seq_len": 16,
+            "options": {"corpus": str(corpus), "data_dir": str(tmp_path / "data"), "log_val_windows": 4},
+        },
+        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 16},
+        "training": {"steps": 20, "batch_size": 4, "lr": 3e-3, "device": "cpu", **training},
+        "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False},
+    }
 
 
 def test_train_writes_every_artifact_and_records_the_corpus(tmp_path):
     corpus = _corpus(tmp_path / "text.txt")
     run = tmp_path / "run"
     res = train_run(validate(_cfg(tmp_path, corpus)), run)
-    for name in ("config.yaml", "metrics.jsonl", "model.safetensors", "eval.json", "lm_eval.png", "tokenizer.json",
-                 "data.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "model.safetensors",
+        "eval.json",
+        "lm_eval.png",
+        "tokenizer.json",
+        "data.json",
+    ):
         assert (run / name).is_file(), name
     data = json.loads((run / "data.json").read_text())
     assert data["source"]["sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
@@ -136,8 +148,9 @@ def test_init_from_loads_weights_and_refuses_another_vocabulary(tmp_path):
     d2 = _cfg(tmp_path, other)
     d2["training"]["init_from"] = str(src)
     cfg = write_yaml(tmp_path / "ft.yaml", d2)
-    _one_line_error(CliRunner().invoke(app, ["train", str(cfg), "--out", str(tmp_path / "ft2")]),
-                    "vocabulary mismatch", str(src))
+    _one_line_error(
+        CliRunner().invoke(app, ["train", str(cfg), "--out", str(tmp_path / "ft2")]), "vocabulary mismatch", str(src)
+    )
 
 
 def test_a_seq_len_curriculum_lengthens_the_windows(tmp_path):

@@ -19,10 +19,14 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "multiple_choice"
 
 
 def cfg_of(file, n_positions=96, **options):
-    return validate({"task": {"name": "multiple_choice", "options": {"file": str(file), **options}},
-                     "model": {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": n_positions},
-                     "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "device": "cpu"},
-                     "logging": {"log_every": 10, "ckpt_every": 20, "tensorboard": False, "progress": False}})
+    return validate(
+        {
+            "task": {"name": "multiple_choice", "options": {"file": str(file), **options}},
+            "model": {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": n_positions},
+            "training": {"steps": 20, "batch_size": 16, "lr": 1e-3, "device": "cpu"},
+            "logging": {"log_every": 10, "ckpt_every": 20, "tensorboard": False, "progress": False},
+        }
+    )
 
 
 @pytest.fixture
@@ -33,6 +37,7 @@ def qfile(tmp_path):
 
 
 # --- generator ------------------------------------------------------------------------------------------
+
 
 def test_generator_is_deterministic_and_valid(tmp_path):
     a, b = generate(200, seed=5), generate(200, seed=5)
@@ -58,6 +63,7 @@ def test_shipped_sets_are_disjoint_and_readable():
 
 # --- the task -------------------------------------------------------------------------------------------
 
+
 def test_loss_mask_covers_exactly_the_answer(qfile):
     w = make_workload(cfg_of(qfile))
     tok, qs = w.tokenizer, read_questions(qfile)
@@ -69,7 +75,7 @@ def test_loss_mask_covers_exactly_the_answer(qfile):
         counted = y != IGNORE
         assert tok.decode(y[counted]) == f" {q.texts[q.answer]}"
         assert counted.nonzero().flatten().tolist() == list(range(n - len(q.texts[q.answer]) - 1, n))
-        assert tok.decode(y[:n].clamp_min(0))[-len(q.texts[q.answer]) - 1:] == f" {q.texts[q.answer]}"
+        assert tok.decode(y[:n].clamp_min(0))[-len(q.texts[q.answer]) - 1 :] == f" {q.texts[q.answer]}"
     x, y = w.sample(8, w.seq_len, step_generator(0, 0, "cpu"), "cpu")
     x2, _ = w.sample(8, w.seq_len, step_generator(0, 0, "cpu"), "cpu")
     assert x.shape == (8, w.seq_len) and torch.equal(x, x2)
@@ -77,8 +83,11 @@ def test_loss_mask_covers_exactly_the_answer(qfile):
 
 
 def test_config_checks(qfile):
-    with pytest.raises(MultipleChoiceError, match=r"qs\.jsonl:\d+: the longest question needs \d+ positions > "
-                                                  r"model\.n_positions=16"):
+    with pytest.raises(
+        MultipleChoiceError,
+        match=r"qs\.jsonl:\d+: the longest question needs \d+ positions > "
+        r"model\.n_positions=16",
+    ):
         make_workload(cfg_of(qfile, n_positions=16))
     with pytest.raises(ConfigError, match="task.seq_len does not apply"):
         validate({"task": {"name": "multiple_choice", "seq_len": 8, "options": {"file": str(qfile)}}})
@@ -91,8 +100,19 @@ def test_config_checks(qfile):
 def test_tokenizers(qfile, tmp_path):
     assert make_workload(cfg_of(qfile, tokenizer="byte")).tokenizer.kind == "byte"
     other = tmp_path / "other.jsonl"
-    write_jsonl(other, [{"id": "o", "question": {"stem": "Is \u00df odd?", "choices": [
-        {"label": "A", "text": "yes"}, {"label": "B", "text": "no"}]}, "answerKey": "B"}])
+    write_jsonl(
+        other,
+        [
+            {
+                "id": "o",
+                "question": {
+                    "stem": "Is \u00df odd?",
+                    "choices": [{"label": "A", "text": "yes"}, {"label": "B", "text": "no"}],
+                },
+                "answerKey": "B",
+            }
+        ],
+    )
     w = make_workload(cfg_of(qfile, eval_file=str(other)))
     assert "\u00df" in w.tokenizer.chars and w.eval_questions[0].stem == "Is \u00df odd?"
     lm = tmp_path / "lm_run"
@@ -127,6 +147,7 @@ def test_runs_without_a_text_tokenizer_are_refused(qfile, tmp_path):
     run = tmp_path / "sorting_run"
     run.mkdir()
     (run / "config.yaml").write_text(dump_config(validate({"task": {"name": "sorting", "seq_len": 6}})))
-    with pytest.raises(MultipleChoiceError, match="^task sorting has no text tokenizer; multiple choice needs a "
-                                                  "language-model run$"):
+    with pytest.raises(
+        MultipleChoiceError, match="^task sorting has no text tokenizer; multiple choice needs a language-model run$"
+    ):
         evaluate_multiple_choice(run, qfile)

@@ -12,17 +12,23 @@ from iclab.workloads.sequence.modular import equation_table, is_prime
 
 
 def cfg_of(p=7, op="/", batch_size=16, steps=30, extra=None, **options):
-    data = {"task": {"name": "modular_arithmetic", "options": {"p": p, "op": op, **options}},
-            "model": {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64},
-            "training": {"steps": steps, "batch_size": batch_size, "lr": 1e-3, "device": "cpu"},
-            "logging": {"log_every": 10, "ckpt_every": 30, "tensorboard": False, "progress": False}}
+    data = {
+        "task": {"name": "modular_arithmetic", "options": {"p": p, "op": op, **options}},
+        "model": {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64},
+        "training": {"steps": steps, "batch_size": batch_size, "lr": 1e-3, "device": "cpu"},
+        "logging": {"log_every": 10, "ckpt_every": 30, "tensorboard": False, "progress": False},
+    }
     for section, values in (extra or {}).items():
         data.setdefault(section, {}).update(values)
     return validate(data)
 
 
-REFERENCE = {"+": lambda a, b, p: (a + b) % p, "-": lambda a, b, p: (a - b) % p, "*": lambda a, b, p: a * b % p,
-             "/": lambda a, b, p: a * pow(b, -1, p) % p}
+REFERENCE = {
+    "+": lambda a, b, p: (a + b) % p,
+    "-": lambda a, b, p: (a - b) % p,
+    "*": lambda a, b, p: a * b % p,
+    "/": lambda a, b, p: a * pow(b, -1, p) % p,
+}
 
 
 @pytest.mark.parametrize("op", ["+", "-", "*", "/"])
@@ -108,15 +114,18 @@ def test_log_metrics_score_the_whole_table_and_restore_the_mode(tmp_path):
     assert "held-out accuracy" in w.summary(ev)
 
 
-@pytest.mark.parametrize("kw, words", [
-    ({"p": 9}, ["task.options.p=9", "prime"]),
-    ({"p": 2}, ["task.options.p=2", "prime"]),
-    ({"op": "^"}, ["task.options.op"]),
-    ({"train_fraction": 1.0}, ["task.options.train_fraction"]),
-    ({"p": 3, "train_fraction": 0.01}, ["task.options.train_fraction=0.01", "empty"]),
-    ({"extra": {"task": {"seq_len": 5}}}, ["task.seq_len=5"]),
-    ({"extra": {"curriculum": {"seq_len": {"start": 2, "end": 4}}}}, ["curriculum.seq_len"]),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"p": 9}, ["task.options.p=9", "prime"]),
+        ({"p": 2}, ["task.options.p=2", "prime"]),
+        ({"op": "^"}, ["task.options.op"]),
+        ({"train_fraction": 1.0}, ["task.options.train_fraction"]),
+        ({"p": 3, "train_fraction": 0.01}, ["task.options.train_fraction=0.01", "empty"]),
+        ({"extra": {"task": {"seq_len": 5}}}, ["task.seq_len=5"]),
+        ({"extra": {"curriculum": {"seq_len": {"start": 2, "end": 4}}}}, ["curriculum.seq_len"]),
+    ],
+)
 def test_config_errors_name_the_key(kw, words):
     with pytest.raises(ConfigError) as e:
         cfg_of(**kw)

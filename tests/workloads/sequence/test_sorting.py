@@ -13,11 +13,15 @@ from iclab.workloads.sequence.sorting import sorting_batch
 
 
 def cfg_of(seq_len=6, n_positions=64, **options):
-    return validate({"task": {"name": "sorting", "seq_len": seq_len, "options": options},
-                     "model": {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": n_positions},
-                     "training": {"steps": 30, "batch_size": 16, "lr": 1e-3, "device": "cpu"},
-                     "eval": {"n_prompts": 64, "batch_size": 24},
-                     "logging": {"log_every": 10, "ckpt_every": 30, "tensorboard": False, "progress": False}})
+    return validate(
+        {
+            "task": {"name": "sorting", "seq_len": seq_len, "options": options},
+            "model": {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": n_positions},
+            "training": {"steps": 30, "batch_size": 16, "lr": 1e-3, "device": "cpu"},
+            "eval": {"n_prompts": 64, "batch_size": 24},
+            "logging": {"log_every": 10, "ckpt_every": 30, "tensorboard": False, "progress": False},
+        }
+    )
 
 
 class Sorter(nn.Module):
@@ -46,7 +50,7 @@ def test_batches_are_sorted_permutations_with_a_mask_on_the_outputs(repeats):
     assert (y[:, :n] == IGNORE).all() and ((y != IGNORE).sum(1) == n).all()  # exactly the n outputs count
     assert (out[:, 1:] >= out[:, :-1]).all()  # ascending
     assert torch.equal(out, x[:, :n].sort(1).values)  # a permutation of the inputs
-    assert torch.equal(x[:, n + 1:], out[:, :-1])  # teacher forcing: the outputs are fed back
+    assert torch.equal(x[:, n + 1 :], out[:, :-1])  # teacher forcing: the outputs are fed back
     n_distinct = torch.tensor([len(set(r.tolist())) for r in x[:, :n]])
     if repeats:
         assert (n_distinct < n).float().mean() > 0.5  # ties occur (8 draws from 10 values)
@@ -103,13 +107,16 @@ def test_default_eval_lengths_are_capped():
     assert make_workload(cfg_of(seq_len=6, vocab=64, eval_lengths=[3, 10])).eval_lengths() == [3, 6, 10]
 
 
-@pytest.mark.parametrize("kw, words", [
-    ({"seq_len": 20, "vocab": 16}, ["task.seq_len=20", "task.options.vocab=16"]),
-    ({"seq_len": 6, "vocab": 64, "eval_lengths": [40]}, ["task.options.eval_lengths", "model.n_positions=64"]),
-    ({"seq_len": 6, "vocab": 16, "eval_lengths": [17]}, ["task.options.eval_lengths", "17"]),
-    ({"seq_len": 40, "vocab": 64, "repeats": True}, ["task.seq_len=40", "model.n_positions=64"]),
-    ({"seq_len": 6, "vocab": 1}, ["task.options.vocab"]),
-])
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        ({"seq_len": 20, "vocab": 16}, ["task.seq_len=20", "task.options.vocab=16"]),
+        ({"seq_len": 6, "vocab": 64, "eval_lengths": [40]}, ["task.options.eval_lengths", "model.n_positions=64"]),
+        ({"seq_len": 6, "vocab": 16, "eval_lengths": [17]}, ["task.options.eval_lengths", "17"]),
+        ({"seq_len": 40, "vocab": 64, "repeats": True}, ["task.seq_len=40", "model.n_positions=64"]),
+        ({"seq_len": 6, "vocab": 1}, ["task.options.vocab"]),
+    ],
+)
 def test_config_errors_name_the_key(kw, words):
     with pytest.raises(ConfigError) as e:
         cfg_of(**kw)

@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from iclab.workloads.sequence import tokenizers as tk
-from iclab.workloads.sequence.tokenizers import ByteTokenizer, CharTokenizer, TokenizerError, make_tokenizer, \
-    tokenizer_from_json
+from iclab.workloads.sequence.tokenizers import (
+    ByteTokenizer,
+    CharTokenizer,
+    TokenizerError,
+    make_tokenizer,
+    tokenizer_from_json,
+)
 
 TEXT = "héllo wörld — ✓ 𝄞 naïve\ttabs\nnew line"
 
@@ -111,8 +116,11 @@ def test_make_tokenizer():
 
 def test_gpt2_without_tiktoken_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "tiktoken", None)  # makes `import tiktoken` fail
-    with pytest.raises(TokenizerError, match=r"needs the tiktoken package .*tiktoken is not installed.*"
-                                             r"never downloads at run time: use tokenizer char or byte"):
+    with pytest.raises(
+        TokenizerError,
+        match=r"needs the tiktoken package .*tiktoken is not installed.*"
+        r"never downloads at run time: use tokenizer char or byte",
+    ):
         make_tokenizer("gpt2")
 
 

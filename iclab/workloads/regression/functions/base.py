@@ -28,10 +28,17 @@ class TaskOptions(BaseModel):
     """Options every task accepts. A task's own Options subclass this."""
 
     model_config = ConfigDict(extra="forbid")
-    pool_size: int | None = Field(None, gt=0, description="train on only this many distinct functions, sampled once from pool_seed")
+    pool_size: int | None = Field(
+        None, gt=0, description="train on only this many distinct functions, sampled once from pool_seed"
+    )
     prompt_pool_size: int | None = Field(
-        None, gt=0, description="train on only this many distinct prompts (x's, label noise and function fixed per prompt)")
-    pool_seed: int = Field(0, ge=0, description="seed of the training pool (sampled on the CPU, so it is the same on every device)")
+        None,
+        gt=0,
+        description="train on only this many distinct prompts (x's, label noise and function fixed per prompt)",
+    )
+    pool_seed: int = Field(
+        0, ge=0, description="seed of the training pool (sampled on the CPU, so it is the same on every device)"
+    )
 
 
 NoOptions = TaskOptions  # a task without options of its own
@@ -71,18 +78,26 @@ class Task:
             if sched is not None and sched.end > cap:
                 raise ValueError(f"curriculum.{key}.end={sched.end} exceeds task.n_{key}={cap}")
         if c.seq_len is not None or t.seq_len is not None:
-            raise ValueError(f"task.seq_len and curriculum.seq_len are for token workloads; {t.name} uses task.n_points")
+            raise ValueError(
+                f"task.seq_len and curriculum.seq_len are for token workloads; {t.name} uses task.n_points"
+            )
         if 2 * t.n_points > m.n_positions:
-            raise ValueError(f"task.n_points={t.n_points} needs {2 * t.n_points} positions > model.n_positions={m.n_positions}")
+            raise ValueError(
+                f"task.n_points={t.n_points} needs {2 * t.n_points} positions > model.n_positions={m.n_positions}"
+            )
         if ev.n_points is not None and 2 * ev.n_points > m.n_positions:
-            raise ValueError(f"eval.n_points={ev.n_points} needs {2 * ev.n_points} positions > model.n_positions={m.n_positions}")
+            raise ValueError(
+                f"eval.n_points={ev.n_points} needs {2 * ev.n_points} positions > model.n_positions={m.n_positions}"
+            )
         if ev.baselines:
             from iclab.evaluation.baselines import check_positions, resolve
 
             check_positions(resolve(ev.baselines), ev.n_points or t.n_points)
         if m.drop_tokens and m.min_tokens > 2 * t.n_points:
-            raise ValueError(f"model.min_tokens={m.min_tokens} exceeds the {2 * t.n_points} tokens of a prompt "
-                             f"(task.n_points={t.n_points})")
+            raise ValueError(
+                f"model.min_tokens={m.min_tokens} exceeds the {2 * t.n_points} tokens of a prompt "
+                f"(task.n_points={t.n_points})"
+            )
 
     # --- x sampling -------------------------------------------------------------------------------
     def sample_xs(self, batch: int, n_points: int, n_dims_truncated: int, gen: torch.Generator, device) -> torch.Tensor:
@@ -133,25 +148,25 @@ class Task:
     @property
     def pool(self):
         if not self.has_pool:
-            raise ValueError(f"{type(self).__name__} has no training pool (set task.options.pool_size or prompt_pool_size)")
+            raise ValueError(
+                f"{type(self).__name__} has no training pool (set task.options.pool_size or prompt_pool_size)"
+            )
         if self._pool is None:
             from iclab.workloads.regression.functions.pool import TrainingPool
 
             self._pool = TrainingPool(self)
         return self._pool
 
-    def without_pool(self) -> "Task":
+    def without_pool(self) -> Task:
         """The same task sampling fresh functions (the test distribution); shares the pool for baselines."""
         t = copy.copy(self)
         t.use_pool = False
         return t
 
-    def with_pool(self) -> "Task":
+    def with_pool(self) -> Task:
         t = copy.copy(self)
         t.use_pool = True
         return t
-
-
 
 
 def make_task(name: str, n_dims: int, options: dict | None = None) -> Task:

@@ -44,7 +44,9 @@ class TrainingPool:
     def functions(self, device) -> object:
         """Parameters of all pool functions, batch first, on `device`."""
         if self._functions is None:
-            self._functions = self.task.sample_params(self.n_functions, self.task.n_dims, cpu_generator(self.seed, 0), "cpu")
+            self._functions = self.task.sample_params(
+                self.n_functions, self.task.n_dims, cpu_generator(self.seed, 0), "cpu"
+            )
         key = str(torch.device(device))
         if key not in self._on_device:
             self._on_device[key] = params_to(self._functions, device)

@@ -1,0 +1,72 @@
+"""Device and precision of a run: which device a config asks for, the device to load a saved run onto,
+the autocast dtype of the step, and the compile backend. Used by the trainer, by runs and by every
+analysis that loads a run (they import this module, never the trainer)."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from iclab.errors import IclabError
+
+# torch.compile backend of the step ("inductor"; tests use "aot_eager", which traces the same graphs
+# without generating code)
+COMPILE_BACKEND = "inductor"
+
+
+class TrainingError(IclabError, RuntimeError):
+    """A run that cannot start or go on (device, precision, divergence, resume); the message says why."""
+
+
+class ResumeWarning(UserWarning):
+    """Resume had to fall back (a damaged checkpoint, or none at all); the message says what it did."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise TrainingError(f"training.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"training.device={name!r} but CUDA is not available (use training.device=cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise TrainingError(f"training.device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise TrainingError(f"training.device={name!r} but MPS is not available (use training.device=cpu or auto)")
+    elif dev.type != "cpu":
+        raise TrainingError(f"training.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+def run_device(name: str) -> torch.device:
+    """The device to load a saved run onto (evaluation, sampling, analyses): its training device when this
+    machine has it, else the CPU, with a warning (a run trained on CUDA is still evaluated on a laptop)."""
+    try:
+        return resolve_device(name)
+    except TrainingError as e:
+        warnings.warn(f"{e}; loading the run on the CPU instead", ResumeWarning, stacklevel=2)
+        return torch.device("cpu")
+
+
+def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """training.dtype -> the autocast dtype of the step (None: plain fp32)."""
+    if name == "float32":
+        return None
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if name == "auto":
+        return torch.bfloat16 if cuda_bf16 else None
+    if device.type != "cuda":
+        raise TrainingError(
+            f"training.dtype=bfloat16 (autocast) is supported on CUDA only; on {device.type} the "
+            f"step runs in float32: set training.dtype=float32 (or auto)"
+        )
+    if not cuda_bf16:
+        raise TrainingError(
+            "training.dtype=bfloat16 but this CUDA device does not support bfloat16; set training.dtype=float32"
+        )
+    return torch.bfloat16
