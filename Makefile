@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: install quickstart test test-all bench clean
+.PHONY: install quickstart lint test test-all bench clean
 
 $(BIN)/iclab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,11 @@ install: $(BIN)/iclab
 quickstart: install
 	$(BIN)/iclab train configs/quickstart.yaml --out runs/quickstart --overwrite
 
-test: install
+lint: install
+	$(BIN)/ruff check iclab tests benchmarks scripts
+	$(BIN)/ruff format --check iclab tests benchmarks scripts
+
+test: install lint
 	$(BIN)/python -m pytest -q -n 2
 
 test-all: install

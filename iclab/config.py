@@ -6,6 +6,9 @@ parts (a task's, an optimizer's) are validated against the schema that part decl
 
 from __future__ import annotations
 
+import difflib
+import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -169,8 +172,8 @@ class ModelConfig(Strict):
     io_init: Literal["torch", "gpt2"] = Field(
         "torch",
         description="init of read-in and read-out: torch = nn.Linear's default, uniform(+-1/sqrt(fan_in)), as in "
-        "Garg et al.'s and Yang et al.'s code (their read-in/out sit outside the GPT-2 backbone); gpt2 = N(0, 0.02) like "
-        "the blocks. The larger read-in leaves the ICL plateau several times sooner (see README)",
+        "Garg et al.'s and Yang et al.'s code (their read-in/out sit outside the GPT-2 backbone); "
+        "gpt2 = N(0, 0.02) like the blocks. The larger read-in leaves the ICL plateau several times sooner (see README)",
     )
     read_in_std: float | None = Field(
         None,
@@ -422,6 +425,7 @@ class Config(Strict):
             raise ValueError(
                 f"training.warmup_steps={self.training.warmup_steps} exceeds training.steps={self.training.steps}"
             )
+        _warn_schedule(self.training)
         TASKS.get(t.name).check_config(self)  # the workload family's own checks (lengths, positions, baselines)
         return self
 
@@ -430,13 +434,76 @@ class ConfigError(IclabError, ValueError):
     """A config that cannot run; the message names the key and the problem."""
 
 
+class ScheduleWarning(UserWarning):
+    """A learning-rate schedule that runs but not as its name says (all warmup, a decay that never happens)."""
+
+
+def _warn_schedule(t: TrainingConfig) -> None:
+    """Warn, with the numbers, about a schedule whose warmup or decay does not happen as configured."""
+    W, T = t.warmup_steps, t.steps
+    if t.schedule == "constant":
+        if W and not OPTIMIZERS.get(t.optimizer.name).schedule_free:
+            warnings.warn(
+                f"training.warmup_steps={W} has no effect with training.schedule=constant (the lr is constant from "
+                "step 0); choose a schedule with warmup (warmup_cosine, warmup_stable_decay, linear_decay, "
+                "inverse_sqrt) or set training.warmup_steps=0",
+                ScheduleWarning,
+                stacklevel=2,
+            )
+        return
+    if W >= T:
+        warnings.warn(
+            f"training.warmup_steps={W} >= training.steps={T}: the whole run is warmup and the "
+            f"{t.schedule} schedule never decays; lower training.warmup_steps (e.g. {max(1, T // 10)})",
+            ScheduleWarning,
+            stacklevel=2,
+        )
+    elif t.schedule == "warmup_stable_decay":
+        decay = max(1, round(t.decay_fraction * T))
+        if W > T - decay:
+            warnings.warn(
+                f"training.warmup_steps={W} runs into the decay of the last {decay} steps "
+                f"(decay_fraction={t.decay_fraction} of training.steps={T}): the lr never holds its peak",
+                ScheduleWarning,
+                stacklevel=2,
+            )
+    elif t.schedule in ("warmup_cosine", "linear_decay") and t.min_lr_ratio == 1.0:
+        warnings.warn(
+            f"training.min_lr_ratio=1.0: the {t.schedule} schedule never decays (the lr stays at its peak)",
+            ScheduleWarning,
+            stacklevel=2,
+        )
+
+
+def _section_fields(loc: tuple) -> list[str]:
+    """The keys known at the section that `loc` (a validation error's location, without the key) points to."""
+    model: Any = Config
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        candidates = [a for a in (typing.get_args(ann) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(getattr(model, "model_fields", {}))
+
+
+def _did_you_mean(loc: tuple) -> str:
+    if not loc:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), _section_fields(loc[:-1]), n=1, cutoff=0.6)
+    return f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else ""
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "<root>"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + _did_you_mean(tuple(e["loc"]))
         lines.append(
             f"{loc}: {msg}"
             + (
@@ -478,6 +545,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a directory; a config file (YAML) is expected here"
+            + (" (it is a run directory: its config is config.yaml)" if (path / "config.yaml").is_file() else "")
+        )
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
