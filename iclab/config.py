@@ -173,7 +173,8 @@ class ModelConfig(Strict):
         "torch",
         description="init of read-in and read-out: torch = nn.Linear's default, uniform(+-1/sqrt(fan_in)), as in "
         "Garg et al.'s and Yang et al.'s code (their read-in/out sit outside the GPT-2 backbone); "
-        "gpt2 = N(0, 0.02) like the blocks. The larger read-in leaves the ICL plateau several times sooner (see README)",
+        "gpt2 = N(0, 0.02) like the blocks. The larger read-in leaves the ICL plateau several times sooner "
+        "(see README)",
     )
     read_in_std: float | None = Field(
         None,
