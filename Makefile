@@ -4,14 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: install quickstart lint test test-all bench clean
+.PHONY: install quickstart lint docs test test-all bench clean
 
 $(BIN)/iclab: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first (CPU build here); GPU users: make TORCH=torch ... or install their own torch beforehand
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,docs]"
 	touch $@
 
 install: $(BIN)/iclab
@@ -23,7 +23,10 @@ lint: install
 	$(BIN)/ruff check iclab tests benchmarks scripts
 	$(BIN)/ruff format --check iclab tests benchmarks scripts
 
-test: install lint
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: install lint docs
 	$(BIN)/python -m pytest -q -n 2
 
 test-all: install
@@ -33,4 +36,4 @@ bench: install
 	$(BIN)/iclab bench --quick --out runs/bench.json
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build/site

@@ -35,7 +35,9 @@ class Strict(BaseModel):
 
 
 class TaskConfig(Strict):
-    name: str = "linear_regression"
+    name: str = Field(
+        "linear_regression", description="the task (`iclab list tasks`): a function class or a token workload"
+    )
 
     @field_validator("name")
     @classmethod
@@ -77,7 +79,10 @@ class AttentionConfig(Strict):
     self-attention and cross heads that read the K/V of earlier layers; give `allocation` (heads for self,
     layer i-1, layer i-2, ...; or one such list per layer) or `all_layers: true` (one head per earlier layer)."""
 
-    name: Literal["causal", "reflex"] = "causal"
+    name: Literal["causal", "reflex"] = Field(
+        "causal",
+        description="causal self-attention, or Reflex (heads split between the current layer and earlier layers' K/V)",
+    )
     allocation: list[int] | list[list[int]] | None = Field(
         None,
         description="reflex: heads per source [self, i-1, i-2, ...] for every layer (a layer lacking a source "
@@ -133,7 +138,7 @@ class AttentionConfig(Strict):
 
 
 class ModelConfig(Strict):
-    name: str = "gpt2"
+    name: str = Field("gpt2", description="the model family (`iclab list models`)")
 
     @field_validator("name")
     @classmethod
@@ -141,16 +146,18 @@ class ModelConfig(Strict):
         MODELS.get(v)
         return v
 
-    n_embd: int = Field(256, gt=0)
+    n_embd: int = Field(256, gt=0, description="model width")
     n_layer: int = Field(
         12,
         gt=0,
         validation_alias=AliasChoices("n_layer", "layers_per_loop"),
         description="distinct blocks; in a looped model, the blocks of one loop iteration",
     )
-    n_head: int = Field(8, gt=0)
+    n_head: int = Field(8, gt=0, description="attention heads per block (n_embd must divide by it)")
     n_positions: int = Field(256, gt=0, description="max tokens (2 per point) the position table holds")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout after attention, MLP and embeddings (training only)"
+    )
     loops: int = Field(1, gt=0, description="b: how many times the block group is applied")
     loop_window: int | None = Field(None, gt=0, description="T: loss averages the last T iterations (default b)")
     loop_loss: Literal["mean", "last"] = Field(
@@ -158,9 +165,18 @@ class ModelConfig(Strict):
         description="mean: the loss averages the predictions of the last T iterations (Yang et al.); last: "
         "only the final iteration's prediction counts, the gradient still flows through the last T iterations",
     )
-    injection: Literal["add", "mul", "none"] = "add"
-    pos_embedding: Literal["every_loop", "once"] = "every_loop"
-    final_norm: Literal["every_loop", "once"] = "every_loop"
+    injection: Literal["add", "mul", "none"] = Field(
+        "add", description="looped models: input injection, h_{t+1} = f(h_t + e) (add) or f(h_t * e) (mul)"
+    )
+    pos_embedding: Literal["every_loop", "once"] = Field(
+        "every_loop",
+        description="looped models: add the position embedding at every loop iteration or once before the first",
+    )
+    final_norm: Literal["every_loop", "once"] = Field(
+        "every_loop",
+        description="looped models: the final layer norm after every iteration (read-out of each) or once "
+        "after the last",
+    )
     drop_tokens: int = Field(
         0, ge=0, description="d: iteration t (0-based) sees only the last max(2n - t*d, min_tokens) tokens"
     )
@@ -214,7 +230,7 @@ class ModelConfig(Strict):
 
 
 class OptimizerConfig(Strict):
-    name: str = "adam"
+    name: str = Field("adam", description="the optimizer (`iclab list optimizers`)")
 
     @field_validator("name")
     @classmethod
@@ -253,10 +269,10 @@ class ScheduleConfig(Strict):
     rounded down to start + a multiple of inc. See iclab/training/curriculum.py for each shape's definition.
     """
 
-    shape: str = "step"
-    start: int = Field(gt=0)
-    end: int = Field(gt=0)
-    inc: int = Field(1, gt=0)
+    shape: str = Field("step", description="how the value grows (`iclab list curricula`): step, linear, sqrt, log, cos")
+    start: int = Field(gt=0, description="the value at step 0")
+    end: int = Field(gt=0, description="the final value (reached and held)")
+    inc: int = Field(1, gt=0, description="the size of one level: values are start + a multiple of inc")
     interval: int = Field(
         2000, gt=0, description="step: steps per level; log: hold time of the first level; cos: period"
     )
@@ -281,9 +297,11 @@ class CurriculumConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    steps: int = Field(500_000, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(1e-4, gt=0)
+    steps: int = Field(500_000, gt=0, description="training steps (optimizer updates)")
+    batch_size: int = Field(
+        64, gt=0, description="prompts or sequences per step (the global batch, split over data-parallel ranks)"
+    )
+    lr: float = Field(1e-4, gt=0, description="peak learning rate (the schedule multiplies it)")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: Literal["constant", "warmup_cosine", "warmup_stable_decay", "linear_decay", "inverse_sqrt"] = Field(
         "constant",
@@ -292,13 +310,13 @@ class TrainingConfig(Strict):
         "of the steps; linear_decay: linear warmup, then linear to min_lr_ratio at the last step; inverse_sqrt: linear "
         "warmup, then sqrt(warmup_steps / (step + 1)), floored at min_lr_ratio (iclab/training/optim/schedules.py)",
     )
-    warmup_steps: int = Field(0, ge=0)
-    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    warmup_steps: int = Field(0, ge=0, description="linear warmup steps of every schedule but constant")
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="the lr factor a decaying schedule ends at")
     decay_fraction: float = Field(
         0.2, gt=0.0, le=1.0, description="warmup_stable_decay: share of the steps spent decaying"
     )
-    grad_clip: float | None = Field(1.0, gt=0)
-    device: str = "auto"
+    grad_clip: float | None = Field(1.0, gt=0, description="clip the total gradient norm to this (null: no clipping)")
+    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps")
     compile: bool = Field(False, description="torch.compile the model (see compile_scope)")
     compile_scope: Literal["blocks", "model"] = Field(
         "blocks",
@@ -329,7 +347,11 @@ class TrainingConfig(Strict):
         description="fine-tuning: a run directory (its model.safetensors) or an iclab weights file whose weights "
         "initialize the model; the architecture and the vocabulary (token workloads) must match",
     )
-    nonfinite: Literal["stop", "skip"] = "stop"
+    nonfinite: Literal["stop", "skip"] = Field(
+        "stop",
+        description="a non-finite loss or gradient: stop (keep the last good checkpoint) or skip the step "
+        "(checks every step)",
+    )
     max_skipped_steps: int = Field(10, ge=0, description="with nonfinite=skip: stop after this many bad steps")
 
     @model_validator(mode="after")
@@ -349,10 +371,15 @@ class TrainingConfig(Strict):
 
 
 class EvalConfig(Strict):
-    n_prompts: int = Field(1000, gt=0)
+    n_prompts: int = Field(1000, gt=0, description="regression: prompts the evaluation averages over")
     n_points: int | None = Field(None, gt=0, description="prompt length at evaluation (default: task.n_points)")
-    batch_size: int = Field(500, gt=0)
-    seed: int = Field(12345, ge=0, lt=2**63)
+    batch_size: int = Field(500, gt=0, description="prompts per evaluation batch")
+    seed: int = Field(
+        12345,
+        ge=0,
+        lt=2**63,
+        description="seed of the evaluation prompts (the same for every run: runs are compared on the same data)",
+    )
     loops: int | None = Field(None, gt=0, description="loop iterations at evaluation (default: model.loops)")
     max_loops: int | None = Field(
         None,
@@ -381,8 +408,10 @@ class EvalConfig(Strict):
 
 
 class LoggingConfig(Strict):
-    log_every: int = Field(100, gt=0)
-    ckpt_every: int = Field(1000, gt=0)
+    log_every: int = Field(
+        100, gt=0, description="steps between metrics.jsonl records (the only host syncs of training)"
+    )
+    ckpt_every: int = Field(1000, gt=0, description="steps between checkpoints")
     keep_last: int = Field(2, gt=0, description="recent checkpoints kept besides milestones")
     milestone_every: int | None = Field(None, gt=0, description="checkpoints at multiples of this are kept forever")
     val_examples: int = Field(
@@ -393,10 +422,10 @@ class LoggingConfig(Strict):
         "val/loss); 0: none (the LM's is task.options.log_val_windows, modular arithmetic "
         "and classification log their whole held-out set)",
     )
-    tensorboard: bool = True
-    wandb: bool = False
-    wandb_project: str = "iclab"
-    progress: bool = True
+    tensorboard: bool = Field(True, description="write TensorBoard event files into RUN_DIR/tensorboard")
+    wandb: bool = Field(False, description="log to Weights & Biases too (pip install 'iclab[wandb]')")
+    wandb_project: str = Field("iclab", description="the W&B project")
+    progress: bool = Field(True, description="show a progress bar while training")
 
 
 class Config(Strict):
