@@ -10,8 +10,8 @@ from _faultkit import write_yaml
 from typer.testing import CliRunner
 
 from iclab.cli import app
-from iclab.compare import CompareError, parse_seeds
 from iclab.config import validate
+from iclab.experiments import GridError, parse_seeds
 from iclab.stats import t_interval
 from iclab.workloads import make_workload
 
@@ -36,7 +36,7 @@ def test_t_interval_against_a_hand_computation():
 
 def test_parse_seeds():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("2-4") == [2, 3, 4] and parse_seeds("1,5") == [1, 5]
-    with pytest.raises(CompareError, match="--seeds 'x'"):
+    with pytest.raises(GridError, match="--seeds 'x'"):
         parse_seeds("x")
 
 

@@ -19,7 +19,9 @@ def sweep(
     sweep_dir: Optional[Path] = typer.Argument(None, help="(iclab sweep status SWEEP_DIR) the sweep to report on"),
     grid: Optional[list[str]] = typer.Option(None, "--grid", "-g", help="key=v1,v2 (repeatable: the product of all)"),
     seeds: str = typer.Option("1", "--seeds", help="a count (3 = seeds 0,1,2), a range (0-4) or a list (1,5,7)"),
-    backend: str = typer.Option("local", "--backend", help="local (process pool) | ray | slurm (submitit)"),
+    backend: str = typer.Option(
+        "local", "--backend", help="local (process pool) | pool (persistent workers) | inline | ray | slurm (submitit)"
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", help="runs at a time (default: min(runs, CPU cores))"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="sweep directory (default: runs/sweep-<config name>)"),
     set_: Optional[list[str]] = typer.Option(
@@ -42,7 +44,8 @@ def sweep(
     import yaml
 
     from iclab.config import ConfigError
-    from iclab.sweep import GridError, SweepError, core, parse_seeds
+    from iclab.experiments import ExperimentError, parse_seeds
+    from iclab.sweep import SweepError, core
 
     try:
         if config == "status":
@@ -79,7 +82,7 @@ def sweep(
             log=lambda m: typer.echo(m, err=True),
             options=options,
         )
-    except (GridError, SweepError) as e:
+    except ExperimentError as e:
         raise ConfigError(str(e)) from None
     from iclab.sweep.aggregate import table
 

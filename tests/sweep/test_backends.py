@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from iclab.cli import app
 from iclab.config import validate
-from iclab.sweep import Job, run_many
+from iclab.experiments import Job, run_many
 
 TINY = {
     "seed": 0,
