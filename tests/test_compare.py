@@ -85,3 +85,13 @@ def test_loop_loss_last_trains_only_the_final_iteration():
     assert torch.allclose(
         make_workload(mean).loss(model, (xs, ys), {"loops": 3}), sum(((p - ys) ** 2).mean() for p in preds) / 3
     )
+
+
+def test_a_run_that_cannot_start_is_exit_2_and_writes_nothing(tmp_path):
+    cfg = _cfg()
+    cfg["training"]["device"] = "cuda:99"
+    a = write_yaml(tmp_path / "a.yaml", cfg)
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", str(a), "--seeds", "1", "--out", str(out)])
+    assert r.exit_code == 2 and "1 run(s) did not finish" in r.output and "cuda:99" in r.output, r.output
+    assert not out.exists()

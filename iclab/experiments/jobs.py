@@ -10,8 +10,9 @@ idempotent:
 - train: anything else starts fresh;
 - identity: a run directory holding another config is a failure, not a silent reuse. Settings that do not
   change results (`VOLATILE`: torch threads, the progress bar, TensorBoard) are not compared;
-- failure: a job that fails writes `RUN_DIR/failed.json` (the one-line error and the traceback) and never
-  raises, so the other jobs go on; Ctrl-C / SIGTERM make it "interrupted" (the trainer checkpointed).
+- failure: a job that fails writes `RUN_DIR/failed.json` (the one-line error and the traceback; nothing
+  when it failed before the directory existed) and never raises, so the other jobs go on; Ctrl-C or
+  SIGTERM make it "interrupted" (the trainer checkpointed).
 
 Every job that trained writes `RUN_DIR/timing.json`: wall_s (its training + evaluation time, summed over
 resumed attempts), started and ended (Unix times of the last attempt).
@@ -151,8 +152,11 @@ def failure(run_dir: Path) -> dict | None:
 
 
 def mark_failed(run_dir: Path, error: str, tb: str = "") -> None:
+    """Write failed.json into the run directory; a run that failed before creating it (a bad device, a model
+    that does not build) leaves nothing behind and is reported through its result only."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if not run_dir.is_dir():
+        return
     write_json(run_dir / FAILED, {"error": error, "traceback": tb, "time": time.time(), "pid": os.getpid()})
 
 
