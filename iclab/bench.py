@@ -52,6 +52,7 @@ from pathlib import Path
 import torch
 
 from iclab.config import Config, ConfigError, CurriculumConfig, load_config, validate
+from iclab.experiments.throughput import sync, time_steps
 from iclab.models.flops import predict_flops
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,11 +134,6 @@ def resolve_cases(
 
 
 # --- device helpers ---------------------------------------------------------------------------------------------
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 3) -> float:
     """Matmul FLOP/s of an n x n x n matmul in `dtype` (median of `reps` after one warm-up)."""
     return _peak(device, dtype, n, reps)[0]
@@ -244,17 +240,10 @@ class Case:
 
 
 def _run_steps(case: Case, n: int) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of n training steps."""
-    tr = case.trainer
-    sync(tr.device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    loss = None
-    for _ in range(n):
-        loss, _ = tr.train_step(case.next_step)
-        case.next_step += 1
-    loss.item()  # one host read after the timed steps: the queued work is finished
-    sync(tr.device)
-    return time.perf_counter() - t0, time.process_time() - c0
+    """(wall seconds, process CPU seconds) of the next n training steps (the shared timer)."""
+    secs = time_steps(case.trainer, range(case.next_step, case.next_step + n))
+    case.next_step += n
+    return secs
 
 
 def prepare(case: Case, warmup: int, target_s: float, min_steps: int, tmp: Path, log=print) -> None:

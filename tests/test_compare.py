@@ -10,8 +10,8 @@ from _faultkit import write_yaml
 from typer.testing import CliRunner
 
 from iclab.cli import app
-from iclab.compare import CompareError, parse_seeds
 from iclab.config import validate
+from iclab.experiments import GridError, parse_seeds
 from iclab.stats import t_interval
 from iclab.workloads import make_workload
 
@@ -36,7 +36,7 @@ def test_t_interval_against_a_hand_computation():
 
 def test_parse_seeds():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("2-4") == [2, 3, 4] and parse_seeds("1,5") == [1, 5]
-    with pytest.raises(CompareError, match="--seeds 'x'"):
+    with pytest.raises(GridError, match="--seeds 'x'"):
         parse_seeds("x")
 
 
@@ -85,3 +85,13 @@ def test_loop_loss_last_trains_only_the_final_iteration():
     assert torch.allclose(
         make_workload(mean).loss(model, (xs, ys), {"loops": 3}), sum(((p - ys) ** 2).mean() for p in preds) / 3
     )
+
+
+def test_a_run_that_cannot_start_is_exit_2_and_writes_nothing(tmp_path):
+    cfg = _cfg()
+    cfg["training"]["device"] = "cuda:99"
+    a = write_yaml(tmp_path / "a.yaml", cfg)
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", str(a), "--seeds", "1", "--out", str(out)])
+    assert r.exit_code == 2 and "1 run(s) did not finish" in r.output and "cuda:99" in r.output, r.output
+    assert not out.exists()

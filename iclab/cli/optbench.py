@@ -29,12 +29,14 @@ def optbench(
     backend: str = typer.Option(
         "pool",
         "--backend",
-        help="pool (persistent worker processes), inline (this process), or an iclab sweep backend: local, ray, slurm",
+        help="a backend of the run engine: pool (persistent worker processes), inline (this process), local "
+        "(a fresh process per trial), ray, slurm",
     ),
     set_: list[str] = typer.Option(
         [],
         "--set",
-        help="override in every workload's config, before the submission's keys (key=value, repeatable; changes the trials' hashes)",
+        help="override in every workload's config, before the submission's keys (key=value, repeatable; changes "
+        "the trials' hashes)",
     ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="rerun trials that failed before (e.g. diverged)"),
     report_only: bool = typer.Option(False, "--report-only", help="only read the finished trials and write the report"),
@@ -42,7 +44,7 @@ def optbench(
     """Run (or resume) an optimizer benchmark and write its tables and figures: time to target per workload and
     submission, the share of trials reaching it, performance profiles and scores (AlgoPerf's definitions)."""
     from iclab.optbench import run_benchmark, spec_path_of
-    from iclab.optbench.bench import scores_markdown, ttt_markdown
+    from iclab.optbench.report import scores_markdown, ttt_markdown
 
     path = spec_path_of(str(spec) if spec else None, scale)
     res = run_benchmark(

@@ -198,16 +198,16 @@ def compare(
     backend: Optional[str] = typer.Option(
         None,
         "--backend",
-        help="train the missing runs through iclab sweep's backend: "
-        "local (process pool) | ray | slurm (default: one after another here)",
+        help="how the runs are trained (iclab/experiments): inline (default: one after another here) | "
+        "local (process pool) | pool (persistent workers) | ray | slurm",
     ),
     workers: Optional[int] = typer.Option(None, "--workers", help="with --backend: runs at a time"),
 ):
     """Train every config at every seed (reusing finished runs) and tabulate the headline metric, mean +- 95% CI."""
-    from iclab.compare import CompareError, parse_seeds, table
     from iclab.compare import compare as run_compare
+    from iclab.compare import table
     from iclab.config import ConfigError
-    from iclab.sweep import SweepError
+    from iclab.experiments import ExperimentError, parse_seeds
 
     try:
         res = run_compare(
@@ -219,6 +219,6 @@ def compare(
             backend=backend,
             workers=workers,
         )
-    except (CompareError, SweepError) as e:
+    except ExperimentError as e:
         raise ConfigError(str(e)) from None
     typer.echo(table(res) + f"wrote {out}/compare.json, compare.csv, compare.md, compare.png")

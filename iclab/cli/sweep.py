@@ -19,7 +19,9 @@ def sweep(
     sweep_dir: Optional[Path] = typer.Argument(None, help="(iclab sweep status SWEEP_DIR) the sweep to report on"),
     grid: Optional[list[str]] = typer.Option(None, "--grid", "-g", help="key=v1,v2 (repeatable: the product of all)"),
     seeds: str = typer.Option("1", "--seeds", help="a count (3 = seeds 0,1,2), a range (0-4) or a list (1,5,7)"),
-    backend: str = typer.Option("local", "--backend", help="local (process pool) | ray | slurm (submitit)"),
+    backend: str = typer.Option(
+        "local", "--backend", help="local (process pool) | pool (persistent workers) | inline | ray | slurm (submitit)"
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", help="runs at a time (default: min(runs, CPU cores))"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="sweep directory (default: runs/sweep-<config name>)"),
     set_: Optional[list[str]] = typer.Option(
@@ -39,10 +41,9 @@ def sweep(
 ):
     """Train CONFIG at every grid point x seed into one directory (finished runs reused, interrupted ones
     resumed), then tabulate each point's final metrics as mean +- 95% CI over seeds (table.md/csv/json/png)."""
-    import yaml
-
     from iclab.config import ConfigError
-    from iclab.sweep import GridError, SweepError, core, parse_seeds
+    from iclab.experiments import ExperimentError, parse_seeds
+    from iclab.sweep import SweepError, core
 
     try:
         if config == "status":
@@ -52,18 +53,7 @@ def sweep(
             return
         if sweep_dir is not None:
             raise SweepError(f"unexpected argument {sweep_dir}: overrides for every run go in --set, grids in --grid")
-        options: dict = {}
-        for item in slurm_option or []:
-            if "=" not in item:
-                raise SweepError(f"--slurm-option {item!r}: use key=value")
-            k, v = item.split("=", 1)
-            options[k] = yaml.safe_load(v)
-        if options and backend != "slurm":
-            raise SweepError("--slurm-option needs --backend slurm")
-        if ray_address:
-            if backend != "ray":
-                raise SweepError("--ray-address needs --backend ray")
-            options["address"] = ray_address
+        options = backend_options(backend, slurm_option or [], ray_address)
         cfg_path = Path(config)
         out = out or Path("runs") / f"sweep-{cfg_path.stem}"
         t0 = time.perf_counter()
@@ -79,7 +69,7 @@ def sweep(
             log=lambda m: typer.echo(m, err=True),
             options=options,
         )
-    except (GridError, SweepError) as e:
+    except ExperimentError as e:
         raise ConfigError(str(e)) from None
     from iclab.sweep.aggregate import table
 
@@ -93,3 +83,24 @@ def sweep(
         typer.secho(f"failed: {r.run_dir}: {r.error}", fg="red", err=True)
     if failed:
         raise typer.Exit(1)
+
+
+def backend_options(backend: str, slurm_option: list[str], ray_address: str | None) -> dict:
+    """The engine's backend options from --slurm-option key=value (values read as YAML) and --ray-address."""
+    import yaml
+
+    from iclab.sweep import SweepError
+
+    options: dict = {}
+    for item in slurm_option:
+        if "=" not in item:
+            raise SweepError(f"--slurm-option {item!r}: use key=value")
+        k, v = item.split("=", 1)
+        options[k] = yaml.safe_load(v)
+    if options and backend != "slurm":
+        raise SweepError("--slurm-option needs --backend slurm")
+    if ray_address:
+        if backend != "ray":
+            raise SweepError("--ray-address needs --backend ray")
+        options["address"] = ray_address
+    return options

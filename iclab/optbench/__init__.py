@@ -3,9 +3,10 @@
     spec.py      the benchmark spec (workloads with targets and budgets, submissions with search spaces),
                  seeded sampling of trials, a trial's config and its hash
     profiles.py  performance ratios, profiles rho(tau) and the score (area under the profile up to r_max)
-    bench.py     plan -> run (trials through iclab.sweep's jobs) -> collect (time to target from
-                 metrics.jsonl) -> aggregate (external tuning: fastest trial per study, median over studies)
-                 -> report (tables, figures)
+    bench.py     plan -> run (trials as jobs of the run engine, iclab/experiments) -> collect (time to
+                 target from metrics.jsonl, iclab/experiments/metrics.py) -> aggregate (external tuning:
+                 fastest trial per study, median over studies)
+    report.py    the tables and figures
 
 `run_benchmark(spec_path, out)` is the whole pipeline; the CLI is iclab/cli/optbench.py.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from iclab.experiments import BACKENDS
 from iclab.optbench.profiles import performance_ratios, profile, score, scores
 from iclab.optbench.spec import BenchSpec, OptbenchError, load_spec
 
@@ -31,7 +33,6 @@ __all__ = [
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "optbench"
 SCALES = {"default": "default.yaml", "full": "full.yaml"}
-BACKENDS = ("pool", "inline", "local", "ray", "slurm")  # pool/inline: iclab/optbench/bench.py; the rest: iclab.sweep
 
 
 def spec_path_of(spec: str | None, scale: str) -> Path:
@@ -61,6 +62,7 @@ def run_benchmark(
     """Plan, run (unless report_only), collect and report a benchmark; returns {"out", "run", "aggregate"}."""
     from iclab.files import write_text
     from iclab.optbench import bench
+    from iclab.optbench.report import report
 
     if backend not in BACKENDS:
         raise OptbenchError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -91,5 +93,5 @@ def run_benchmark(
     elif not out.is_dir():
         raise OptbenchError(f"--report-only: {out} does not exist (run the benchmark first)")
     bench.collect(spec, trial_list)
-    agg = bench.report(spec, trial_list, out, info)
+    agg = report(spec, trial_list, out, info)
     return {"out": out, "run": info, "aggregate": agg, "spec": spec}

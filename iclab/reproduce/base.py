@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iclab.config import Config
+from iclab.files import read_jsonl
 from iclab.stats import fmt_ci, mean_ci  # noqa: F401  (the entries take them from here)
 
 
@@ -57,7 +58,7 @@ class Run:
         return self.json("eval.json")
 
     def metrics(self) -> list[dict]:
-        return [json.loads(ln) for ln in (self.dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+        return read_jsonl(self.dir / "metrics.jsonl")
 
 
 Runs = dict[str, list[Run]]  # label -> one run per seed

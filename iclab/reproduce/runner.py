@@ -1,10 +1,11 @@
 """Run a reproduction entry: train (or reuse) its runs, evaluate, check, draw, write the result and a report.
 
 Runs live in OUT/runs/<config stem>-<digest>/seed<s>, the digest taken over the whole config except the
-seed and the settings that do not change results (threads, progress bar, TensorBoard), so entries that
-share a config share its runs, a finished run is reused, an interrupted one resumed, and a config edited
-since gets new runs instead of stale ones. Each entry writes OUT/<name>/<scale>/result.json, figure.png
-and report.html.
+seed and the settings that do not change results (threads, progress bar, TensorBoard: the engine's
+`VOLATILE`), so entries that share a config share its runs, and a config edited since gets new runs
+instead of stale ones. The runs are jobs of the run engine (iclab/experiments): a finished run is reused,
+an interrupted one resumed, a failed one reported after the others finished. Each entry writes
+OUT/<name>/<scale>/result.json, figure.png and report.html.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import iclab
 from iclab.config import Config, load_config
 from iclab.errors import IclabError
+from iclab.experiments import Job, run_many, wall_seconds
+from iclab.experiments.jobs import VOLATILE
 from iclab.files import write_json
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict
@@ -27,7 +30,6 @@ class ReproduceError(IclabError, ValueError):
 
 
 REPO = Path(iclab.__file__).resolve().parents[1]
-_VOLATILE = {("training", "threads"), ("logging", "progress"), ("logging", "tensorboard")}
 
 
 def config_path(rel: str) -> Path:
@@ -61,7 +63,7 @@ def config_digest(cfg: Config) -> str:
             except ValueError:  # an options model with a required field: keep the whole dict
                 continue
             holder[path[-1]] = {k: v for k, v in holder[path[-1]].items() if defaults.get(k, object()) != v}
-    for section, key in _VOLATILE:
+    for section, key in VOLATILE:
         data.get(section, {}).pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -112,8 +114,7 @@ def plan(
 
 
 def _wall(run: Run) -> float:
-    t = run.dir / "timing.json"
-    return json.loads(t.read_text()).get("wall_s", 0.0) if t.is_file() else 0.0
+    return wall_seconds(run.dir) or 0.0
 
 
 def reproduce(
@@ -171,33 +172,23 @@ def reproduce(
 
 
 def _train_all(runs: list[Run], workers: int, log) -> None:
-    from iclab.compare import _done, run_one
-
-    commands = [r for r in runs if r.command is not None]
-    runs = [r for r in runs if r.command is None]
-    for r in commands:
-        _run_command(r, log)
-    todo = [r for r in runs if not _done(r.dir)]
+    """Commands in this process; trained runs through the engine (inline, or `workers` local processes)."""
     for r in runs:
-        if _done(r.dir):
-            log(f"  {r.dir}: finished, reused")
-    if not todo:
-        return
-    if workers > 1:  # a local process pool (iclab sweep's), workers x threads = cores
-        from iclab.sweep import run_many
+        if r.command is not None:
+            _run_command(r, log)
+    jobs = [Job(_quiet(r.cfg), r.dir) for r in runs if r.command is None]
+    results = run_many(jobs, backend="local" if workers > 1 else "inline", workers=workers, log=log)
+    if any(res.state == "interrupted" for res in results):
+        raise KeyboardInterrupt("interrupted")
+    failed = [f"{res.run_dir}: {res.error}" for res in results if not res.finished]
+    if failed:
+        raise ReproduceError("runs failed (the others are kept): " + "; ".join(failed))
 
-        results = run_many([(r.cfg, r.dir) for r in todo], backend="local", workers=workers, log=log)
-        failed = [f"{res.run_dir}: {res.error}" for res in results if res.state not in ("done", "reused")]
-        for res in results:
-            if res.state == "done" and res.wall_s is not None and not (res.run_dir / "timing.json").is_file():
-                write_json(res.run_dir / "timing.json", {"wall_s": res.wall_s})
-        if failed:
-            raise ReproduceError("runs failed (the others are kept): " + "; ".join(failed))
-        return
-    for r in todo:
-        cfg = r.cfg.model_copy(deep=True)
-        cfg.logging.progress = False
-        run_one(cfg, r.dir, log=log)
+
+def _quiet(cfg: Config) -> Config:
+    cfg = cfg.model_copy(deep=True)
+    cfg.logging.progress = False
+    return cfg
 
 
 def _run_command(r: Run, log) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 
 import torch
 
 from iclab.config import Config
+from iclab.experiments.throughput import time_steps
 
 
 def steps_per_s(cfgs: list[Config], steps: int = 5, rounds: int = 3, warmup: int = 2, threads: int = 1) -> list[float]:
@@ -28,12 +28,8 @@ def steps_per_s(cfgs: list[Config], steps: int = 5, rounds: int = 3, warmup: int
         rates = [[] for _ in trainers]
         for _ in range(rounds):
             for i, t in enumerate(trainers):
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    t.train_step(t.cfg.training.steps - 1)
-                if t.device.type == "cuda":
-                    torch.cuda.synchronize(t.device)
-                rates[i].append(steps / (time.perf_counter() - t0))
+                wall, _ = time_steps(t, [t.cfg.training.steps - 1] * steps)
+                rates[i].append(steps / wall)
         return [statistics.median(r) for r in rates]
     finally:
         torch.set_num_threads(old)

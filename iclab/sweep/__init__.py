@@ -1,41 +1,11 @@
-"""Many runs: a config over a grid x seeds through a backend (local process pool, Ray, SLURM/submitit).
+"""`iclab sweep`: a config over a grid x seeds, run through the engine (iclab/experiments), in one table.
 
-The Python API other tools call (e.g. an optimizer benchmark running its trials):
+    core.py       plan (sweep.json), run_sweep, summarize, status
+    aggregate.py  per point: every final metric as mean +- 95% CI over seeds, time to target; table and figure
 
-    from iclab.sweep import Job, run_many
-    results = run_many([Job(cfg, Path("runs/x/seed0")), ...], backend="local", workers=None)
-    # -> [JobResult(run_dir, state: "done" | "reused" | "failed" | "interrupted", error, wall_s)], in order
-
-`run_sweep` / `summarize` / `status` are `iclab sweep` (iclab/sweep/core.py).
+The engine itself (jobs, backends, grid and seed parsing) is `iclab.experiments`.
 """
 
-from iclab.sweep.backends import BACKENDS, SweepError, run_many
-from iclab.sweep.grid import GridError, expand, parse_grid, parse_seeds, parse_target
-from iclab.sweep.jobs import Job, JobResult, execute_job, is_done, run_state
+from iclab.sweep.core import SweepError, run_sweep, status, summarize
 
-__all__ = [
-    "BACKENDS",
-    "GridError",
-    "Job",
-    "JobResult",
-    "SweepError",
-    "execute_job",
-    "expand",
-    "is_done",
-    "parse_grid",
-    "parse_seeds",
-    "parse_target",
-    "run_many",
-    "run_state",
-    "run_sweep",
-    "status",
-    "summarize",
-]
-
-
-def __getattr__(name):  # core imports the config machinery: load it on first use
-    if name in ("run_sweep", "status", "summarize"):
-        from iclab.sweep import core
-
-        return getattr(core, name)
-    raise AttributeError(name)
+__all__ = ["SweepError", "run_sweep", "status", "summarize"]

@@ -5,9 +5,9 @@ Final metrics of a run: the workload's headline number from eval.json (regressio
 language model: validation bits; ...) and every numeric key of the last metrics.jsonl record except the
 step, lr, steps_per_s and curriculum values (loss, and e.g. val/loss or heldout/accuracy), plus the
 training wall time (timing.json) and the median steps/s. Time to target (`--target loss<=0.1`): the first
-logged step whose metric is at or past the value, and the training wall-clock to that step (the logged
-`train_seconds`, time in training steps only; for runs without it, summed from the logged steps/s); a seed that never reaches it counts as not reached (the table says k/n reached, and the
-mean is over those that did).
+logged step whose metric is at or past the value, and the training clock at that step
+(iclab/experiments/metrics.py defines both); a seed that never reaches it counts as not reached (the table
+says k/n reached, and the mean is over those that did).
 """
 
 from __future__ import annotations
@@ -15,40 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import statistics
 from pathlib import Path
 
+from iclab.experiments import read_metrics, time_to_target, wall_seconds
 from iclab.stats import t_interval
 
 _SKIP = {"step", "lr", "steps_per_s", "skipped"}
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    recs = []
-    for ln in path.read_text().splitlines():
-        try:
-            recs.append(json.loads(ln))
-        except json.JSONDecodeError:  # a line cut short by a crash
-            continue
-    return recs
-
-
-def time_to_target(recs: list[dict], target: tuple[str, str, float]) -> dict | None:
-    """{"step", "seconds"} of the first record meeting `target`, None if none does."""
-    key, op, value = target
-    t = 0.0
-    prev = 0
-    for r in recs:
-        t += (r["step"] - prev) / max(r.get("steps_per_s", 0.0), 1e-9)
-        prev = r["step"]
-        v = r.get(key)
-        if isinstance(v, (int, float)) and math.isfinite(v) and (v <= value if op == "<=" else v >= value):
-            return {"step": r["step"], "seconds": float(r.get("train_seconds", t))}
-    return None
 
 
 def run_summary(run_dir: Path, workload=None, target=None) -> dict:
@@ -70,13 +43,17 @@ def run_summary(run_dir: Path, workload=None, target=None) -> dict:
     if workload is not None and ev_path.is_file():
         name, value, _ = workload.headline(json.loads(ev_path.read_text()))
         out[f"eval: {name}"] = float(value)
-    try:
-        out["wall_s"] = float(json.loads((run_dir / "timing.json").read_text())["wall_s"])
-    except (OSError, ValueError, KeyError):
-        pass
+    wall = wall_seconds(run_dir)
+    if wall is not None:
+        out["wall_s"] = wall
     if target is not None:
-        out["target"] = time_to_target(recs, target)
+        hit = time_to_target(recs, *target)
+        out["target"] = {"step": hit.step, "seconds": hit.seconds} if hit.reached else None
     return out
+
+
+def _stat(vals: list[float]) -> dict:
+    return {"mean": statistics.fmean(vals), "ci95": t_interval(vals), "values": vals}
 
 
 def aggregate(points: list[dict], target=None) -> list[dict]:
@@ -92,7 +69,7 @@ def aggregate(points: list[dict], target=None) -> list[dict]:
         for k in keys:
             vals = [r[k] for r in done.values() if k in r]
             if vals:
-                metrics[k] = {"mean": statistics.fmean(vals), "ci95": t_interval(vals), "values": vals}
+                metrics[k] = _stat(vals)
         row = {
             "name": p["name"],
             "values": p["values"],
@@ -103,22 +80,8 @@ def aggregate(points: list[dict], target=None) -> list[dict]:
         }
         if target is not None:
             hits = [r["target"] for r in done.values() if r.get("target")]
-            row["target"] = {
-                "reached": len(hits),
-                "of": len(done),
-                **{
-                    k: (
-                        {
-                            "mean": statistics.fmean(h[k] for h in hits),
-                            "ci95": t_interval([h[k] for h in hits]),
-                            "values": [h[k] for h in hits],
-                        }
-                        if hits
-                        else None
-                    )
-                    for k in ("step", "seconds")
-                },
-            }
+            row["target"] = {"reached": len(hits), "of": len(done)}
+            row["target"].update({k: _stat([h[k] for h in hits]) if hits else None for k in ("step", "seconds")})
         rows.append(row)
     return rows
 
@@ -184,58 +147,58 @@ def plot(rows: list[dict], curves: dict[str, list[list[tuple[int, float]]]], out
     """Left: the headline metric per point (mean +- 95% CI, dots: seeds); x = the first grid key when it is
     numeric (log axis when its values span 3x or more), one line per value of the other keys. Right: the
     training loss vs step, mean over seeds, per point. With a target: the steps to it per point."""
-    from iclab.evaluation.plots import plt, run_color
+    from iclab.experiments.plots import plt
 
     names = metric_names(rows)
-    main = names[0] if names else None
     n_panels = 2 + (target is not None)
     fig, axes = plt.subplots(1, n_panels, figsize=(5.5 * n_panels, 4.2))
-    ax = axes[0]
+    if names:
+        _plot_metric(axes[0], rows, names[0])
+    _plot_losses(axes[1], rows, curves)
+    if target is not None:
+        _plot_target(axes[2], rows, target)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _plot_metric(ax, rows: list[dict], main: str) -> None:
+    from iclab.experiments.plots import floor_at_zero, run_color, seed_dots
+
     keys = list(rows[0]["values"]) if rows else []
     numeric = bool(keys) and all(
         isinstance(r["values"][keys[0]], (int, float)) and not isinstance(r["values"][keys[0]], bool) for r in rows
     )
-    if main:
-        groups: dict[str, list[dict]] = {}
-        for r in rows:
-            label = ", ".join(f"{k}={r['values'][k]}" for k in keys[1:]) if numeric else ""
-            groups.setdefault(label, []).append(r)
-        for gi, (label, rs) in enumerate(groups.items()):
-            rs = [r for r in rs if main in r["metrics"]]
-            if not rs:
-                continue
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        label = ", ".join(f"{k}={r['values'][k]}" for k in keys[1:]) if numeric else ""
+        groups.setdefault(label, []).append(r)
+    for gi, (label, rs) in enumerate(groups.items()):
+        rs = [r for r in rs if main in r["metrics"]]
+        if rs:
             xs = [r["values"][keys[0]] for r in rs] if numeric else [rows.index(r) for r in rs]
-            ms = [r["metrics"][main] for r in rs]
-            ax.errorbar(
-                xs,
-                [m["mean"] for m in ms],
-                yerr=[m["ci95"] for m in ms],
-                fmt="o-" if numeric else "o",
-                color=run_color(gi),
-                capsize=4,
-                label=label or None,
-            )
-            for x, m in zip(xs, ms):
-                ax.scatter([x] * len(m["values"]), m["values"], color=run_color(gi), alpha=0.35, s=12)
-        if numeric:
-            vals = sorted({r["values"][keys[0]] for r in rows})
-            if min(vals) > 0 and max(vals) / min(vals) >= 3:
-                ax.set_xscale("log")
-                ax.minorticks_off()
-            ax.set_xticks(vals, [f"{v:g}" for v in vals])
-            ax.set_xlabel(keys[0])
-            if len(groups) > 1:
-                ax.legend(fontsize=7)
-        else:
-            ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
-        title = "mean +- 95% CI over seeds (dots: seeds)"
-        ms = [r["metrics"][main] for r in rows if main in r["metrics"]]
-        if all(v >= 0 for m in ms for v in m["values"]) and any(m["mean"] < m["ci95"] for m in ms):
-            ax.set_ylim(bottom=0)  # a t interval of few skewed values reaches below 0; the metric cannot
-            title += ", axis from 0"
-        ax.set(ylabel=main.removeprefix("eval: "), title=title)
-        ax.grid(alpha=0.3)
-    ax = axes[1]
+            seed_dots(ax, xs, [r["metrics"][main] for r in rs], run_color(gi), label or None, line=numeric)
+    if numeric:
+        vals = sorted({r["values"][keys[0]] for r in rows})
+        if min(vals) > 0 and max(vals) / min(vals) >= 3:
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(vals, [f"{v:g}" for v in vals])
+        ax.set_xlabel(keys[0])
+        if len(groups) > 1:
+            ax.legend(fontsize=7)
+    else:
+        ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
+    title = "mean +- 95% CI over seeds (dots: seeds)"
+    if floor_at_zero(ax, [r["metrics"][main] for r in rows if main in r["metrics"]]):
+        title += ", axis from 0"
+    ax.set(ylabel=main.removeprefix("eval: "), title=title)
+    ax.grid(alpha=0.3)
+
+
+def _plot_losses(ax, rows: list[dict], curves: dict) -> None:
+    from iclab.experiments.plots import run_color
+
     for i, r in enumerate(rows):
         runs = curves.get(r["name"], [])
         if not runs:
@@ -247,25 +210,24 @@ def plot(rows: list[dict], curves: dict[str, list[list[tuple[int, float]]]], out
     if rows:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    if target is not None:
-        ax = axes[2]
-        for i, r in enumerate(rows):
-            t = r["target"]
-            if t["step"]:
-                ax.errorbar([i], [t["step"]["mean"]], yerr=[t["step"]["ci95"]], fmt="o", color=run_color(i), capsize=4)
-                ax.scatter([i] * len(t["step"]["values"]), t["step"]["values"], color=run_color(i), alpha=0.35, s=12)
-            ax.annotate(
-                f"{t['reached']}/{t['of']}",
-                (i, 0),
-                xycoords=("data", "axes fraction"),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-            )
-        ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
-        ax.set_ylim(bottom=0)
-        ax.set(ylabel="steps to target", title=f"first logged step with {''.join(map(str, target))} (k/n reached)")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+
+
+def _plot_target(ax, rows: list[dict], target) -> None:
+    from iclab.experiments.plots import run_color, seed_dots
+
+    for i, r in enumerate(rows):
+        t = r["target"]
+        if t["step"]:
+            seed_dots(ax, [i], [t["step"]], run_color(i))
+        ax.annotate(
+            f"{t['reached']}/{t['of']}",
+            (i, 0),
+            xycoords=("data", "axes fraction"),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
+    ax.set_ylim(bottom=0)
+    ax.set(ylabel="steps to target", title=f"first logged step with {''.join(map(str, target))} (k/n reached)")
+    ax.grid(alpha=0.3)

@@ -13,14 +13,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from iclab.config import ConfigError, load_config
+from iclab.experiments import (
+    ExperimentError,
+    GridError,
+    Job,
+    Point,
+    expand,
+    parse_grid,
+    parse_target,
+    point_config,
+    read_metrics,
+    run_many,
+    run_state,
+)
+from iclab.experiments.jobs import failure
 from iclab.files import write_json, write_text
 from iclab.sweep import aggregate as agg
-from iclab.sweep.backends import SweepError, run_many
-from iclab.sweep.grid import GridError, expand, parse_grid, parse_target
-from iclab.sweep.jobs import Job, failure, run_state
 
 PLAN = "sweep.json"
+
+
+class SweepError(ExperimentError):
+    """A sweep directory that cannot be read or written; the message names it."""
 
 
 def plan(
@@ -40,10 +54,7 @@ def plan(
     for p in expand(axes):
         runs = {}
         for s in seeds:
-            try:
-                load_config(config, list(overrides or []) + p.overrides + [f"seed={s}"])
-            except ConfigError as e:
-                raise ConfigError(f"grid point {p.name}: {e}") from None
+            point_config(p, s, config, overrides)  # every run's config is checked before any run
             runs[str(s)] = f"{p.name}/seed{s}"
         points.append({"name": p.name, "overrides": p.overrides, "values": p.values, "runs": runs})
     return {
@@ -60,7 +71,7 @@ def jobs_of(pl: dict, out: Path) -> list[tuple[dict, str, Job]]:
     res = []
     for p in pl["points"]:
         for s, rel in p["runs"].items():
-            cfg = load_config(pl["config"], pl["overrides"] + p["overrides"] + [f"seed={s}"])
+            cfg = point_config(Point(p["name"], p["overrides"]), int(s), pl["config"], pl["overrides"])
             res.append((p, s, Job(cfg, Path(out) / rel)))
     return res
 
@@ -118,9 +129,7 @@ def summarize(out: Path, pl: dict | None = None) -> list[dict]:
                 continue
             wl = wl or make_workload(load_run_config(run), run)  # the seeds differ in nothing a workload reads
             runs[int(s)] = agg.run_summary(run, wl, target)
-            curves.setdefault(p["name"], []).append(
-                [(r["step"], r["loss"]) for r in agg.read_metrics(run) if "loss" in r]
-            )
+            curves.setdefault(p["name"], []).append([(r["step"], r["loss"]) for r in read_metrics(run) if "loss" in r])
         points.append({"name": p["name"], "values": p["values"], "runs": runs})
     rows = agg.aggregate(points, target)
     write_json(
@@ -154,7 +163,7 @@ def status(out: Path) -> list[dict]:
             if state == "failed":
                 detail = (failure(run) or {}).get("error", "")
             elif state in ("running", "interrupted"):
-                recs = agg.read_metrics(run)
+                recs = read_metrics(run)
                 if recs:
                     detail = f"step {recs[-1]['step']} logged"
             res.append({"point": p["name"], "seed": int(s), "run": str(run), "state": state, "detail": detail})

@@ -10,8 +10,16 @@ import pytest
 import yaml
 
 from iclab.optbench import OptbenchError, run_benchmark
-from iclab.optbench.bench import Trial, aggregate, time_to_target
-from iclab.optbench.spec import BenchSpec, Dist, SubmissionSpec, sample_hparams, trial_config, trial_config_data
+from iclab.optbench.bench import Trial, aggregate, trial_target
+from iclab.optbench.spec import (
+    BenchSpec,
+    Dist,
+    SubmissionSpec,
+    WorkloadSpec,
+    sample_hparams,
+    trial_config,
+    trial_config_data,
+)
 
 BASE = {
     "task": {"name": "classification", "options": {"dataset": "digits", "hidden": [16]}},
@@ -85,6 +93,10 @@ def test_bad_space_keys_are_one_line_errors():
 
 
 # --- time to target -------------------------------------------------------------------------------------------
+def _w(metric, goal, target):  # a workload of the spec, by its three fields
+    return WorkloadSpec(config="x.yaml", metric=metric, goal=goal, target=target)
+
+
 def test_time_to_target_is_the_first_logged_evaluation_at_or_past_it():
     recs = [
         {"step": 10, "train_seconds": 1.0, "val/accuracy": 0.5},
@@ -92,22 +104,20 @@ def test_time_to_target_is_the_first_logged_evaluation_at_or_past_it():
         {"step": 30, "train_seconds": 3.5, "val/accuracy": 0.9},  # exactly the target counts
         {"step": 40, "train_seconds": 4.0, "val/accuracy": 0.95},
     ]
-    r = time_to_target(recs, "val/accuracy", "max", 0.9)
+    r = trial_target(recs, _w("val/accuracy", "max", 0.9))
     assert r == {"reached": True, "steps": 30, "seconds": 3.5, "best": 0.9}
     # not interpolated: a target between two evaluations is read at the later one
-    assert time_to_target(recs, "val/accuracy", "max", 0.6)["steps"] == 30
-    miss = time_to_target(recs, "val/accuracy", "max", 0.99)
+    assert trial_target(recs, _w("val/accuracy", "max", 0.6))["steps"] == 30
+    miss = trial_target(recs, _w("val/accuracy", "max", 0.99))
     assert not miss["reached"] and math.isinf(miss["steps"]) and math.isinf(miss["seconds"]) and miss["best"] == 0.95
-    low = time_to_target(
+    low = trial_target(
         [{"step": 5, "train_seconds": 0.5, "val/loss": 2.0}, {"step": 10, "train_seconds": 1.0, "val/loss": 1.0}],
-        "val/loss",
-        "min",
-        1.5,
+        _w("val/loss", "min", 1.5),
     )
     assert low["steps"] == 10 and low["seconds"] == 1.0
     # without train_seconds (older runs): the sum of interval / steps_per_s
     old = [{"step": 10, "steps_per_s": 10.0, "m": 0.0}, {"step": 30, "steps_per_s": 20.0, "m": 1.0}]
-    assert time_to_target(old, "m", "max", 1.0)["seconds"] == pytest.approx(2.0)
+    assert trial_target(old, _w("m", "max", 1.0))["seconds"] == pytest.approx(2.0)
 
 
 def _fake_trial(study, trial, steps, sub="A", w="w"):

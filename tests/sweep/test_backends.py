@@ -1,5 +1,5 @@
-"""The sweep's other engines: `iclab compare --backend local`, submitit's local executor (the SLURM path)
-and a local Ray cluster (both slow: each starts its own worker processes)."""
+"""The engine's other backends: `iclab compare --backend local`, the persistent pool, submitit's local
+executor (the SLURM path) and a local Ray cluster (all slow: each starts its own worker processes)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from iclab.cli import app
 from iclab.config import validate
-from iclab.sweep import Job, run_many
+from iclab.experiments import Job, run_many
 
 TINY = {
     "seed": 0,
@@ -33,10 +33,13 @@ def test_compare_trains_missing_runs_through_the_local_backend(tmp_path):
         app, ["compare", str(cfg), "--seeds", "1", "--out", str(out), "--backend", "local", "--workers", "2"]
     )
     assert r.exit_code == 0, r.output
-    assert "local backend: 1 run(s)" in r.output and "finished, reused" in r.output  # trained by the pool, then read
+    run = out / "a" / "seed0"
+    assert "local backend: 1 run(s)" in r.output and f"{run}: done" in r.output  # trained by the pool, then read
     assert (out / "a" / "seed0.log").is_file() and json.loads((out / "compare.json").read_text())["configs"]["a"][
         "values"
     ]
+    r = CliRunner().invoke(app, ["compare", str(cfg), "--seeds", "1", "--out", str(out)])
+    assert r.exit_code == 0 and f"{run}: finished, reused" in r.output and "training" not in r.output
     r = CliRunner().invoke(app, ["compare", str(cfg), "--seeds", "1", "--out", str(out), "--backend", "nope"])
     assert r.exit_code == 2 and "--backend 'nope'" in r.output
 
@@ -51,6 +54,14 @@ def _check(tmp_path: Path, res) -> None:
     assert "non-finite loss" in res[2].error
     for s in (0, 1):
         assert (tmp_path / f"seed{s}" / "eval.json").is_file()
+
+
+@pytest.mark.slow
+def test_pool_backend_trains_in_persistent_workers(tmp_path):
+    lines = []
+    res = run_many(_jobs(tmp_path), backend="pool", workers=2, log=lines.append, options={"threads": 1})
+    _check(tmp_path, res)
+    assert "pool backend: 3 run(s), 2 worker process(es) x 1 thread(s)" in lines
 
 
 @pytest.mark.slow

@@ -15,9 +15,8 @@ from typer.testing import CliRunner
 
 from iclab.cli import app
 from iclab.config import validate
+from iclab.experiments import Job, expand, parse_grid, parse_target, run_many, time_to_target
 from iclab.stats import t_interval
-from iclab.sweep import Job, expand, parse_grid, parse_target, run_many
-from iclab.sweep.aggregate import time_to_target
 from iclab.sweep.core import status, summarize
 
 TINY = {
@@ -225,5 +224,6 @@ def test_time_to_target_prefers_logged_train_seconds():
         {"step": 10, "loss": 2.0, "steps_per_s": 10.0, "train_seconds": 0.5},
         {"step": 20, "loss": 0.5, "steps_per_s": 10.0, "train_seconds": 1.25},
     ]
-    assert time_to_target(recs, ("loss", "<=", 1.0)) == {"step": 20, "seconds": 1.25}
-    assert time_to_target(recs, ("loss", ">=", 3.0)) is None
+    hit = time_to_target(recs, "loss", "<=", 1.0)
+    assert (hit.step, hit.seconds) == (20, 1.25)
+    assert not time_to_target(recs, "loss", ">=", 3.0).reached

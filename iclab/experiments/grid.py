@@ -1,4 +1,4 @@
-"""Grid x seeds: parse `--grid key=v1,v2`, expand the product, name every point.
+"""Grid x seeds: parse `--grid key=v1,v2` and `--seeds`, expand the product, name every point.
 
 A grid axis is one config key (dotted, as in overrides) with comma-separated values; each value is read
 as YAML, like an override (`1e-3` is a float, `[4,2,2]` a list: commas inside brackets or braces do not
@@ -12,14 +12,12 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 
-from iclab.errors import IclabError
-
-
-class GridError(IclabError, ValueError):
-    """A grid or seed specification that cannot be read (the message names the option and value)."""
+from iclab.config import Config, ConfigError, load_config
+from iclab.experiments.errors import GridError
 
 
 @dataclass(frozen=True)
@@ -34,6 +32,7 @@ class Point:
     name: str
     overrides: list[str]  # key=value, applied after the sweep's own --set overrides
     values: dict = field(default_factory=dict)  # key -> value (as read)
+    config: Path | None = None  # on a config axis (`iclab compare`): the point's own config file
 
 
 def _split_top(text: str) -> list[str]:
@@ -125,15 +124,38 @@ def expand(axes: list[Axis]) -> list[Point]:
     return points
 
 
-def parse_seeds(spec: str) -> list[int]:
-    """'3' -> [0, 1, 2]; '0-4' -> [0..4]; '1,5,7' -> [1, 5, 7] (as `iclab compare`)."""
-    from iclab.compare import CompareError
-    from iclab.compare import parse_seeds as parse
+def config_axis(paths: list[Path]) -> list[Point]:
+    """`iclab compare`'s axis: one point per config file, named by its stem (`<parent>_<stem>` for every
+    point when two stems clash)."""
+    paths = [Path(p) for p in paths]
+    stems = [p.stem for p in paths]
+    names = stems if len(set(stems)) == len(stems) else [f"{p.parent.name}_{p.stem}" for p in paths]
+    return [Point(n, [], {"config": str(p)}, config=p) for n, p in zip(names, paths)]
 
+
+def point_config(point: Point, seed: int, config: Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The config of one run: the point's own file (a config axis) or `config`, then the common `overrides`,
+    the point's and `seed=<seed>`. A grid point whose config does not load is named in the error."""
     try:
-        seeds = parse(spec)
-    except CompareError as e:
-        raise GridError(str(e)) from None
+        return load_config(point.config or config, list(overrides or []) + point.overrides + [f"seed={seed}"])
+    except ConfigError as e:
+        if point.config is not None:
+            raise
+        raise ConfigError(f"grid point {point.name}: {e}") from None
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """'3' -> [0, 1, 2]; '0-4' -> [0..4]; '1,5,7' -> [1, 5, 7]: distinct non-negative seeds, at least one."""
+    try:
+        if "-" in spec:
+            a, b = spec.split("-", 1)
+            seeds = list(range(int(a), int(b) + 1))
+        elif "," in spec:
+            seeds = [int(x) for x in spec.split(",")]
+        else:
+            seeds = list(range(int(spec)))
+    except ValueError:
+        raise GridError(f"--seeds {spec!r}: use a count (3), a range (0-4) or a list (1,5,7)") from None
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise GridError(f"--seeds {spec!r}: give distinct non-negative seeds, e.g. 0-4")
     return seeds

@@ -1,0 +1,305 @@
+"""Run many jobs through one backend: in this process, a local pool of processes, Ray, or SLURM (submitit).
+
+    run_many(jobs, backend="local", workers=None, log=print, options=None) -> list[JobResult]
+
+`jobs` is a list of `Job(config, run_dir)` (or (config, run_dir) tuples); results come back in the same
+order. Finished runs of the same config are reused without starting anything, interrupted ones resume, a
+failed job is reported (its `failed.json`) without stopping the others; `run_many` raises only for a bad
+backend or option. `options["threads"]`: torch threads per run where the config leaves training.threads
+unset.
+
+- inline: one job after another in this process (tests, debugging, `iclab compare` by default).
+- local: `workers` at a time (default: min(jobs, CPU cores)), each job in a fresh `python -m
+  iclab.experiments.jobs` process whose output goes to `<run_dir>.log`; threads per run default to
+  cores // workers, so workers x threads = cores. A process that dies without a word (killed, out of
+  memory) is recorded as failed with its exit code and the last line of its log.
+- pool: `workers` persistent processes (spawned once: each imports torch and iclab once, then trains job
+  after job in-process; threads default to 1). Many short runs (an optimizer benchmark's trials).
+- ray: one Ray task per job (`pip install 'iclab[ray]'`), on the cluster `ray.init(address=options["address"])`
+  joins (default: a local one with `workers` CPUs); each task asks for `threads` CPUs.
+- slurm: one submitit job per run in a job array (`pip install 'iclab[slurm]'`); `options` go to
+  `executor.update_parameters` (e.g. slurm_partition, timeout_min, gpus_per_node, cpus_per_task), and
+  `options["cluster"] = "local"` uses submitit's local executor (what the tests do). Logs under
+  `options["folder"]` (default `<parent of the first run>/.submitit`).
+
+Interruption (inline, local, pool): once a job reports "interrupted" (Ctrl-C or SIGTERM reached its
+trainer, which checkpointed) or this process gets Ctrl-C, no further job starts; the ones not started come
+back as "interrupted" ("not started"), and a Ctrl-C of this process is raised again once the running jobs
+have stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from iclab.experiments.errors import ExperimentError
+from iclab.experiments.jobs import Job, JobResult, execute_job, mark_failed, precheck, run_state
+
+BACKENDS = ("inline", "local", "pool", "ray", "slurm")
+NOT_STARTED = "not started (interrupted)"
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover  (macOS)
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, cpu_cores() // max(1, workers))
+
+
+def run_many(
+    jobs: list[Job], backend: str = "local", workers: int | None = None, log=print, options: dict | None = None
+) -> list[JobResult]:
+    """Run every job (see the module docstring); never raises for a failed job."""
+    jobs = [j if isinstance(j, Job) else Job(j[0], Path(j[1])) for j in jobs]
+    if backend not in BACKENDS:
+        raise ExperimentError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise ExperimentError(f"--workers {workers}: give at least 1")
+    dirs = [str(Path(j.run_dir).resolve()) for j in jobs]
+    if len(set(dirs)) != len(dirs):
+        raise ExperimentError("two jobs share a run directory: " + next(d for d in dirs if dirs.count(d) > 1))
+    results: list[JobResult | None] = [None] * len(jobs)
+    todo = []
+    for i, job in enumerate(jobs):  # conflicts and finished runs: nothing to start
+        results[i] = precheck(job)
+        if results[i] is None:
+            todo.append(i)
+        elif results[i].state == "failed":
+            mark_failed(job.run_dir, results[i].error)
+            log(f"  {job.run_dir}: failed: {results[i].error}")
+        else:
+            log(f"  {job.run_dir}: finished, reused")
+    if todo:
+        workers = min(workers or cpu_cores(), len(todo))
+        run = {"inline": _run_inline, "local": _run_local, "pool": _run_pool, "ray": _run_ray, "slurm": _run_slurm}
+        for i, res in run[backend]([jobs[i] for i in todo], workers, log, dict(options or {})):
+            results[todo[i]] = res
+    return results
+
+
+def _report(log, res: JobResult) -> JobResult:
+    if res.state == "failed":
+        log(f"  {res.run_dir}: failed: {res.error}")
+    elif res.error != NOT_STARTED:
+        log(f"  {res.run_dir}: {res.state}" + (f" ({res.wall_s:.1f} s)" if res.wall_s else ""))
+    return res
+
+
+def _starting(log, run_dir: Path) -> None:
+    log(f"  {run_dir}: {'resuming' if (Path(run_dir) / 'config.yaml').is_file() else 'training'}")
+
+
+def _not_started(job: Job) -> JobResult:
+    return JobResult(Path(job.run_dir), "interrupted", NOT_STARTED, 0.0)
+
+
+# --- inline: this process ---------------------------------------------------------------------------------------
+def _run_inline(jobs: list[Job], workers: int, log, options: dict):
+    out, stop = [], False
+    for i, job in enumerate(jobs):
+        if stop:
+            out.append((i, _not_started(job)))
+            continue
+        _starting(log, job.run_dir)
+        res = _report(log, JobResult.from_dict(execute_job(job.spec(options.get("threads")))))
+        stop = res.state == "interrupted"
+        out.append((i, res))
+    return out
+
+
+# --- local: a fresh process per job -----------------------------------------------------------------------------
+def log_path(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    return run_dir.with_name(run_dir.name + ".log")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _local_one(job: Job, threads: int, log, stop: threading.Event) -> JobResult:
+    if stop.is_set():
+        return _not_started(job)
+    run_dir = Path(job.run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    _starting(log, run_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with open(log_path(run_dir), "ab") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "iclab.experiments.jobs", "-"],
+            input=json.dumps(job.spec(threads)).encode(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    for ln in reversed(log_path(run_dir).read_text(errors="replace").splitlines()):
+        if ln.startswith("iclab-sweep-result "):
+            res = _report(log, JobResult.from_dict(json.loads(ln.split(" ", 1)[1])))
+            if res.state == "interrupted":
+                stop.set()
+            return res
+    why = f"exit code {proc.returncode}" if proc.returncode >= 0 else f"killed by signal {-proc.returncode}"
+    last = _last_line(log_path(run_dir))
+    msg = f"the run's process ended without a result ({why}); last line of {log_path(run_dir).name}: "
+    msg += last or "(empty)"
+    if run_state(run_dir, job.evaluate) != "done":
+        mark_failed(run_dir, msg)
+    return _report(log, JobResult(run_dir, "failed", msg))
+
+
+def _run_local(jobs: list[Job], workers: int, log, options: dict):
+    threads = int(options.get("threads") or threads_per_worker(workers))
+    log(
+        f"local backend: {len(jobs)} run(s), {workers} at a time, {threads} torch thread(s) each where the config "
+        "leaves training.threads unset"
+    )
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_local_one, job, threads, log, stop) for job in jobs]
+        try:
+            return [(i, f.result()) for i, f in enumerate(futures)]
+        except BaseException:  # Ctrl-C: the running jobs got it too and checkpoint; queued ones never start
+            stop.set()
+            raise
+
+
+# --- pool: persistent worker processes --------------------------------------------------------------------------
+_POOL_STOP = None  # in a pool worker: the pool's shared stop event (set by Ctrl-C in any process)
+
+
+def _pool_worker_init(threads: int, stop) -> None:
+    import signal
+    import warnings
+
+    global _POOL_STOP
+    _POOL_STOP = stop
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    warnings.filterwarnings("ignore")  # resume warnings etc. are reported through the job's state
+    signal.signal(signal.SIGINT, lambda *_: stop.set())  # between jobs (the trainer has its own handler)
+
+
+def _pool_execute(spec: dict) -> dict:
+    if _POOL_STOP is not None and _POOL_STOP.is_set():
+        return JobResult(Path(spec["run_dir"]), "interrupted", NOT_STARTED, 0.0).as_dict()
+    res = execute_job(spec)
+    if res["state"] == "interrupted" and _POOL_STOP is not None:
+        _POOL_STOP.set()
+    return res
+
+
+def _run_pool(jobs: list[Job], workers: int, log, options: dict):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = int(options.get("threads") or 1)
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    log(f"pool backend: {len(jobs)} run(s), {workers} worker process(es) x {threads} thread(s)")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_worker_init, initargs=(threads, stop))
+    out = []
+    try:
+        futures = [pool.submit(_pool_execute, job.spec(threads)) for job in jobs]
+        for i, f in enumerate(futures):
+            out.append((i, _report(log, JobResult.from_dict(f.result()))))
+    except BaseException:  # Ctrl-C: the running jobs checkpoint (they got the signal too); queued ones never start
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return out
+
+
+# --- ray ------------------------------------------------------------------------------------------------------
+def _run_ray(jobs: list[Job], workers: int, log, options: dict):
+    try:
+        import ray
+    except ImportError:
+        raise ExperimentError("--backend ray needs Ray: pip install 'iclab[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        address = options.get("address")
+        ray.init(
+            address=address,
+            **({} if address else {"num_cpus": workers * int(options.get("threads") or 1)}),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+        started = True
+    threads = int(options.get("threads") or 1)
+    log(f"ray backend: {len(jobs)} run(s), {threads} CPU(s) each")
+    remote = ray.remote(num_cpus=threads, max_retries=0)(execute_job)
+    refs = {remote.remote(job.spec(threads)): i for i, job in enumerate(jobs)}
+    out = []
+    try:
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            i = refs[ready[0]]
+            try:
+                res = JobResult.from_dict(ray.get(ready[0]))
+            except Exception as e:  # noqa: BLE001  (the worker died: report, go on)
+                res = _died(jobs[i], f"the Ray task failed: {' '.join(str(e).split())[:300]}")
+            out.append((i, _report(log, res)))
+    finally:
+        if started:
+            ray.shutdown()
+    return out
+
+
+def _died(job: Job, msg: str) -> JobResult:
+    mark_failed(job.run_dir, msg)
+    return JobResult(Path(job.run_dir), "failed", msg)
+
+
+# --- slurm (submitit) -------------------------------------------------------------------------------------------
+def _slurm_executor(jobs: list[Job], workers: int, options: dict):
+    """(executor, folder, threads per job) from the options."""
+    import submitit
+
+    folder = Path(options.pop("folder", None) or Path(jobs[0].run_dir).parent / ".submitit")
+    cluster = options.pop("cluster", None)
+    threads = options.pop("threads", None)
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params = {"slurm_array_parallelism": workers, **options} if executor.cluster == "slurm" else {}
+    if executor.cluster != "slurm":
+        params = {k: v for k, v in options.items() if not k.startswith("slurm_")}
+    if threads is None:
+        threads = options.get("cpus_per_task") or (threads_per_worker(workers) if executor.cluster != "slurm" else None)
+    try:
+        executor.update_parameters(**params)
+    except (ValueError, TypeError) as e:
+        raise ExperimentError(f"--slurm-option: {' '.join(str(e).split())[:300]}") from None
+    return executor, folder, threads
+
+
+def _run_slurm(jobs: list[Job], workers: int, log, options: dict):
+    try:
+        import submitit  # noqa: F401  (only to name the missing extra)
+    except ImportError:
+        raise ExperimentError("--backend slurm needs submitit: pip install 'iclab[slurm]'") from None
+    executor, folder, threads = _slurm_executor(jobs, workers, options)
+    log(f"slurm backend ({executor.cluster}): {len(jobs)} run(s), logs in {folder}")
+    with executor.batch():
+        handles = [executor.submit(execute_job, job.spec(threads)) for job in jobs]
+    out = []
+    for i, h in enumerate(handles):
+        try:
+            res = JobResult.from_dict(h.result())
+        except Exception as e:  # noqa: BLE001  (the job died: report, go on)
+            res = _died(jobs[i], f"submitit job {h.job_id} failed: {' '.join(str(e).split())[-300:]}")
+        out.append((i, _report(log, res)))
+    return out
