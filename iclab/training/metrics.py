@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import time
 from pathlib import Path
+from time import perf_counter
 
 import torch
 
@@ -64,22 +64,22 @@ class TrainClock:
     def __init__(self, train_seconds: float = 0.0):
         self.train_seconds = train_seconds
         self.n_since_log = 0
-        self.t_log = time.perf_counter()
+        self.t_log = perf_counter()
         self.t_mark = self.t_log
 
     def resume(self) -> None:
         """Steps run from here on count as training time."""
-        self.t_mark = time.perf_counter()
+        self.t_mark = perf_counter()
 
     def pause(self) -> None:
-        self.train_seconds += time.perf_counter() - self.t_mark
+        self.train_seconds += perf_counter() - self.t_mark
 
     def tick(self) -> None:
         self.n_since_log += 1
 
     def steps_per_s(self) -> float:
         """Steps per second since the previous call (or the clock's start); restarts the count."""
-        now = time.perf_counter()
+        now = perf_counter()
         rate = self.n_since_log / max(now - self.t_log, 1e-9)
         self.n_since_log, self.t_log = 0, now
         return rate
