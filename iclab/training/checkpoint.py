@@ -27,6 +27,7 @@ from iclab.config import AttentionConfig, Config
 from iclab.errors import IclabError
 from iclab.files import TMP_PREFIX as _TMP_PREFIX
 from iclab.files import atomic_write
+from iclab.training.device import TrainingError
 
 FORMAT = "iclab-checkpoint-2"
 WEIGHTS_FORMAT = "iclab-weights-1"
@@ -275,6 +276,17 @@ def identity(cfg: Config, workload=None) -> dict:
         "optimizer": cfg.training.optimizer.name,
         **(workload.identity() if workload is not None else {}),
     }
+
+
+def check_vocabulary(saved: dict, ours: dict, src: str) -> None:
+    """Weights from another run (`training.init_from`) fit only a run with the same vocabulary; every other
+    difference of identity is allowed (fine-tuning changes the task or the optimizer)."""
+    for key in ("vocab_size", "tokenizer"):
+        if key in ours and saved.get(key) != ours[key]:
+            raise TrainingError(
+                f"training.init_from={src}: vocabulary mismatch: the weights were trained with "
+                f"{key}={saved.get(key)!r}, this run's data has {ours[key]!r}"
+            )
 
 
 _LATER_KEYS = {

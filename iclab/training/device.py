@@ -1,6 +1,6 @@
 """Device and precision of a run: which device a config asks for, the device to load a saved run onto,
-the autocast dtype of the step, and the compile backend. Used by the trainer, by runs and by every
-analysis that loads a run (they import this module, never the trainer)."""
+the autocast dtype of the step and its autocast context, CPU threads, and the compile backend. Used by the
+trainer, by runs and by every analysis that loads a run (they import this module, never the trainer)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,14 @@ def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
             "training.dtype=bfloat16 but this CUDA device does not support bfloat16; set training.dtype=float32"
         )
     return torch.bfloat16
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    """The autocast context of the step: `amp_dtype` (from `resolve_amp_dtype`), or plain fp32 when None."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
+def set_threads(threads: int | None) -> None:
+    """training.threads: torch's CPU threads in this process (None: torch's default)."""
+    if threads is not None:
+        torch.set_num_threads(threads)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-import iclab.training.trainer as train_mod
+import iclab.training.compilation as compilation
 from iclab.config import ConfigError, validate
 from iclab.training.device import TrainingError
 from iclab.training.trainer import Trainer
@@ -44,7 +44,7 @@ SMALL = {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 32, "loops": 2,
 @pytest.mark.parametrize("scope", ["blocks", "model"])
 def test_compiled_step_matches_eager(tmp_path, tiny_cfg_dict, monkeypatch, scope):
     """A 2-loop model (one no-grad and one grad iteration): 2 graphs for blocks, 1 for model."""
-    monkeypatch.setattr(train_mod, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(compilation, "COMPILE_BACKEND", "aot_eager")
     torch._dynamo.reset()
     eager, le = _train(_cfg(tiny_cfg_dict, model=SMALL), tmp_path / "e", steps=2)
     comp, lc = _train(_cfg(tiny_cfg_dict, model=SMALL, compile=True, compile_scope=scope), tmp_path / "c", steps=2)
@@ -58,7 +58,7 @@ def test_block_compile_recompiles_a_bounded_number_of_times(tmp_path, tiny_cfg_d
     curriculum that changes the prompt length every step: at most 4 graphs (grad / no-grad, static
     then dynamic length). Recompilation is decided by Dynamo's guards, whatever the backend, so the
     test uses the cheapest ("eager")."""
-    monkeypatch.setattr(train_mod, "COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(compilation, "COMPILE_BACKEND", "eager")
     torch._dynamo.reset()
     counters.clear()
     d = {**tiny_cfg_dict, "model": LOOPED, "task": {"name": "linear_regression", "n_dims": 3, "n_points": 9}}

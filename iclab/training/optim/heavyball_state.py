@@ -22,7 +22,7 @@ def checkpointable(opt):
         sd["state"] = _sets_to_lists(sd["state"])
         seen: set[int] = set()  # a group's step_count is the same tensor as a state's step: one copy each
         for g in sd["param_groups"]:
-            for k, v in g.items():
+            for v in g.values():
                 if isinstance(v, torch.Tensor):
                     seen.add(id(v))
         sd["state"] = _unalias(sd["state"], seen)
