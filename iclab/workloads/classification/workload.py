@@ -44,9 +44,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from iclab.evaluation import EvalError
 from iclab.files import write_json
 from iclab.registry import TASKS
-from iclab.workloads.base import EvalError, Workload, step_generator
+from iclab.workloads.base import Workload, step_generator
 
 
 class ClassificationOptions(BaseModel):

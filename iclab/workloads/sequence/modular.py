@@ -39,10 +39,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from iclab.evaluation import EvalError
 from iclab.files import write_json
 from iclab.models.flops import lm_train_step_flops
 from iclab.registry import TASKS
-from iclab.workloads.base import EvalError, step_generator
+from iclab.workloads.base import step_generator
 from iclab.workloads.sequence.base import IGNORE, SequenceOptions, SequenceWorkload
 
 CHUNK = 8192  # equations per forward pass when the whole table is scored

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from iclab.evaluation import EvalError
 from iclab.files import write_json
 from iclab.registry import TASKS
-from iclab.workloads.base import EvalError
 from iclab.workloads.sequence.base import IGNORE, SequenceOptions, SequenceWorkload
 
 
