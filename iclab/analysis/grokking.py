@@ -74,10 +74,7 @@ def compare_runs(run_dirs: list[Path], out: Path, memorized: float = 0.99, grokk
 
 
 def plot_compare(rec: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     runs = rec["runs"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4.5))

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from iclab.evaluation import EvalError
-from iclab.evaluation.baselines import BASELINES, check_positions, resolve, resolve_baselines
+from iclab.evaluation.baselines import check_positions, resolve, resolve_baselines
 from iclab.evaluation.plots import plot_error_curves, plot_loop_curves
 from iclab.evaluation.regression import evaluate, evaluate_loops
 from iclab.evaluation.shift_eval import evaluate_shift, plot_shift_grid, shift_tag
@@ -26,7 +26,7 @@ from iclab.evaluation.shifts import DEFAULT_SHIFTS, SHIFTS, make_shift
 from iclab.files import write_json
 from iclab.models import make_model
 from iclab.models.flops import config_step_flops
-from iclab.registry import FUNCTIONS, TASKS
+from iclab.registry import BASELINES, FUNCTIONS, TASKS
 from iclab.workloads.base import Workload, step_generator
 from iclab.workloads.regression.functions import Task, make_task
 

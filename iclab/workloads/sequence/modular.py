@@ -274,7 +274,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 def plot_grokking(records: list[dict], path: Path, chance: float | None = None, title: str | None = None) -> Path:
     """Train and held-out accuracy (left) and loss (right) vs step, log x axis."""
-    from iclab.evaluation.plots import plt
+    from iclab.plotting import plt
 
     steps = [r["step"] for r in records]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))

@@ -232,7 +232,7 @@ class SortingWorkload(SequenceWorkload):
 def plot_sorting(ev: dict, path: Path, title: str | None = None) -> Path:
     """Exact match (95% CI) and token accuracy vs length with the trained length marked; per-position
     accuracy at the trained length."""
-    from iclab.evaluation.plots import plt
+    from iclab.plotting import plt
 
     ks = [int(k) for k in ev["lengths"]]
     ms = list(ev["lengths"].values())
