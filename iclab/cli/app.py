@@ -1,4 +1,4 @@
-"""The `iclab` application object and its error handling, in one place (`_OneLineErrors.main`):
+"""The `iclab` application object and its error handling, in one place (`_OneLineErrors`):
 
 - an `iclab.errors.IclabError` (bad config, run, checkpoint, data, option ...) or an OSError: the message
   as one line on stderr, exit 2; a usage error (missing argument, unknown option, bad value): one line, exit 2;
@@ -27,32 +27,36 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     typer.secho(f"warning: {_one_line(message)}", fg="yellow", err=True)
 
 
-def _interrupted(e: KeyboardInterrupt):
+def _interrupted(e: KeyboardInterrupt) -> None:
     if getattr(e, "path", None) is not None:  # the trainer's Interrupted: a checkpoint was saved at e.path
         typer.secho(f"{e}; continue with: iclab train --resume {e.path.parent.parent}", fg="yellow", err=True)
     else:
         typer.secho("interrupted", fg="yellow", err=True)
-    sys.exit(130)
 
 
 class _OneLineErrors(TyperGroup):
     """Every expected failure of every command: one line on stderr and a non-zero exit code."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+    def invoke(self, ctx):
+        """Run the command: the library's errors, an interruption and warnings (what a command raises)."""
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
-                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+                return super().invoke(ctx)
         except (IclabError, OSError) as e:
             typer.secho(f"error: {_one_line(e)}", fg="red", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt as e:
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as e:  # before typer turns it into a silent exit 130
             _interrupted(e)
+            raise typer.Exit(130) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors (a missing argument, an unknown option, a bad option value): one line, exit 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except Exception as e:  # click's exceptions (vendored by typer or not) are recognized by their interface
-            if isinstance(e.__cause__, KeyboardInterrupt):  # click's Abort from a Ctrl-C (or the trainer's Interrupted)
-                _interrupted(e.__cause__)
             if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
                 raise
             if type(e).__name__ == "NoArgsIsHelpError":  # `iclab` alone prints the help
