@@ -120,12 +120,13 @@ class Workload:
 
     def check_eval_options(self, options: dict) -> None:
         """Raise EvalError naming the options (as `iclab eval` spells them) that `evaluate` does not take."""
+        flag = lambda k: "--" + k.removesuffix("s" if k.endswith("_options") else "").replace("_", "-")  # noqa: E731
         extra = [k for k in options if k not in self.eval_options]
         if extra:
-            flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731
+            takes = [flag(k) for k in self.eval_options if k not in ("step", "write_figure")]  # not on the CLI
             raise EvalError(
                 f"{', '.join(map(flag, extra))}: not an evaluation option of task {self.cfg.task.name} "
-                f"({self.family}); it takes {', '.join(map(flag, self.eval_options))}"
+                f"({self.family}); it takes {', '.join(takes)}"
             )
 
     def summary(self, ev: dict) -> str:

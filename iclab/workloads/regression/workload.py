@@ -306,16 +306,21 @@ class RegressionWorkload(Workload):
         return f"error at k={k}", ev["model"]["mean"][k], True
 
     def summary(self, ev):
-        """The errors at k = 2d of a record of `evaluate`: one line, or one per shift after --all-shifts."""
+        """The errors at k = 2d of a record of `evaluate`: one line, or one per shift after all_shifts."""
         if "shifts" in ev:
-            return "\n".join([f"{s}: {self.summary(e)}" for s, e in ev["shifts"].items()] + [f"wrote {ev['figure']}"])
+            lines = [f"{s}: {self._errors_at_k(e)}" for s, e in ev["shifts"].items()]
+            return "\n".join([*lines, f"wrote {ev['figure']}"])
+        where = f"{ev['eval_task']} under {ev['shift']}: " if "shift" in ev else ""
+        return where + self._errors_at_k(ev)
+
+    @staticmethod
+    def _errors_at_k(ev: dict) -> str:
         k = min(2 * ev["n_dims"], ev["n_points"] - 1)
         fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731  (null: a baseline not evaluated there)
         parts = [f"model {ev['model']['mean'][k]:.4f}"] + [
             f"{b} {fmt(c['mean'][k])}" for b, c in ev["baselines"].items()
         ]
-        where = f"{ev['eval_task']} under {ev['shift']}: " if "shift" in ev else ""
-        return where + f"normalized squared error at k={k}: " + ", ".join(parts)
+        return f"normalized squared error at k={k}: " + ", ".join(parts)
 
 
 for _name in FUNCTIONS.names():  # one task per function class, under the function class's name
