@@ -96,7 +96,7 @@ def plot_compare(rec: dict, path: Path) -> Path:
         by_group: dict = {}
         for r in runs:
             by_group.setdefault((r["p"], r["weight_decay"]), []).append(r)
-        for (p, wd), group in by_group.items():
+        for group in by_group.values():
             group = sorted(group, key=lambda r: r["train_fraction"])
             xs = [r["train_fraction"] for r in group]
             ys = [r[key] if r[key] is not None else r["steps"] for r in group]
