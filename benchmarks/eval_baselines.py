@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from iclab.evaluation.baselines import BASELINES, least_squares_pinv, resolve
+from iclab.evaluation.baselines import least_squares_pinv, resolve
+from iclab.registry import BASELINES
 
 LINEAR = ["least_squares", "ridge", "averaging", "knn"]
 SLOW = ["decision_tree", "xgboost", "relu_net_gd"]

@@ -335,16 +335,24 @@ def bench_eval(
 ) -> dict:
     """Time the evaluation of n_prompts prompts: sampling, the model's predictions and each of the config's
     baselines, one by one on the same prompts in `evaluate`'s batches; with `whole`, also `evaluate`
-    itself (`eval_s`; otherwise eval_s is the sum of the parts)."""
+    itself (`eval_s`; otherwise eval_s is the sum of the parts).
+
+    Regression only, by design: it times the parts of the in-context regression evaluation (the suite's
+    EVAL_CONFIG), the model against the classical baselines on the same prompts. The model and the
+    function class come from the config's workload; the token workloads have no baselines to time, and
+    their evaluation is a forward pass per batch, which the training cases already time."""
     from iclab.evaluation.baselines import resolve, resolve_baselines
     from iclab.evaluation.regression import eval_generator, evaluate, model_predictions
-    from iclab.models import make_model
     from iclab.training.device import resolve_device
-    from iclab.workloads.regression.functions import make_task
+    from iclab.workloads import make_workload
+    from iclab.workloads.regression.workload import RegressionWorkload
 
+    workload = make_workload(cfg)
+    if not isinstance(workload, RegressionWorkload):
+        raise BenchError(f"bench eval times an in-context regression evaluation; task {cfg.task.name} is not one")
     device = resolve_device(cfg.training.device)
-    model = make_model(cfg.model, "regression", n_dims=cfg.task.n_dims).to(device).eval()
-    task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options)
+    model = workload.build_model().to(device).eval()
+    task = workload.task
     bs = cfg.eval.batch_size
     entries = resolve_baselines(task, cfg.eval.baselines)
     baselines = resolve(entries)
@@ -373,7 +381,7 @@ def bench_eval(
     with torch.no_grad():
         timed("model", lambda: [model_predictions(model, xs, ys) for xs, ys in batches])
         for b in baselines:
-            timed(b.label, lambda: [b(xs, ys, task) for xs, ys in batches])
+            timed(b.label, lambda b=b: [b(xs, ys, task) for xs, ys in batches])
     total = sum(secs.values())
     if whole:
         timed(

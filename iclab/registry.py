@@ -5,6 +5,9 @@ The registries are declared here, in a module that imports nothing of iclab, and
 on first use by importing the packages that register its parts (`loaders`). So the config schema can
 check a name against a registry without importing the parts (no import cycle config <-> models), and
 a part registers with `@TASKS.register("name")` wherever it lives.
+
+Every `TASKS` entry is a `Workload` class (iclab/workloads/base.py). The function classes of in-context
+regression register in `FUNCTIONS`; the regression workload registers one task per function class.
 """
 
 from __future__ import annotations
@@ -66,9 +69,11 @@ class Registry(Generic[T]):
 
 
 # --- iclab's registries -------------------------------------------------------------------------------
+# every task is a Workload class; the regression workload registers one per function class of FUNCTIONS
 TASKS: Registry[Any] = Registry(
-    "task", "iclab.workloads.regression.functions", "iclab.workloads.sequence", "iclab.workloads.classification"
+    "task", "iclab.workloads.regression", "iclab.workloads.sequence", "iclab.workloads.classification"
 )
+FUNCTIONS: Registry[Any] = Registry("function class", "iclab.workloads.regression.functions")
 MODELS: Registry[Any] = Registry("model", "iclab.models")
 OPTIMIZERS: Registry[Any] = Registry("optimizer", "iclab.training.optim")
 SHAPES: Registry[Any] = Registry("curriculum shape", "iclab.training.curriculum")

@@ -24,12 +24,11 @@ from filelock import FileLock, Timeout
 
 from iclab.config import Config, ConfigError, dump_config, validate
 from iclab.errors import IclabError
-from iclab.files import write_json, write_text  # noqa: F401  (re-exported)
+from iclab.files import write_json, write_text
 from iclab.training.checkpoint import identity, list_checkpoints, load_checkpoint, load_weights, save_weights
 from iclab.training.device import run_device
 from iclab.training.trainer import Trainer
 from iclab.workloads import make_workload
-from iclab.workloads.base import EvalError
 
 
 class RunError(IclabError, RuntimeError):
@@ -154,14 +153,11 @@ def load_run_model(run_dir: Path, cfg: Config, device, workload=None):
 
 
 def open_run(run_dir: Path, cfg: Config | None = None, model=None, n_points: int | None = None, workload=None):
-    """(config, device, model, evaluation prompt length) of a saved run, checked before any work."""
+    """(config, device, model, evaluation prompt length) of a saved run; the workload checks the length
+    when it evaluates."""
     cfg = cfg or load_run_config(run_dir)
     device = run_device(cfg.training.device)
     n_points = n_points or cfg.eval.n_points or cfg.task.n_points
-    if cfg.task.family == "regression" and 2 * n_points > cfg.model.n_positions:
-        raise RunError(
-            f"--n-points {n_points} needs {2 * n_points} positions; the model has n_positions={cfg.model.n_positions}"
-        )
     if model is None:
         model = load_run_model(run_dir, cfg, device, workload)
     return cfg, device, model, n_points
@@ -169,15 +165,48 @@ def open_run(run_dir: Path, cfg: Config | None = None, model=None, n_points: int
 
 def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, workload=None, **options) -> dict:
     """Evaluate a run with its workload's evaluation (writes eval*.json and figures into the run).
-    Options are the workload's (regression: n_prompts, n_points, seed, loops, tag, step, max_loops)."""
+    Options are the workload's `eval_options` (regression: n_prompts, n_points, seed, loops, tag, step,
+    max_loops, and shift, shift_options, task, task_options, baselines, all_shifts, write_figure); any
+    other is refused before the model is loaded."""
     run_dir = Path(run_dir)
     cfg = cfg or load_run_config(run_dir)
     workload = workload or make_workload(cfg, run_dir)
+    workload.check_eval_options(options)
     cfg, device, model, _ = open_run(run_dir, cfg, model, options.get("n_points"), workload)
-    try:
-        return workload.evaluate(run_dir, model, device, **options)
-    except EvalError as e:
-        raise RunError(str(e)) from None
+    return workload.evaluate(run_dir, model, device, **options)
+
+
+def evaluate_multiple_choice(
+    run_dir: str | Path, file: str | Path, *, tag: str | None = None, loops: int | None = None
+) -> dict:
+    """Score a run whose workload has a text tokenizer (a language model) on a question file
+    (iclab/evaluation/multiple_choice.py); writes RUN_DIR/eval_mc_<file stem>[_<tag>].json. The file is
+    checked before the model is loaded."""
+    from iclab.evaluation import multiple_choice as mc
+
+    run_dir, file = Path(run_dir), Path(file)
+    cfg = load_run_config(run_dir)
+    workload = make_workload(cfg, run_dir)
+    tokenizer = getattr(workload, "tokenizer", None)
+    if tokenizer is None:
+        raise mc.MultipleChoiceError(
+            f"task {cfg.task.name} has no text tokenizer; multiple choice needs a language-model run"
+        )
+    questions = mc.read_questions(file)  # before loading the model: a bad file fails fast
+    device = run_device(cfg.training.device)
+    model = load_run_model(run_dir, cfg, device, workload)
+    loops = loops or cfg.eval.loops or cfg.model.loops
+    record = {
+        "file": str(file),
+        "sha256": mc.file_sha256(file),
+        "task": cfg.task.name,
+        "tokenizer": tokenizer.kind,
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+        "loops": loops,
+        **mc.score_questions(model, tokenizer, questions, device, loops=loops),
+    }
+    write_json(run_dir / f"eval_mc_{file.stem}{'_' + tag if tag else ''}.json", record)
+    return record
 
 
 def read_eval(run_dir: Path, tag: str | None = None, kind: str = "eval") -> dict:

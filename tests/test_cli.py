@@ -35,6 +35,9 @@ def test_train_end_to_end_writes_every_artifact(tmp_path, tiny_cfg_dict):
     ev2 = json.loads((out / "eval_long.json").read_text())
     assert ev2["n_points"] == 12 and ev2["seed"] == 3 and ev2["n_prompts"] == 40
     assert (out / "error_vs_examples_long.png").is_file()
+    # the line printed is the workload's summary of the record (the error at k = 2d = 6 here)
+    k6 = f"normalized squared error at k=6: model {ev2['model']['mean'][6]:.4f}"
+    assert r.output.strip().startswith(k6), r.output
 
     r = runner.invoke(app, ["plot", str(out), str(out), "--out", str(tmp_path / "both.png")])
     assert r.exit_code == 0, r.output
@@ -66,3 +69,50 @@ def test_list_shows_every_registry():
         assert word in r.output
     r = runner.invoke(app, ["list", "optimizers"])
     assert "sgd" in r.output and "linear_regression" not in r.output
+
+
+def test_every_library_error_is_one_line_exit_2_from_one_place():
+    """The group catches every IclabError (and OSError) of any command: one line, exit 2; an interruption
+    exits 130; other exceptions are not hidden."""
+    import typer
+
+    from iclab.cli.app import _OneLineErrors
+    from iclab.errors import IclabError
+
+    class Odd(IclabError):
+        pass
+
+    mini = typer.Typer(cls=_OneLineErrors)
+
+    @mini.command()
+    def fail(kind: str):
+        raise {"iclab": Odd("bad value\n  of key x"), "os": FileNotFoundError("no such file: f"), "bug": KeyError("k")}[
+            kind
+        ]
+
+    @mini.command()
+    def stop():
+        raise KeyboardInterrupt
+
+    r = runner.invoke(mini, ["fail", "iclab"])
+    assert r.exit_code == 2 and r.output == "error: bad value of key x\n", r.output
+    r = runner.invoke(mini, ["fail", "os"])
+    assert r.exit_code == 2 and r.output == "error: no such file: f\n", r.output
+    r = runner.invoke(mini, ["fail", "bug"])
+    assert r.exit_code == 1 and isinstance(r.exception, KeyError)
+    r = runner.invoke(mini, ["stop"])
+    assert r.exit_code == 130 and "interrupted" in r.output
+
+
+def test_eval_refuses_options_its_workload_does_not_take(tmp_path, tiny_cfg_dict):
+    cfg = _write_cfg(tmp_path, tiny_cfg_dict)
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(cfg), "--out", str(out), "--no-eval"]).exit_code == 0
+    for args, msg in (
+        (["--seq-len", "4"], "--seq-len: not an evaluation option of task linear_regression (regression); it takes"),
+        (["--all-shifts", "--tag", "x"], "--all-shifts excludes --shift and --tag"),
+        (["--task", "sorting"], "unknown function class 'sorting'"),
+    ):
+        r = runner.invoke(app, ["eval", str(out), *args])
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and msg in r.output, (args, r.output)
+    assert not list(out.glob("eval*.json"))  # refused before anything was written

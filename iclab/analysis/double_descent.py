@@ -167,10 +167,7 @@ def run_double_descent(
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     return plt
 

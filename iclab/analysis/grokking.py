@@ -74,10 +74,7 @@ def compare_runs(run_dirs: list[Path], out: Path, memorized: float = 0.99, grokk
 
 
 def plot_compare(rec: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     runs = rec["runs"]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 4.5))
@@ -99,7 +96,7 @@ def plot_compare(rec: dict, path: Path) -> Path:
         by_group: dict = {}
         for r in runs:
             by_group.setdefault((r["p"], r["weight_decay"]), []).append(r)
-        for (p, wd), group in by_group.items():
+        for group in by_group.values():
             group = sorted(group, key=lambda r: r["train_fraction"])
             xs = [r["train_fraction"] for r in group]
             ys = [r[key] if r[key] is not None else r["steps"] for r in group]

@@ -180,10 +180,7 @@ def run_initialization(
 
 
 def plot_initialization(rec: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     groups = []
     for r in rec["runs"]:

@@ -330,10 +330,7 @@ def landscape(
 
 # --- figures --------------------------------------------------------------------------------------------------
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     return plt
 

@@ -98,7 +98,7 @@ def logit_lens(
 
 
 def plot_lens(record: dict, path: Path) -> Path:
-    from iclab.evaluation.plots import plt
+    from iclab.plotting import plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     xs = list(range(1, len(record["layers"]) + 1))
@@ -164,7 +164,7 @@ def token_lens(model, workload, device, *, n: int, seed: int, loops: int | None 
 
 
 def plot_token_lens(record: dict, path: Path) -> Path:
-    from iclab.evaluation.plots import plt
+    from iclab.plotting import plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     xs = list(range(1, len(record["layers"]) + 1))

@@ -223,7 +223,7 @@ def best_layers(record: dict) -> list[tuple[str, str, float, str, float, float]]
 
 
 def plot_probes(record: dict, path: Path) -> Path:
-    from iclab.evaluation.plots import plt
+    from iclab.plotting import plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = list(range(len(record["layers"])))

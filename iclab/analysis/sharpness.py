@@ -228,10 +228,7 @@ def _yscale(ax, values) -> None:
 
 
 def plot_sharpness(rec: dict, path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     pts = rec["points"]
     steps = [p["step"] for p in pts]

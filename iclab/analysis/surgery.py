@@ -220,12 +220,8 @@ def sequence_surgery(model, workload, variants: list[Variant], *, n_prompts: int
 
 # --- figures -------------------------------------------------------------------------------------------
 def plot_surgery(res: dict, path: Path, title: str | None = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from iclab.evaluation.plots import baseline_style
+    from iclab.plotting import plt
 
     variants = res["variants"]
     if res["family"] == "regression":

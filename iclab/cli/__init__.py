@@ -1,25 +1,26 @@
 """The `iclab` command line. Commands live in small modules, each registering on one Typer app:
 
-run.py      train, eval, plot, compare
-tokens.py   data prepare, sample (token workloads)
-tools.py    list, curriculum, bench
-analysis.py surgery;  probe.py: probe, lens
-reproduce.py reproduce, report
+app.py       the Typer app and the one place where errors become one line (exit 2)
+run.py       train, eval, plot, compare
+tokens.py    data prepare, sample (token workloads)
+tools.py     list, curriculum, bench
+analysis.py  surgery;  probe.py: probe, lens;  dynamics.py: landscape, sharpness, dynamics ...
+reproduce.py reproduce, report;  demo.py: demo;  sweep.py: sweep;  optbench.py: optbench
 """
 
 from __future__ import annotations
 
 import sys
 
-from iclab.cli import (  # noqa: F401,E402  (register the commands)
-    analysis,  # noqa: F401,E402  (iclab surgery)
-    demo,  # noqa: F401,E402  (iclab demo)
-    dynamics,  # noqa: F401,E402  (iclab landscape, sharpness, dynamics ...)
-    optbench,  # noqa: F401,E402  (iclab optbench)
-    probe,  # noqa: F401,E402  (iclab probe, iclab lens)
-    reproduce,  # noqa: F401,E402  (iclab reproduce, iclab report)
+from iclab.cli import (  # noqa: F401  (importing a command module registers its commands on `app`)
+    analysis,
+    demo,
+    dynamics,
+    optbench,
+    probe,
+    reproduce,
     run,
-    sweep,  # noqa: F401,E402  (iclab sweep, iclab sweep status)
+    sweep,
     tokens,
     tools,
 )

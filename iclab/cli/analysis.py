@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 @app.command()
-@_clean_errors
 def surgery(
     run_dir: Path = typer.Argument(..., help="a run directory written by `iclab train`"),
     op: Optional[list[str]] = typer.Option(
@@ -29,13 +28,9 @@ def surgery(
     out_tag: Optional[str] = typer.Option(None, "--out-tag", help="write surgery_TAG.json / surgery_TAG.png"),
 ):
     """Layer surgery: evaluate the trained model with its blocks duplicated, dropped, swapped or shuffled."""
-    from iclab.analysis.surgery import SurgeryError, run_surgery, summary_rows
-    from iclab.runs import RunError
+    from iclab.analysis.surgery import run_surgery, summary_rows
 
-    try:
-        res = run_surgery(run_dir, list(op or []), n_prompts=n_prompts, seed=seed, tag=out_tag)
-    except SurgeryError as e:
-        raise RunError(str(e)) from None
+    res = run_surgery(run_dir, list(op or []), n_prompts=n_prompts, seed=seed, tag=out_tag)
     what = (
         f"normalized squared error at k={res['summary_position']}"
         if res["family"] == "regression"

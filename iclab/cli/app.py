@@ -1,23 +1,57 @@
-"""The `iclab` application object and its error handling: every expected failure is one line, exit 2."""
+"""The `iclab` application object and its error handling, in one place (`_OneLineErrors`):
+
+- an `iclab.errors.IclabError` (bad config, run, checkpoint, data, option ...) or an OSError: the message
+  as one line on stderr, exit 2; a usage error (missing argument, unknown option, bad value): one line, exit 2;
+- an interrupted training (the trainer saved a checkpoint): how to resume, exit 130; Ctrl-C: exit 130;
+- warnings: one line each on stderr.
+
+Commands therefore raise the library's errors as they are; none converts or catches them by hand.
+"""
 
 from __future__ import annotations
 
-import functools
 import sys
 import warnings
 
 import typer
 from typer.core import TyperGroup
 
+from iclab.errors import IclabError
+
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    typer.secho(f"warning: {_one_line(message)}", fg="yellow", err=True)
+
+
+def _interrupted(e: KeyboardInterrupt) -> None:
+    if getattr(e, "path", None) is not None:  # the trainer's Interrupted: a checkpoint was saved at e.path
+        typer.secho(f"{e}; continue with: iclab train --resume {e.path.parent.parent}", fg="yellow", err=True)
+    else:
+        typer.secho("interrupted", fg="yellow", err=True)
+
+
 class _OneLineErrors(TyperGroup):
-    """Usage errors (a missing argument, an unknown option, a bad option value) as one line, exit 2."""
+    """Every expected failure of every command: one line on stderr and a non-zero exit code."""
+
+    def invoke(self, ctx):
+        """Run the command: the library's errors, an interruption and warnings (what a command raises)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
+        except (IclabError, OSError) as e:
+            typer.secho(f"error: {_one_line(e)}", fg="red", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as e:  # before typer turns it into a silent exit 130
+            _interrupted(e)
+            raise typer.Exit(130) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors (a missing argument, an unknown option, a bad option value): one line, exit 2."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -33,8 +67,6 @@ class _OneLineErrors(TyperGroup):
                     hint = f" (see '{e.ctx.command_path} --help')"
                 typer.secho(f"error: {_one_line(e.format_message())}{hint}", fg="red", err=True)
             sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -47,56 +79,6 @@ app = typer.Typer(
 )
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    typer.secho(f"warning: {_one_line(message)}", fg="yellow", err=True)
-
-
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.4f}"  # null: a baseline not evaluated at that position
-
-
 def _clean_errors(fn):
-    """Every expected failure is one readable line on stderr and a non-zero exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from iclab.config import ConfigError
-        from iclab.evaluation.multiple_choice import MultipleChoiceError
-        from iclab.registry import UnknownNameError
-        from iclab.runs import RunError
-        from iclab.training.checkpoint import CheckpointError
-        from iclab.training.device import TrainingError
-        from iclab.training.distributed import DistributedError
-        from iclab.training.trainer import Interrupted
-        from iclab.workloads.base import EvalError
-        from iclab.workloads.sequence.corpus import CorpusError
-        from iclab.workloads.sequence.tokenizers import TokenizerError
-
-        expected = (
-            ConfigError,
-            RunError,
-            CheckpointError,
-            TrainingError,
-            UnknownNameError,
-            OSError,
-            EvalError,
-            CorpusError,
-            TokenizerError,
-            MultipleChoiceError,
-            DistributedError,
-        )
-        try:
-            with warnings.catch_warnings():
-                warnings.showwarning = _show_warning
-                return fn(*args, **kwargs)
-        except expected as e:
-            typer.secho(f"error: {_one_line(e)}", fg="red", err=True)
-            raise typer.Exit(2)
-        except Interrupted as e:
-            typer.secho(f"{e}; continue with: iclab train --resume {e.path.parent.parent}", fg="yellow", err=True)
-            raise typer.Exit(130)
-        except KeyboardInterrupt:
-            typer.secho("interrupted", fg="yellow", err=True)
-            raise typer.Exit(130)
-
-    return wrapper
+    """No-op, kept until cli/sweep.py and cli/optbench.py drop it (the group above handles every error)."""
+    return fn

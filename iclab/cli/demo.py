@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 @app.command()
-@_clean_errors
 def demo(
     name: str = typer.Argument(..., help="trajectories | noise-floor | heavy-tail"),
     out: Path = typer.Option(Path("demos"), "--out", "-o", help="directory for NAME.json and NAME.png"),
@@ -24,7 +23,7 @@ def demo(
     """Optimizer trajectories on 2-D test functions, SGD's noise floor, heavy-tailed class imbalance."""
     import torch
 
-    from iclab.demos import DemoError, run_demo
+    from iclab.demos import run_demo
     from iclab.runs import RunError
 
     torch.set_num_threads(threads)
@@ -34,10 +33,7 @@ def demo(
         if not sep:
             raise RunError(f"--option {item!r}: expected key=value")
         opts[key.strip()] = value.strip()
-    try:
-        result = run_demo(name, out, seed=seed, options=opts)
-    except DemoError as e:
-        raise RunError(str(e)) from None
+    result = run_demo(name, out, seed=seed, options=opts)
     typer.echo(_summary(name, result))
     typer.echo(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
 

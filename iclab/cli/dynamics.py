@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 dynamics = typer.Typer(
     no_args_is_help=True,
@@ -19,21 +19,7 @@ dynamics = typer.Typer(
 app.add_typer(dynamics, name="dynamics")
 
 
-def _as_run_error(fn, *a, **kw):
-    """Call fn; the analyses' own errors (bad options) become one-line RunErrors (exit 2)."""
-    from iclab.analysis.initialization import InitError
-    from iclab.analysis.landscape import LandscapeError
-    from iclab.analysis.sharpness import SharpnessError
-    from iclab.runs import RunError
-
-    try:
-        return fn(*a, **kw)
-    except (LandscapeError, SharpnessError, InitError) as e:
-        raise RunError(str(e)) from None
-
-
 @app.command()
-@_clean_errors
 def landscape(
     run_dirs: list[Path] = typer.Argument(..., help="run directories (several: computed alike, drawn side by side)"),
     checkpoint: Optional[int] = typer.Option(
@@ -70,16 +56,16 @@ def landscape(
         directions=directions,
         dims=dims,
         step=checkpoint,
-        rng=_as_run_error(parse_range, range_, directions),
+        rng=parse_range(range_, directions),
         points=points,
         n_batches=batches,
         seed=seed,
     )
     if len(run_dirs) == 1 and out is None:
-        rec = _as_run_error(one, run_dirs[0], **kw)
+        rec = one(run_dirs[0], **kw)
         recs, fig = [rec], None
     else:
-        recs, fig = _as_run_error(compare, run_dirs, out, **kw)
+        recs, fig = compare(run_dirs, out, **kw)
     for r in recs:
         lo = min(min(x) if isinstance(x, list) else x for x in r["loss"])
         typer.echo(
@@ -91,7 +77,6 @@ def landscape(
 
 
 @app.command()
-@_clean_errors
 def sharpness(
     run_dir: Path = typer.Argument(..., help="a run directory (its init.safetensors, checkpoints and final weights)"),
     top: int = typer.Option(1, "--top", min=1, help="top Hessian eigenvalues"),
@@ -104,8 +89,7 @@ def sharpness(
     """Sharpness over training: top Hessian eigenvalues (and trace) at every saved checkpoint, with 2/lr."""
     from iclab.analysis.sharpness import sharpness_over_training
 
-    rec = _as_run_error(
-        sharpness_over_training,
+    rec = sharpness_over_training(
         run_dir,
         top=top,
         trace_samples=trace_samples,
@@ -125,7 +109,6 @@ def sharpness(
 
 
 @dynamics.command("double-descent")
-@_clean_errors
 def double_descent_cmd(
     out: Path = typer.Option(..., "--out", help="output directory"),
     seed: int = typer.Option(0, "--seed", min=0),
@@ -150,7 +133,6 @@ def double_descent_cmd(
 
 
 @dynamics.command("init")
-@_clean_errors
 def init_cmd(
     out: Path = typer.Option(..., "--out", help="output directory"),
     seed: int = typer.Option(0, "--seed", min=0),
@@ -162,9 +144,7 @@ def init_cmd(
     """Initialization of deep MLPs: naive N(0, s^2), Xavier, Kaiming with ReLU and tanh."""
     from iclab.analysis.initialization import run_initialization
 
-    rec = _as_run_error(
-        run_initialization, out, seed=seed, depths=list(depth or [20, 50]), width=width, steps=steps, lr=lr
-    )
+    rec = run_initialization(out, seed=seed, depths=list(depth or [20, 50]), width=width, steps=steps, lr=lr)
     lines = [f"{'depth':>6} {'act':>5} {'init':>14}{'loss 0':>9}{'loss end':>10}{'grad L1/LL':>12}"]
     for r in rec["runs"]:
         g = r["grad_norms"]
@@ -178,7 +158,6 @@ def init_cmd(
 
 
 @dynamics.command("grokking")
-@_clean_errors
 def grokking_cmd(
     run_dirs: list[Path] = typer.Argument(..., help="modular-arithmetic run directories"),
     out: Path = typer.Option(..., "--out", help="output directory"),
@@ -190,13 +169,9 @@ def grokking_cmd(
     ),
 ):
     """Grokking runs compared: steps to memorize and to generalize, vs training fraction and weight decay."""
-    from iclab.analysis.grokking import GrokkingError, compare_runs
-    from iclab.runs import RunError
+    from iclab.analysis.grokking import compare_runs
 
-    try:
-        rec = compare_runs(run_dirs, out, memorized, grokked)
-    except GrokkingError as e:
-        raise RunError(str(e)) from None
+    rec = compare_runs(run_dirs, out, memorized, grokked)
     lines = [f"{'run':<24}{'p':>4}{'frac':>6}{'wd':>6}{'memorized':>11}{'generalized':>13}{'ratio':>7}{'held-out':>10}"]
     for r in rec["runs"]:
         f = lambda x: "never" if x is None else str(x)  # noqa: E731

@@ -8,11 +8,10 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 @app.command()
-@_clean_errors
 def probe(
     run_dir: Path = typer.Argument(..., help="a linear-regression run directory"),
     target: list[str] = typer.Option(
@@ -49,7 +48,6 @@ def probe(
 
 
 @app.command()
-@_clean_errors
 def lens(
     run_dir: Path = typer.Argument(..., help="a run directory (regression or token workload)"),
     n_prompts: int = typer.Option(

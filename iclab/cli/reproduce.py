@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 def _list() -> str:
@@ -30,7 +30,6 @@ def _list() -> str:
 
 
 @app.command()
-@_clean_errors
 def reproduce(
     names: Optional[list[str]] = typer.Argument(None, help="entries to run (see --list); --all runs every built one"),
     list_: bool = typer.Option(False, "--list", help="show every entry with its claim and criterion"),
@@ -46,8 +45,9 @@ def reproduce(
 ):
     """Train (or reuse) the runs of a headline result, check its criterion and print PASS or FAIL with the numbers.
 
-    Exit code 0 when every entry passes, 1 when one fails. Writes OUT/NAME/SCALE/{result.json, figure.png, report.html}."""
-    from iclab.reproduce.runner import ReproduceError, entries
+    Exit code 0 when every entry passes, 1 when one fails.
+    Writes OUT/NAME/SCALE/{result.json, figure.png, report.html}."""
+    from iclab.reproduce.runner import entries
     from iclab.reproduce.runner import reproduce as run
     from iclab.runs import RunError
 
@@ -57,10 +57,7 @@ def reproduce(
     if summary:
         from iclab.reproduce.runner import summary_table
 
-        try:
-            typer.echo(summary_table(out), nl=False)
-        except ReproduceError as e:
-            raise RunError(str(e)) from None
+        typer.echo(summary_table(out), nl=False)
         return
     if all_:
         names = [e.name for e in entries() if e.built]
@@ -68,12 +65,7 @@ def reproduce(
         raise RunError("name an entry (iclab reproduce --list), or give --all")
     failed = []
     for name in names:
-        try:
-            res = run(
-                name, scale=scale, seeds=seeds, out=out, overrides=list(set_ or []), workers=workers, log=typer.echo
-            )
-        except ReproduceError as e:
-            raise RunError(str(e)) from None
+        res = run(name, scale=scale, seeds=seeds, out=out, overrides=list(set_ or []), workers=workers, log=typer.echo)
         if not res["passed"]:
             failed.append(name)
     if len(names) > 1:
@@ -85,7 +77,6 @@ def reproduce(
 
 
 @app.command()
-@_clean_errors
 def report(
     paths: list[Path] = typer.Argument(
         ..., help="run directories, or directories holding runs, reproductions, comparisons"
@@ -94,11 +85,7 @@ def report(
     title: Optional[str] = typer.Option(None, help="page title"),
 ):
     """One self-contained HTML page (figures embedded, metrics and baselines, configs, environment)."""
-    from iclab.report import ReportError, write_report
-    from iclab.runs import RunError
+    from iclab.report import write_report
 
-    try:
-        path = write_report(paths, out, title)
-    except ReportError as e:
-        raise RunError(str(e)) from None
+    path = write_report(paths, out, title)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

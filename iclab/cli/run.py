@@ -8,11 +8,10 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, _fmt, app
+from iclab.cli.app import _clean_errors, app
 
 
 @app.command()
-@_clean_errors
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config (omit with --resume)"),
     overrides: Optional[list[str]] = typer.Argument(
@@ -74,7 +73,6 @@ def train(
 
 
 @app.command("eval")
-@_clean_errors
 def eval_(
     run_dir: Path = typer.Argument(..., help="a run directory written by `iclab train`"),
     n_prompts: Optional[int] = typer.Option(None, min=1, help="prompts to average over (default: eval.n_prompts)"),
@@ -111,65 +109,33 @@ def eval_(
     ),
 ):
     """Re-evaluate a saved run (more prompts, longer prompts, another seed, a distribution shift, another
-    function class; token workloads: another length, a multiple-choice file) and draw its figure."""
-    from iclab.runs import evaluate_run, load_run_config
+    function class; token workloads: another length, a multiple-choice file) and draw its figure.
+    The run's workload says which of these options it takes and writes the summary line."""
+    from iclab.runs import evaluate_multiple_choice, evaluate_run, load_run_config
+    from iclab.workloads import make_workload
 
     if multiple_choice is not None:
-        from iclab.evaluation.multiple_choice import evaluate_multiple_choice, summary_line
+        from iclab.evaluation.multiple_choice import summary_line
 
         typer.echo(summary_line(evaluate_multiple_choice(run_dir, multiple_choice, tag=tag, loops=loops)))
         return
-    if load_run_config(run_dir).task.family != "regression":  # token and classification workloads (config.yaml only)
-        from iclab.workloads import make_workload
+    from iclab.evaluation.shift_eval import parse_options
 
-        if shift is not None or task is not None or all_shifts or baselines is not None or n_points is not None:
-            raise typer.BadParameter(
-                "--shift, --task, --all-shifts, --baselines and --n-points are for regression runs"
-            )
-        opts = dict(n_prompts=n_prompts, seed=seed, loops=loops, tag=tag, seq_len=seq_len)
-        cfg = load_run_config(run_dir)
-        workload = make_workload(cfg, run_dir)  # prepares (or reuses) the data once
-        ev = evaluate_run(run_dir, cfg, workload=workload, **{k: v for k, v in opts.items() if v is not None})
-        typer.echo(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json: " + workload.summary(ev))
-        return
-    if seq_len is not None:
-        raise typer.BadParameter("--seq-len is for token workloads; regression runs take --n-points")
-
-    def line(name, ev):
-        k = min(2 * ev["n_dims"], ev["n_points"] - 1)
-        return f"{name}: error at k={k}: model {ev['model']['mean'][k]:.4f}, " + ", ".join(
-            f"{b} {_fmt(c['mean'][k])}" for b, c in ev["baselines"].items()
-        )
-
-    if shift is None and task is None and not all_shifts and baselines is None:
-        ev = evaluate_run(
-            run_dir, n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, tag=tag, max_loops=max_loops
-        )
-        typer.echo(line(f"wrote {run_dir}/eval{'_' + tag if tag else ''}.json", ev))
-        return
-    from iclab.config import ConfigError
-    from iclab.evaluation.shift_eval import evaluate_run_all_shifts, evaluate_run_shift, parse_options
-
-    try:
-        sopts, topts = parse_options(shift_option, "--shift-option"), parse_options(task_option, "--task-option")
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    names = [b.strip() for b in baselines.split(",") if b.strip()] if baselines is not None else None
-    kw = dict(n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, baselines=names)
-    if all_shifts:
-        if shift is not None or tag is not None:
-            raise typer.BadParameter("--all-shifts excludes --shift and --tag")
-        results = evaluate_run_all_shifts(run_dir, task, topts, **kw)
-        for name, ev in results.items():
-            typer.echo(line(name, ev))
-        typer.echo(f"wrote {run_dir}/{'shifts_on_' + task if task else 'shifts'}.png")
-        return
-    ev = evaluate_run_shift(run_dir, shift or "standard", sopts, task, topts, tag=tag, **kw)
-    typer.echo(line(f"{ev['eval_task']} under {ev['shift']}", ev))
+    options = dict(n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops, max_loops=max_loops, tag=tag)
+    options.update(shift=shift, task=task, seq_len=seq_len, all_shifts=all_shifts or None)
+    if shift_option is not None:
+        options["shift_options"] = parse_options(shift_option, "--shift-option")
+    if task_option is not None:
+        options["task_options"] = parse_options(task_option, "--task-option")
+    if baselines is not None:
+        options["baselines"] = [b.strip() for b in baselines.split(",") if b.strip()]
+    cfg = load_run_config(run_dir)
+    workload = make_workload(cfg, run_dir)  # prepares (or reuses) a token workload's data once
+    ev = evaluate_run(run_dir, cfg, workload=workload, **{k: v for k, v in options.items() if v is not None})
+    typer.echo(workload.summary(ev))
 
 
 @app.command()
-@_clean_errors
 def plot(
     run_dirs: list[Path] = typer.Argument(..., help="one or more run directories"),
     out: Path = typer.Option(Path("error_vs_examples.png"), "--out", "-o", help="output PNG"),

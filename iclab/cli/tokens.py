@@ -7,14 +7,13 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 data_app = typer.Typer(no_args_is_help=True, help="Prepare token data ahead of training.")
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("prepare")
-@_clean_errors
 def prepare(
     config: Optional[Path] = typer.Argument(
         None, help="a config whose task is language_model (its corpus options are used)"
@@ -59,7 +58,6 @@ def prepare(
 
 
 @app.command()
-@_clean_errors
 def sample(
     run_dir: Path = typer.Argument(..., help="a language-model run directory"),
     prompt: str = typer.Option("", help="the text to continue (empty: start from a newline)"),

@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 @app.command("list")
-@_clean_errors
 def list_(
     what: Optional[str] = typer.Argument(
         None, help="tasks | models | optimizers | curricula | baselines | shifts (default: all)"
@@ -42,7 +41,6 @@ def list_(
 
 
 @app.command()
-@_clean_errors
 def curriculum(
     config: Path = typer.Argument(..., help="YAML config"),
     overrides: Optional[list[str]] = typer.Argument(None, help="config overrides"),
@@ -66,10 +64,7 @@ def curriculum(
         if final < cap:
             typer.secho(f"note: {key} ends at {final}, below its maximum {cap}", fg="yellow")
     if out is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from iclab.plotting import plt
 
         xs = list(range(0, steps, max(1, steps // 1000)))
         fig, axes = plt.subplots(1, 3, figsize=(11, 3))
@@ -83,7 +78,6 @@ def curriculum(
 
 
 @app.command()
-@_clean_errors
 def bench(
     names: Optional[list[str]] = typer.Argument(None, help="suite names or YAML configs (default: the whole suite)"),
     quick: bool = typer.Option(

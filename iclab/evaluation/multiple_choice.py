@@ -16,8 +16,10 @@ continuation tokens given the context (`accuracy` takes the argmax), and that su
 of characters of the continuation, leading space included (`accuracy_norm`, lm-eval's acc_norm, which
 removes the bias towards short answers). Ties go to the first choice (argmax's order).
 
-Tokens: the concatenation context + continuation is encoded once and the continuation is its suffix
-after as many tokens as the context alone encodes to. For char and byte tokenizers this is exact; for
+Tokens: `tokenizer` is any object with `encode(text) -> ids` (iclab/workloads/sequence/tokenizers.py,
+whose TokenizerError becomes a MultipleChoiceError naming the question). The concatenation context +
+continuation is encoded once and the continuation is its suffix after as many tokens as the context
+alone encodes to. For char and byte tokenizers this is exact; for
 a BPE tokenizer a merge across the boundary (e.g. ":" + " 4") can shift the split by a token, a caveat
 lm-eval shares. A sequence longer than the model's `n_positions` keeps its last n_positions tokens:
 the start of the context is dropped, the continuation never is (a continuation that alone does not
@@ -29,7 +31,8 @@ forward pass each; the continuation's log-probabilities are gathered with a posi
 (`logit[target] - logsumexp(logits)`, so no second (B, L, V) tensor is made).
 
 Each accuracy comes with a 95% Wilson score interval, and `chance` is the mean over questions of
-1 / (number of choices).
+1 / (number of choices). Scoring a saved run (open it, load the model, write eval_mc_*.json):
+`iclab.runs.evaluate_multiple_choice`.
 """
 
 from __future__ import annotations
@@ -43,10 +46,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from iclab.files import write_json
-from iclab.stats import Z95, wilson_interval  # noqa: F401  (wilson_interval: scored here, tested from here)
-from iclab.workloads.base import EvalError
-from iclab.workloads.sequence.tokenizers import Tokenizer, TokenizerError
+from iclab.errors import IclabError
+from iclab.evaluation import EvalError
+from iclab.stats import wilson_interval
 
 
 class MultipleChoiceError(EvalError):
@@ -156,19 +158,17 @@ def file_sha256(path: str | Path) -> str:
 # --- tokens -------------------------------------------------------------------------------------------
 
 
-def encode_pair(tokenizer: Tokenizer, q: Question, context: str, continuation: str) -> tuple[np.ndarray, int]:
+def encode_pair(tokenizer, q: Question, context: str, continuation: str) -> tuple[np.ndarray, int]:
     """(ids of context + continuation, number of continuation tokens: the suffix after the context's)."""
     try:
         n_ctx = len(tokenizer.encode(context))
         ids = tokenizer.encode(context + continuation).astype(np.int64)
-    except TokenizerError as e:
+    except IclabError as e:  # the tokenizer's TokenizerError: a character it cannot encode
         raise MultipleChoiceError(f"{q.where}: {e}") from None
     return ids, min(max(len(ids) - n_ctx, 1), len(ids) - 1)
 
 
-def encode_choices(
-    tokenizer: Tokenizer, questions: list[Question], n_positions: int
-) -> tuple[list[np.ndarray], np.ndarray]:
+def encode_choices(tokenizer, questions: list[Question], n_positions: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Every (question, choice) pair, question-major: token ids (left-truncated to n_positions) and the
     number of continuation tokens of each."""
     seqs, n_cont = [], []
@@ -221,7 +221,7 @@ def continuation_logprobs(
 
 
 def score_questions(
-    model, tokenizer: Tokenizer, questions: list[Question], device, *, loops: int | None = None, batch_size: int = 64
+    model, tokenizer, questions: list[Question], device, *, loops: int | None = None, batch_size: int = 64
 ) -> dict:
     """Accuracy (summed log-likelihood) and length-normalized accuracy of `model` on `questions`, each with
     a 95% Wilson interval, the chance level and per-question predictions (see the module docstring)."""
@@ -271,47 +271,12 @@ def summary_line(record: dict) -> str:
     )
 
 
-def evaluate_multiple_choice(
-    run_dir: str | Path, file: str | Path, *, tag: str | None = None, loops: int | None = None
-) -> dict:
-    """Score a language-model run on a question file; writes RUN_DIR/eval_mc_<file stem>[_<tag>].json."""
-    from iclab.runs import load_run_config, load_run_model
-    from iclab.training.device import run_device
-    from iclab.workloads import make_workload
-
-    run_dir, file = Path(run_dir), Path(file)
-    cfg = load_run_config(run_dir)
-    workload = make_workload(cfg, run_dir)
-    tokenizer = getattr(workload, "tokenizer", None)
-    if tokenizer is None:
-        raise MultipleChoiceError(
-            f"task {cfg.task.name} has no text tokenizer; multiple choice needs a language-model run"
-        )
-    questions = read_questions(file)  # before loading the model: a bad file fails fast
-    device = run_device(cfg.training.device)
-    model = load_run_model(run_dir, cfg, device, workload)
-    loops = loops or cfg.eval.loops or cfg.model.loops
-    record = {
-        "file": str(file),
-        "sha256": file_sha256(file),
-        "task": cfg.task.name,
-        "tokenizer": tokenizer.kind,
-        "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "loops": loops,
-        **score_questions(model, tokenizer, questions, device, loops=loops),
-    }
-    write_json(run_dir / f"eval_mc_{file.stem}{'_' + tag if tag else ''}.json", record)
-    return record
-
-
 __all__ = [
     "MultipleChoiceError",
     "Question",
     "read_questions",
     "score_questions",
-    "evaluate_multiple_choice",
     "summary_line",
-    "wilson_interval",
     "context_of",
     "continuation_of",
     "encode_choices",

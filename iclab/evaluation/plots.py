@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from iclab.plotting import plt
 
 BASELINE_STYLE = {
     "least_squares": ("Least Squares", "k", "--"),

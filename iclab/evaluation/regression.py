@@ -18,11 +18,22 @@ loops.json (looped models):
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
 from iclab.evaluation.baselines import check_positions, resolve
-from iclab.workloads.regression.functions.base import Task
+
+
+class Task(Protocol):
+    """What an evaluation needs of a function class (iclab/workloads/regression/functions/base.py: Task,
+    which the workloads pass in; evaluation does not import the workloads)."""
+
+    n_dims: int
+
+    def sample(self, batch: int, n_points: int, n_dims_truncated: int, gen: torch.Generator, device): ...
+
+    def zero_error(self, n_dims_truncated: int) -> float: ...
 
 
 def eval_generator(seed: int, device) -> torch.Generator:

@@ -1,4 +1,5 @@
-"""Evaluation under distribution shifts and on other function classes (`iclab eval --shift/--task/--all-shifts`).
+"""Evaluation under distribution shifts and on other function classes (`iclab eval --shift/--task/--all-shifts`;
+the regression workload opens the run and writes the files, iclab/workloads/regression/workload.py).
 
 Writes `eval_<tag>.json` (the eval.json schema plus `shift`, `shift_options`, `eval_task`, `zero_predictor`)
 and its figure; `--all-shifts` also writes a summary figure with one panel per shift.
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import torch
 
+from iclab.evaluation import EvalError
 from iclab.evaluation.baselines import resolve
-from iclab.evaluation.regression import eval_generator, model_predictions, summarize
-from iclab.evaluation.shifts import DEFAULT_SHIFTS, SHIFTS, Shift, make_shift
-from iclab.workloads.regression.functions.base import Task
+from iclab.evaluation.regression import Task, eval_generator, model_predictions, summarize
+from iclab.evaluation.shifts import Shift
 
 
 def query_rows(xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor):
@@ -78,7 +79,7 @@ def evaluate_shift(
             xs, ys = query_rows(p.xs, p.ys, p.xq, p.yq)
             target = p.yq
 
-            def pick(pred):
+            def pick(pred, bs=bs):
                 return _diag(pred, bs, n)
 
         errs["model"].append((pick(model_predictions(model, xs, ys, loops)) - target).pow(2) / norm)
@@ -108,7 +109,7 @@ def parse_options(items: list[str] | None, what: str) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"{what} '{item}' is not of the form key=value")
+            raise EvalError(f"{what} '{item}' is not of the form key=value")
         k, v = item.split("=", 1)
         out[k] = yaml.safe_load(v) if v != "" else ""
     return out
@@ -121,101 +122,6 @@ def shift_tag(shift: str, shift_options: dict | None = None, task_name: str | No
     return re.sub(r"[^A-Za-z0-9_.=-]", "-", tag)
 
 
-def evaluate_run_shift(
-    run_dir: Path,
-    shift: str = "standard",
-    shift_options: dict | None = None,
-    task_name: str | None = None,
-    task_options: dict | None = None,
-    *,
-    n_prompts: int | None = None,
-    n_points: int | None = None,
-    seed: int | None = None,
-    loops: int | None = None,
-    baselines: list[str] | None = None,
-    tag: str | None = None,
-    model=None,
-    write_figure: bool = True,
-) -> dict:
-    """Evaluate a saved run under `shift`, on its own task or on `task_name` (same n_dims); write
-    eval_<tag>.json and error_vs_examples_<tag>.png."""
-    from iclab.config import ConfigError
-    from iclab.evaluation.baselines import BASELINES, resolve_baselines
-    from iclab.evaluation.plots import plot_error_curves
-    from iclab.runs import RunError, open_run, write_json
-    from iclab.workloads.regression.functions import make_task
-
-    run_dir = Path(run_dir)
-    cfg, device, model, n_points = open_run(run_dir, model=model, n_points=n_points)
-    try:
-        sh = make_shift(shift, shift_options)
-        if task_name is None:
-            task = make_task(cfg.task.name, cfg.task.n_dims, cfg.task.options)
-            explicit = cfg.eval.baselines if baselines is None else baselines
-        else:
-            task = make_task(task_name, cfg.task.n_dims, task_options)
-            explicit = baselines
-        task = task.without_pool()
-        names = resolve_baselines(task, explicit)
-        for b in names:
-            BASELINES.get(b)
-        why = sh.applies_to(task)
-    except ValueError as e:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"--shift {shift} / --task {task_name or cfg.task.name}: {e}") from None
-    if why:
-        raise RunError(f"shift '{shift}' does not apply to task {task_name or cfg.task.name}: {why}")
-    ev = evaluate_shift(
-        model,
-        task,
-        sh,
-        n_prompts=n_prompts or cfg.eval.n_prompts,
-        n_points=n_points,
-        loops=loops or cfg.eval.loops or cfg.model.loops,
-        baselines=names,
-        seed=cfg.eval.seed if seed is None else seed,
-        batch_size=cfg.eval.batch_size,
-        device=device,
-    )
-    ev.update(
-        shift=shift,
-        shift_options=sh.opts.model_dump(),
-        eval_task=task_name or cfg.task.name,
-        trained_task=cfg.task.name,
-    )
-    tag = tag or shift_tag(shift, shift_options, task_name)
-    write_json(run_dir / f"eval_{tag}.json", ev)
-    if write_figure:
-        title = f"{ev['eval_task']}, shift: {shift}\n(model trained on {cfg.task.name})"
-        plot_error_curves([(run_dir.name, ev)], run_dir / f"error_vs_examples_{tag}.png", title=title)
-    return ev
-
-
-def evaluate_run_all_shifts(
-    run_dir: Path, task_name: str | None = None, task_options: dict | None = None, shifts=DEFAULT_SHIFTS, **kw
-) -> dict[str, dict]:
-    """Every applicable shift; eval_<shift>.json each and one summary figure shifts[_on_<task>].png."""
-    from iclab.runs import load_run_config, load_run_model
-    from iclab.training.device import run_device
-    from iclab.workloads.regression.functions import make_task
-
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    model = load_run_model(run_dir, cfg, run_device(cfg.training.device))
-    task = make_task(task_name or cfg.task.name, cfg.task.n_dims, task_options if task_name else cfg.task.options)
-    results = {}
-    for name in shifts:
-        if SHIFTS.get(name)().applies_to(task):
-            continue
-        results[name] = evaluate_run_shift(
-            run_dir, name, None, task_name, task_options, model=model, write_figure=False, **kw
-        )
-    out = run_dir / (f"shifts_on_{task_name}.png" if task_name else "shifts.png")
-    plot_shift_grid(
-        results, out, title=f"{task_name or cfg.task.name}, model trained on {cfg.task.name} ({run_dir.name})"
-    )
-    return results
-
-
 SPARE_COLORS = ("tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")  # never the model's blue
 
 
@@ -223,12 +129,8 @@ def plot_shift_grid(results: dict[str, dict], path: Path, title: str | None = No
     """One panel per shift: the model, every baseline and the zero predictor, error vs in-context examples."""
     import math
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from iclab.evaluation.plots import BASELINE_STYLE
+    from iclab.plotting import plt
 
     k = len(results)
     cols = min(4, k)

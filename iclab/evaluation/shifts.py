@@ -17,8 +17,8 @@ from typing import NamedTuple
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from iclab.evaluation.regression import Task
 from iclab.registry import SHIFTS
-from iclab.workloads.regression.functions.base import Task
 
 
 class Prompts(NamedTuple):

@@ -1,8 +1,12 @@
-"""Workloads: what a model is trained on. Every task registers in `iclab.registry.TASKS`, which
-imports the two families on first use:
+"""Workloads: what a model is trained on and how it is scored. Every task is a `Workload` class in
+`iclab.registry.TASKS`, which imports the families on first use:
 
-    regression/   in-context learning of function classes (Garg et al.): prompts of (x, f(x)) points
-    sequence/     token sequences: language modelling, sorting, modular arithmetic, multiple choice
+    regression/      in-context learning of function classes (Garg et al.): prompts of (x, f(x)) points;
+                     one task per function class (registry FUNCTIONS)
+    sequence/        token sequences: language modelling, sorting, modular arithmetic, multiple choice
+    classification/  a feed-forward network on a fixed dataset (iclab optbench)
+
+The scoring functions they compose (pure: tensors in, numbers out) live one layer down, in iclab/evaluation.
 """
 
 from __future__ import annotations
@@ -14,9 +18,4 @@ from iclab.workloads.base import Workload
 def make_workload(cfg, run_dir=None) -> Workload:
     """The workload of a config; `run_dir` (an existing run) lets it read what the run recorded, e.g.
     the tokenizer a language model was trained with."""
-    entry = TASKS.get(cfg.task.name)
-    if entry.family == "regression":
-        from iclab.workloads.regression.workload import RegressionWorkload
-
-        return RegressionWorkload(cfg)
-    return entry(cfg, run_dir=run_dir)
+    return TASKS.get(cfg.task.name)(cfg, run_dir=run_dir)

@@ -5,12 +5,14 @@ training step s (a pure function of (seed, s), made on the model's device), the 
 metrics logged at log steps beside the loss, and the evaluation after training. The trainer knows
 nothing of (x, y) prompts or tokens; it calls these methods, and the optimizer never sees inside.
 
-    family      regression (iclab/workloads/regression: in-context learning of function classes)
-                sequence   (iclab/workloads/sequence: language modelling, sorting, modular arithmetic,
-                            multiple choice)
+    family      regression     (iclab/workloads/regression: in-context learning of function classes)
+                sequence       (iclab/workloads/sequence: language modelling, sorting, modular arithmetic,
+                                multiple choice)
+                classification (iclab/workloads/classification: a network on a fixed dataset)
 
-The registry `TASKS` maps `task.name` to a function class (family regression, wrapped by
-`RegressionWorkload`) or to a sequence workload class; `iclab.workloads.make_workload` builds either.
+The registry `TASKS` maps every `task.name` to a Workload class (regression: one per function class of
+`FUNCTIONS`); `iclab.workloads.make_workload` builds it. Callers (runs, the CLI) never branch on the
+family: they call `evaluate` with the options the workload lists in `eval_options` and print `summary`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from iclab.errors import IclabError
+from iclab.evaluation import EvalError
 
 
 def step_generator(seed: int, step: int, device) -> torch.Generator:
@@ -31,10 +34,6 @@ def step_generator(seed: int, step: int, device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1))
     return g
-
-
-class EvalError(IclabError, ValueError):
-    """An evaluation that cannot run as asked (the message names the option or file)."""
 
 
 class ShardError(IclabError, ValueError):
@@ -66,8 +65,10 @@ class Workload:
     """Base class of workloads; `cfg` is the run's `iclab.config.Config`."""
 
     family: str = ""
+    #: keyword options of `evaluate` beyond (run_dir, model, device): `check_eval_options` refuses others
+    eval_options: tuple[str, ...] = ("n_prompts", "seed", "loops", "tag", "step", "seq_len")
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, run_dir=None):
         self.cfg = cfg
 
     # --- training ------------------------------------------------------------------------------------
@@ -116,6 +117,17 @@ class Workload:
     def evaluate(self, run_dir: Path, model: nn.Module, device: torch.device, **options) -> dict:
         """Evaluate a trained model, write eval*.json and figures into `run_dir`, return the record."""
         raise NotImplementedError
+
+    def check_eval_options(self, options: dict) -> None:
+        """Raise EvalError naming the options (as `iclab eval` spells them) that `evaluate` does not take."""
+        flag = lambda k: "--" + k.removesuffix("s" if k.endswith("_options") else "").replace("_", "-")  # noqa: E731
+        extra = [k for k in options if k not in self.eval_options]
+        if extra:
+            takes = [flag(k) for k in self.eval_options if k not in ("step", "write_figure")]  # not on the CLI
+            raise EvalError(
+                f"{', '.join(map(flag, extra))}: not an evaluation option of task {self.cfg.task.name} "
+                f"({self.family}); it takes {', '.join(takes)}"
+            )
 
     def summary(self, ev: dict) -> str:
         """One line for the terminal about an evaluation record."""

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from iclab.evaluation.baselines import (
-    BASELINES,
     averaging,
     decision_tree,
     init_relu_nets,
@@ -17,6 +16,7 @@ from iclab.evaluation.baselines import (
     ridge,
     xgboost,
 )
+from iclab.registry import BASELINES
 
 
 def _data(seed=0, b=3, n=8, d=4):

@@ -16,9 +16,9 @@ from iclab.evaluation.multiple_choice import (
     read_questions,
     score_questions,
     summary_line,
-    wilson_interval,
 )
 from iclab.models.transformer import GPTLanguageModel
+from iclab.stats import wilson_interval
 from iclab.workloads.sequence.tokenizers import CharTokenizer
 
 ALPHABET = "".join(sorted(set("Question: \nAnswer: abcdenorstuwxyz")))  # the template and the questions below
@@ -28,7 +28,7 @@ def row(stem, texts, answer, qid="q"):
     labels = "ABCDEFGH"[: len(texts)]
     return {
         "id": qid,
-        "question": {"stem": stem, "choices": [{"label": l, "text": t} for l, t in zip(labels, texts)]},
+        "question": {"stem": stem, "choices": [{"label": lab, "text": t} for lab, t in zip(labels, texts)]},
         "answerKey": labels[answer],
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from iclab.evaluation.baselines import BASELINES
+from iclab.registry import BASELINES
 
 MAX_ELEMENTS = 1 << 24  # rough bound on a chunk's (pool functions x prompts x points x width)
 

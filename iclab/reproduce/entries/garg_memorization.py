@@ -14,10 +14,10 @@ MARGIN = 0.05
 
 
 def evaluate(run):
-    from iclab.evaluation.shift_eval import evaluate_run_shift
+    from iclab.runs import evaluate_run
 
     if not (run.dir / "eval_train_pool.json").is_file():
-        evaluate_run_shift(run.dir, "train_pool")
+        evaluate_run(run.dir, shift="train_pool")
 
 
 def check(runs) -> Verdict:

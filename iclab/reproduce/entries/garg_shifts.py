@@ -14,11 +14,11 @@ MARGIN = 0.1
 
 
 def evaluate(run):
-    from iclab.evaluation.shift_eval import evaluate_run_shift
+    from iclab.runs import evaluate_run
 
     for shift in ROBUST + REPORTED:
         if not (run.dir / f"eval_{shift}.json").is_file():
-            evaluate_run_shift(run.dir, shift, write_figure=False)
+            evaluate_run(run.dir, shift=shift, write_figure=False)
 
 
 def _position(ev) -> int:

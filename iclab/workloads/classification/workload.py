@@ -44,9 +44,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from iclab.evaluation import EvalError
 from iclab.files import write_json
 from iclab.registry import TASKS
-from iclab.workloads.base import EvalError, Workload, step_generator
+from iclab.workloads.base import Workload, step_generator
 
 
 class ClassificationOptions(BaseModel):
@@ -271,7 +272,7 @@ def read_val_metrics(path: Path) -> list[dict]:
 
 def plot_classification(records: list[dict], path: Path, title: str | None = None) -> Path:
     """Training and validation loss (left, log y) and validation accuracy (right) vs step."""
-    from iclab.evaluation.plots import plt
+    from iclab.plotting import plt
 
     steps = [r["step"] for r in records]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from iclab.evaluation import EvalError
 from iclab.evaluation.ngram import ngram_baselines
 from iclab.files import write_json
 from iclab.registry import TASKS
-from iclab.workloads.base import EvalError, step_generator
+from iclab.workloads.base import step_generator
 from iclab.workloads.sequence.base import (
     SequenceOptions,
     SequenceWorkload,
@@ -90,7 +91,8 @@ class LanguageModel(SequenceWorkload):
             if saved.fingerprint() != self.tokenizer.fingerprint():
                 raise VocabularyMismatch(
                     f"vocabulary mismatch: run {run_dir} was trained with tokenizer {saved.fingerprint()} "
-                    f"({saved.kind}, {saved.vocab_size} tokens) but the data in {path} has {self.tokenizer.fingerprint()} "
+                    f"({saved.kind}, {saved.vocab_size} tokens) but the data in {path} has "
+                    f"{self.tokenizer.fingerprint()} "
                     f"({self.tokenizer.kind}, {self.vocab_size} tokens)"
                 )
         for split, arr in (("train", self.data.train), ("val", self.data.val)):

@@ -135,7 +135,7 @@ def generate(n: int, seed: int, exclude: Iterable[str] = ()) -> list[dict]:
         rows.append(
             {
                 "id": f"gen-s{seed}-{i:05d}",
-                "question": {"stem": stem, "choices": [{"label": l, "text": t} for l, t in zip(LABELS, texts)]},
+                "question": {"stem": stem, "choices": [{"label": lab, "text": t} for lab, t in zip(LABELS, texts)]},
                 "answerKey": LABELS[pos],
             }
         )

@@ -39,10 +39,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from iclab.evaluation import EvalError
 from iclab.files import write_json
 from iclab.models.flops import lm_train_step_flops
 from iclab.registry import TASKS
-from iclab.workloads.base import EvalError, step_generator
+from iclab.workloads.base import step_generator
 from iclab.workloads.sequence.base import IGNORE, SequenceOptions, SequenceWorkload
 
 CHUNK = 8192  # equations per forward pass when the whole table is scored
@@ -273,7 +274,7 @@ def read_metrics(path: Path) -> list[dict]:
 
 def plot_grokking(records: list[dict], path: Path, chance: float | None = None, title: str | None = None) -> Path:
     """Train and held-out accuracy (left) and loss (right) vs step, log x axis."""
-    from iclab.evaluation.plots import plt
+    from iclab.plotting import plt
 
     steps = [r["step"] for r in records]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))

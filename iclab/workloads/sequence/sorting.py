@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from iclab.evaluation import EvalError
 from iclab.files import write_json
 from iclab.registry import TASKS
-from iclab.workloads.base import EvalError
 from iclab.workloads.sequence.base import IGNORE, SequenceOptions, SequenceWorkload
 
 
@@ -232,7 +232,7 @@ class SortingWorkload(SequenceWorkload):
 def plot_sorting(ev: dict, path: Path, title: str | None = None) -> Path:
     """Exact match (95% CI) and token accuracy vs length with the trained length marked; per-position
     accuracy at the trained length."""
-    from iclab.evaluation.plots import plt
+    from iclab.plotting import plt
 
     ks = [int(k) for k in ev["lengths"]]
     ms = list(ev["lengths"].values())

@@ -120,7 +120,7 @@ def test_default_baselines_resolution():
     assert resolve_baselines(make_task("linear_regression", 3, {"pool_size": 3}), None)[-1] == "memorization"
     assert resolve_baselines(make_task("decision_tree", 3), ["knn"]) == ["knn"]
     # names of baselines that are not registered (in this build) are skipped, registered ones kept in order
-    from iclab.evaluation.baselines import BASELINES
+    from iclab.registry import BASELINES
 
     got = resolve_baselines(make_task("decision_tree", 3), None)
     assert got == [b for b in ("least_squares", "knn", "averaging", "decision_tree", "xgboost") if b in BASELINES]

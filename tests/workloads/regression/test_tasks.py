@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from iclab.config import ConfigError, validate
-from iclab.registry import TASKS
+from iclab.registry import FUNCTIONS, TASKS
+from iclab.workloads.base import Workload
 from iclab.workloads.regression.functions import make_task
 
 ALL = [
@@ -166,9 +167,18 @@ def test_unknown_task_option_is_an_error_naming_it():
 
 
 def test_every_task_is_registered_with_defaults():
-    assert set(ALL) <= set(TASKS.names())
+    assert set(ALL) <= set(FUNCTIONS.names()) and set(ALL) <= set(TASKS.names())
     for name in ALL:
-        assert "least_squares" in TASKS.get(name).default_baselines
+        assert "least_squares" in FUNCTIONS.get(name).default_baselines
+
+
+def test_every_task_is_a_workload_and_each_function_class_has_its_own():
+    for name in TASKS.names():
+        assert issubclass(TASKS.get(name), Workload), name
+    for name in FUNCTIONS.names():
+        wl = TASKS.get(name)
+        assert wl.family == "regression" and wl.function_class is FUNCTIONS.get(name)
+        assert wl.Options is FUNCTIONS.get(name).Options
 
 
 def test_shipped_garg_configs_validate_and_match_the_paper():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from iclab.config import ConfigError, validate
-from iclab.evaluation.multiple_choice import MultipleChoiceError, evaluate_multiple_choice, read_questions
-from iclab.runs import train_run
+from iclab.evaluation.multiple_choice import MultipleChoiceError, read_questions
+from iclab.runs import evaluate_multiple_choice, train_run
 from iclab.workloads import make_workload
 from iclab.workloads.base import step_generator
 from iclab.workloads.sequence.base import IGNORE

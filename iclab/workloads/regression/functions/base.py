@@ -8,8 +8,9 @@ Curriculum on dimensions: `n_dims_truncated` <= `n_dims`; coordinates beyond it 
 function ignores them), exactly as in Garg et al.
 
 Every task accepts the options of `TaskOptions`: a finite training pool (`pool_size` distinct functions
-and/or `prompt_pool_size` distinct prompts), see iclab/workloads/regression/functions/pool.py. The pool is used only for training;
-evaluation samples fresh functions (`Task.without_pool()`), except under the `train_pool` shift.
+and/or `prompt_pool_size` distinct prompts), see iclab/workloads/regression/functions/pool.py. The pool
+is used only for training; evaluation samples fresh functions (`Task.without_pool()`), except under the
+`train_pool` shift.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from iclab.registry import TASKS
-from iclab.workloads.regression.functions.params import index_params, params_to  # noqa: F401  (re-exported)
+from iclab.registry import FUNCTIONS
+from iclab.workloads.regression.functions.params import index_params
 
 
 class TaskOptions(BaseModel):
@@ -59,8 +60,6 @@ class Task:
         self.use_pool = True
         self._pool = None
 
-    family = "regression"
-
     @staticmethod
     def select(params: Any, idx: torch.Tensor) -> Any:
         """Functions `idx` of a batch of parameters (a tensor or a tuple of tensors, batch first)."""
@@ -69,35 +68,6 @@ class Task:
     @classmethod
     def check(cls, opts, n_dims: int) -> None:
         """Raise ValueError when options and n_dims do not fit together (called from config validation)."""
-
-    @classmethod
-    def check_config(cls, cfg) -> None:
-        """Raise ValueError when the rest of a config does not fit an in-context regression run."""
-        t, m, c, ev = cfg.task, cfg.model, cfg.curriculum, cfg.eval
-        for key, sched, cap in (("dims", c.dims, t.n_dims), ("points", c.points, t.n_points)):
-            if sched is not None and sched.end > cap:
-                raise ValueError(f"curriculum.{key}.end={sched.end} exceeds task.n_{key}={cap}")
-        if c.seq_len is not None or t.seq_len is not None:
-            raise ValueError(
-                f"task.seq_len and curriculum.seq_len are for token workloads; {t.name} uses task.n_points"
-            )
-        if 2 * t.n_points > m.n_positions:
-            raise ValueError(
-                f"task.n_points={t.n_points} needs {2 * t.n_points} positions > model.n_positions={m.n_positions}"
-            )
-        if ev.n_points is not None and 2 * ev.n_points > m.n_positions:
-            raise ValueError(
-                f"eval.n_points={ev.n_points} needs {2 * ev.n_points} positions > model.n_positions={m.n_positions}"
-            )
-        if ev.baselines:
-            from iclab.evaluation.baselines import check_positions, resolve
-
-            check_positions(resolve(ev.baselines), ev.n_points or t.n_points)
-        if m.drop_tokens and m.min_tokens > 2 * t.n_points:
-            raise ValueError(
-                f"model.min_tokens={m.min_tokens} exceeds the {2 * t.n_points} tokens of a prompt "
-                f"(task.n_points={t.n_points})"
-            )
 
     # --- x sampling -------------------------------------------------------------------------------
     def sample_xs(self, batch: int, n_points: int, n_dims_truncated: int, gen: torch.Generator, device) -> torch.Tensor:
@@ -170,4 +140,5 @@ class Task:
 
 
 def make_task(name: str, n_dims: int, options: dict | None = None) -> Task:
-    return TASKS.get(name)(n_dims, **(options or {}))
+    """A function class by its FUNCTIONS name (the task name of a regression config)."""
+    return FUNCTIONS.get(name)(n_dims, **(options or {}))

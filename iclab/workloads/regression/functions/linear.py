@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from iclab.workloads.regression.functions.base import TASKS, Task, TaskOptions
+from iclab.registry import FUNCTIONS
+from iclab.workloads.regression.functions.base import Task, TaskOptions
 
 
 class LinearOptions(TaskOptions):
     scale: float = Field(1.0, gt=0, description="multiplies w (and so y)")
 
 
-@TASKS.register("linear_regression")
+@FUNCTIONS.register("linear_regression")
 class LinearRegression(Task):
     """f(x) = scale * w.x, w ~ N(0, I_d); error normalized by d (Garg et al. 2022)."""
 

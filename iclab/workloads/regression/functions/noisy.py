@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from iclab.workloads.regression.functions.base import TASKS
+from iclab.registry import FUNCTIONS
 from iclab.workloads.regression.functions.linear import LinearOptions, LinearRegression
 
 
@@ -12,7 +12,7 @@ class NoisyOptions(LinearOptions):
     noise_std: float = Field(1.0, ge=0, description="std of the label noise (Garg et al.'s noisy-LR evaluation uses 1)")
 
 
-@TASKS.register("noisy_linear_regression")
+@FUNCTIONS.register("noisy_linear_regression")
 class NoisyLinearRegression(LinearRegression):
     """y = scale * w.x + N(0, noise_std^2); errors are against the noisy label, normalized by d + noise_std^2."""
 

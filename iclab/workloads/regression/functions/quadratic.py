@@ -15,7 +15,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from iclab.workloads.regression.functions.base import TASKS, Task, TaskOptions
+from iclab.registry import FUNCTIONS
+from iclab.workloads.regression.functions.base import Task, TaskOptions
 
 
 class QuadraticOptions(TaskOptions):
@@ -23,7 +24,7 @@ class QuadraticOptions(TaskOptions):
     scale: float = Field(1.0, gt=0, description="multiplies y")
 
 
-@TASKS.register("quadratic_regression")
+@FUNCTIONS.register("quadratic_regression")
 class QuadraticRegression(Task):
     """(w.x)^2 scaled so that E[y^2] = d (or Garg's sum_i w_i x_i^2 / sqrt 3); normalized by d."""
 

@@ -7,7 +7,8 @@ import math
 import torch
 from pydantic import Field
 
-from iclab.workloads.regression.functions.base import TASKS, Task, TaskOptions
+from iclab.registry import FUNCTIONS
+from iclab.workloads.regression.functions.base import Task, TaskOptions
 
 
 class ReluOptions(TaskOptions):
@@ -15,7 +16,7 @@ class ReluOptions(TaskOptions):
     scale: float = Field(1.0, gt=0, description="multiplies y")
 
 
-@TASKS.register("relu_2nn_regression")
+@FUNCTIONS.register("relu_2nn_regression")
 class Relu2NNRegression(Task):
     """Random 2-layer ReLU nets, h=100, output scaled by sqrt(2/h) so that E[y^2] = d; normalized by d."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from iclab.workloads.regression.functions.base import TASKS
+from iclab.registry import FUNCTIONS
 from iclab.workloads.regression.functions.linear import LinearOptions, LinearRegression
 
 
@@ -13,7 +13,7 @@ class SparseOptions(LinearOptions):
     sparsity: int = Field(3, gt=0, description="non-zero coordinates of w (s)")
 
 
-@TASKS.register("sparse_linear_regression")
+@FUNCTIONS.register("sparse_linear_regression")
 class SparseLinearRegression(LinearRegression):
     """f(x) = scale * w.x, w with s non-zero N(0,1) coordinates chosen uniformly; error normalized by s."""
 

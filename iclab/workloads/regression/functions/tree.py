@@ -6,14 +6,15 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from iclab.workloads.regression.functions.base import TASKS, Task, TaskOptions
+from iclab.registry import FUNCTIONS
+from iclab.workloads.regression.functions.base import Task, TaskOptions
 
 
 class TreeOptions(TaskOptions):
     depth: int = Field(4, gt=0, le=16, description="depth of the full binary tree (2^depth leaves)")
 
 
-@TASKS.register("decision_tree")
+@FUNCTIONS.register("decision_tree")
 class DecisionTree(Task):
     """Full binary depth-4 trees splitting on the sign of a random coordinate, N(0,1) leaves; normalized by 1."""
 
