@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from iclab.errors import IclabError
-from iclab.registry import MODELS, OPTIMIZERS, SHAPES, TASKS
+from iclab.registry import BASELINES, MODELS, OPTIMIZERS, SHAPES, TASKS
 
 PositiveInt = Field(gt=0)
 
@@ -218,10 +218,8 @@ class ModelConfig(Strict):
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.loop_window is not None and self.loop_window > self.loops:
             raise ValueError(f"loop_window (T={self.loop_window}) must not exceed loops (b={self.loops})")
-        if self.attention.name == "reflex":
-            from iclab.models.reflex_plan import reflex_plan
-
-            reflex_plan(self.attention, self.n_layer, self.n_head)  # raises ValueError on a scheme the shape can't hold
+        if self.attention.name == "reflex":  # models/reflex_plan.py: raises ValueError on a scheme the shape can't hold
+            MODELS.check("reflex_plan")(self.attention, self.n_layer, self.n_head)
         return self
 
     @property
@@ -396,15 +394,11 @@ class EvalConfig(Strict):
     @field_validator("baselines", mode="before")
     @classmethod
     def _check_baselines(cls, v):
-        from iclab.evaluation.baselines import check_entry, resolve
-
         if v is None:
             return v
         if not isinstance(v, list):
             raise ValueError(f"must be a list of baseline names or mappings, not {v!r}")
-        v = [check_entry(e) for e in v]
-        resolve(v)  # unique labels
-        return v
+        return BASELINES.check("entries")(v)  # evaluation/baselines: each entry's options, unique labels
 
 
 class LoggingConfig(Strict):

@@ -32,6 +32,7 @@ class Registry(Generic[T]):
         self._loaded = not loaders
         self._items: dict[str, T] = {}
         self._help: dict[str, str] = {}
+        self._checks: dict[str, Callable] = {}
 
     def _load(self) -> None:
         if not self._loaded:
@@ -63,6 +64,16 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         self._load()
         return sorted(self._items)
+
+    def set_check(self, name: str, fn: Callable) -> None:
+        """A validation function that the package of the parts provides (e.g. the checks of `eval.baselines`
+        entries), so the config schema calls it through the registry instead of importing a higher layer."""
+        self._checks[name] = fn
+
+    def check(self, name: str) -> Callable:
+        """The validation function `name` (loads the parts first, which registers it)."""
+        self._load()
+        return self._checks[name]
 
     def describe(self) -> dict[str, str]:
         return {n: self._help[n] for n in self.names()}

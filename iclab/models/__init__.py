@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch.nn as nn
 
 from iclab.config import ModelConfig
+from iclab.models.reflex_plan import reflex_plan
 from iclab.models.transformer import GPTLanguageModel, ICLTransformer
 from iclab.registry import MODELS
 
+MODELS.set_check("reflex_plan", reflex_plan)  # config.py checks a Reflex scheme through the registry
 MODELS.register(
     "gpt2", help="GPT-2-style decoder (pre-LN, SDPA), optionally looped with input injection; heads: regression, lm"
 )({"regression": ICLTransformer, "lm": GPTLanguageModel})

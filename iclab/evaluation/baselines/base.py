@@ -175,3 +175,14 @@ def resolve_baselines(task, explicit: list | None) -> list:
         return list(explicit)
     names = list(task.default_baselines) + (["memorization"] if task.has_pool else [])
     return [b for b in names if b in BASELINES]
+
+
+def check_entries(entries: list) -> list:
+    """`eval.baselines` as the config schema checks it: each entry (name or mapping, its options filled in),
+    and labels unique. Registered as BASELINES.check("entries") so config.py needs no import of this layer."""
+    checked = [check_entry(e) for e in entries]
+    resolve(checked)  # unique labels
+    return checked
+
+
+BASELINES.set_check("entries", check_entries)
