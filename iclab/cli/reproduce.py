@@ -23,6 +23,7 @@ def _list() -> str:
                 + (f"; {mins}" if mins else ""),
                 f"    claim:     {e.claim}",
                 f"    criterion: {e.criterion}",
+                *[f"    test:      {t.describe()}" for t in e.tests],
             ]
         else:
             lines += [f"{e.name}  [{e.source}]  NOT BUILT ({e.issue})", f"    claim:     {e.claim}"]
@@ -33,7 +34,7 @@ def _list() -> str:
 @_clean_errors
 def reproduce(
     names: Optional[list[str]] = typer.Argument(None, help="entries to run (see --list); --all runs every built one"),
-    list_: bool = typer.Option(False, "--list", help="show every entry with its claim and criterion"),
+    list_: bool = typer.Option(False, "--list", help="show every entry with its claim, criterion, tests and margins"),
     all_: bool = typer.Option(False, "--all", help="run every built entry"),
     scale: str = typer.Option("tiny", help="tiny: 2 CPU cores, minutes; full: the paper's setting (a GPU)"),
     seeds: Optional[int] = typer.Option(None, min=1, help="seeds 0..N-1 (default: the entry's, 5 at tiny scale)"),
@@ -43,10 +44,16 @@ def reproduce(
     ),
     workers: int = typer.Option(1, min=1, help="runs trained in parallel (through iclab sweep's local backend)"),
     summary: bool = typer.Option(False, "--summary", help="print a Markdown table of every result under OUT"),
+    recheck: bool = typer.Option(
+        False, "--recheck", help="decide the verdicts again from the per-seed values in OUT's result.json (no runs)"
+    ),
 ):
-    """Train (or reuse) the runs of a headline result, check its criterion and print PASS or FAIL with the numbers.
+    """Train (or reuse) the runs of a headline result, decide its pre-registered tests on the per-seed values and
+    print SUPPORTED, CONTRADICTED or INCONCLUSIVE with the effects and their intervals.
 
-    Exit code 0 when every entry passes, 1 when one fails. Writes OUT/NAME/SCALE/{result.json, figure.png, report.html}."""
+    Exit code 0 when no entry is CONTRADICTED, 1 when one is. Writes OUT/NAME/SCALE/{result.json, figure.png,
+    report.html}."""
+    from iclab.reproduce.recheck import RecheckError
     from iclab.reproduce.runner import ReproduceError, entries
     from iclab.reproduce.runner import reproduce as run
     from iclab.runs import RunError
@@ -55,32 +62,39 @@ def reproduce(
         typer.echo(_list())
         return
     if summary:
-        from iclab.reproduce.runner import summary_table
+        from iclab.reproduce.recheck import summary_table
 
         try:
             typer.echo(summary_table(out), nl=False)
-        except ReproduceError as e:
+        except RecheckError as e:
             raise RunError(str(e)) from None
         return
     if all_:
         names = [e.name for e in entries() if e.built]
     if not names:
         raise RunError("name an entry (iclab reproduce --list), or give --all")
-    failed = []
+    verdicts = {}
     for name in names:
         try:
-            res = run(
-                name, scale=scale, seeds=seeds, out=out, overrides=list(set_ or []), workers=workers, log=typer.echo
-            )
-        except ReproduceError as e:
+            if recheck:
+                from iclab.reproduce.recheck import recheck as decide_again
+
+                res = decide_again(name, out, scale)
+                typer.echo(f"{res['verdict']} {name}: {res['summary']}")
+                for t in res["tests"]:
+                    typer.echo(f"  {t['line']}")
+            else:
+                res = run(
+                    name, scale=scale, seeds=seeds, out=out, overrides=list(set_ or []), workers=workers, log=typer.echo
+                )
+        except (ReproduceError, RecheckError) as e:
             raise RunError(str(e)) from None
-        if not res["passed"]:
-            failed.append(name)
+        verdicts[name] = res["verdict"]
     if len(names) > 1:
         typer.echo(
-            f"{len(names) - len(failed)} of {len(names)} pass" + (f"; FAIL: {', '.join(failed)}" if failed else "")
+            ", ".join(f"{sum(v == s for v in verdicts.values())} {s}" for s in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE"))
         )
-    if failed:
+    if "CONTRADICTED" in verdicts.values():
         raise typer.Exit(1)
 
 
