@@ -139,8 +139,8 @@ def t_test(values: list[float], mu: float = 0.0, alternative: str = "two-sided")
     vals = [float(v) for v in values]
     if len(vals) < 2:
         return math.nan
-    if statistics.pstdev(vals) == 0:
-        d = vals[0] - mu
+    if statistics.pstdev(vals) <= 1e-12 * max(1.0, max(abs(v) for v in vals)):  # no spread (up to rounding)
+        d = statistics.fmean(vals) - mu
         side = {"less": d < 0, "greater": d > 0, "two-sided": d != 0}[alternative]
         return 0.0 if side else 1.0
     return float(ttest_1samp(vals, mu, alternative=alternative).pvalue)

@@ -92,7 +92,9 @@ def reproduce(
         verdicts[name] = res["verdict"]
     if len(names) > 1:
         typer.echo(
-            ", ".join(f"{sum(v == s for v in verdicts.values())} {s}" for s in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE"))
+            ", ".join(
+                f"{sum(v == s for v in verdicts.values())} {s}" for s in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE")
+            )
         )
     if "CONTRADICTED" in verdicts.values():
         raise typer.Exit(1)

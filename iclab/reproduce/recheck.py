@@ -27,10 +27,17 @@ def result_fields(entry, verdict: Verdict) -> dict:
         "verdict": verdict.status,
         "summary": verdict.summary,
         "tests": verdict.tests,
-        "per_seed": verdict.per_seed,
+        "per_seed": {k: _finite_or_none(v) for k, v in verdict.per_seed.items()},
         "numbers": verdict.numbers,
         "details": verdict.details,
     }
+
+
+def _finite_or_none(values):
+    """JSON has no NaN: a non-finite per-seed value (diverged, never reached) is stored as null."""
+    if isinstance(values, dict):
+        return values
+    return [v if v is None or math.isfinite(v) else None for v in values]
 
 
 def find_result(out: Path, name: str, scale: str) -> Path:
@@ -108,6 +115,7 @@ def summary_table(out: Path) -> str:
             f"no result.json under {out}/<entry>/[<scale>/]: run `iclab reproduce NAME --out {out}` first"
         )
     return (
-        "| entry | scale | seeds | verdict | tests: effect [95% CI] (usable seeds) | learned (Wilson 95%) | run time (min) |\n"
+        "| entry | scale | seeds | verdict | tests: effect [95% CI] (usable seeds) | learned (Wilson 95%) "
+        "| run time (min) |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )

@@ -53,7 +53,9 @@ class Test:
 
     def lhs(self) -> str:
         b = self.b if isinstance(self.b, str) else f"{self.b:g}"
-        return f"log({self.a} / {b})" if self.log else f"{self.a} - {b}"
+        if self.log:
+            return f"log({self.a})" if b == "1" else f"log({self.a} / {b})"
+        return self.a if b == "0" else f"{self.a} - {b}"
 
     def describe(self) -> str:
         m = f"log {math.exp(self.margin):g}" if self.log and self.margin else f"{self.margin:g}"
@@ -122,6 +124,8 @@ def decide(test: Test, per_seed: dict) -> dict:
     if missing:
         out["line"] = f"{test.lhs()}: INCONCLUSIVE, per-seed values of {', '.join(missing)} are not recorded"
         return out
+    if isinstance(per_seed[test.a], dict):  # a record that kept only "mean +- half-width" (before per-seed values)
+        return _decide_summary(test, per_seed, out)
     a = [_num(v) for v in per_seed[test.a]]
     b = [_num(v) for v in per_seed[test.b]] if isinstance(test.b, str) else [float(test.b)] * len(a)
     notes, seeds = [], list(range(len(a)))
@@ -173,8 +177,9 @@ def decide(test: Test, per_seed: dict) -> dict:
         status = SUPPORTED if tost.p < ALPHA else CONTRADICTED if (ci.lo > m or ci.hi < -m) else INCONCLUSIVE
         reason = f"TOST p={tost.p:.3g}, 90% interval [{_fmt(tost.ci90.lo, test.log)}, {_fmt(tost.ci90.hi, test.log)}]"
     else:
-        below, above = ci.hi < m, ci.lo > m
-        good, bad_side = (below, above) if test.kind == "less" else (above, below)
+        # strict claims: an interval that reaches the margin only from the wrong side (zero spread: an exact,
+        # seed-independent value such as a parameter count or a schedule) contradicts them
+        good, bad_side = (ci.hi < m, ci.lo >= m) if test.kind == "less" else (ci.lo > m, ci.hi <= m)
         status = SUPPORTED if good else CONTRADICTED if bad_side else INCONCLUSIVE
         p = stats.one_sided(diffs, m, test.kind)
         out["p_one_sided"] = p
@@ -194,6 +199,45 @@ def decide(test: Test, per_seed: dict) -> dict:
     op = {"less": "<", "greater": ">", "equivalent": "within"}[test.kind]
     out["line"] = f"{lhs} = {shown} (95% CI, n={len(diffs)}) {op} {bound}? {status}: {reason}" + (
         "; " + "; ".join(notes) if notes else ""
+    )
+    return out
+
+
+def _decide_summary(test: Test, per_seed: dict, out: dict) -> dict:
+    """A test of a quantity recorded only as its mean and 95% t half-width over n seeds, against a constant (or a
+    quantity whose half-width is 0, the baselines evaluated on the same prompts for every seed): the t-interval
+    and the t-test need no more than mean, spread and n. Paired tests of two varying quantities cannot be made."""
+    from scipy.stats import t as student
+
+    rec = per_seed[test.a]
+    b = per_seed[test.b] if isinstance(test.b, str) else {"mean": float(test.b), "half": 0.0}
+    lhs = test.lhs()
+    if not isinstance(b, dict) or b.get("half", 0.0) != 0.0 or test.log or test.learned_below is not None:
+        out["line"] = f"{lhs}: INCONCLUSIVE, only means were recorded (no per-seed values to pair)"
+        return out
+    n, mean = int(rec["n"]), float(rec["mean"]) - float(b["mean"])
+    if n < MIN_SEEDS:
+        out.update(n=n, line=f"{lhs}: INCONCLUSIVE, only {n} seed(s); a verdict needs at least {MIN_SEEDS}")
+        return out
+    sd = float(rec["half"]) * math.sqrt(n) / float(student.ppf(0.975, n - 1))
+    ci = stats.Interval(mean, mean - float(rec["half"]), mean + float(rec["half"]), n, sd)
+    m = test.margin
+    out.update(n=n, n_total=n, effect=mean, ci95=[ci.lo, ci.hi], sd=sd, from_summary=True)
+    if test.kind == "equivalent":
+        h90 = float(student.ppf(0.95, n - 1)) * sd / math.sqrt(n)
+        inside = -m < mean - h90 and mean + h90 < m
+        status = SUPPORTED if inside else CONTRADICTED if (ci.lo > m or ci.hi < -m) else INCONCLUSIVE
+    else:
+        good, bad = (ci.hi < m, ci.lo >= m) if test.kind == "less" else (ci.lo > m, ci.hi <= m)
+        status = SUPPORTED if good else CONTRADICTED if bad else INCONCLUSIVE
+    reason = "from the recorded mean +- 95% half-width (3 decimals), no per-seed values"
+    if status == INCONCLUSIVE:
+        out["seeds_needed"] = need = _needed(test, ci, m)
+        reason += "" if need is None else f"; at this spread ~{need} seeds would decide it"
+    op = {"less": "<", "greater": ">", "equivalent": "within +-"}[test.kind]
+    out.update(
+        status=status,
+        line=f"{lhs} = {mean:+.4g} [{ci.lo:+.4g}, {ci.hi:+.4g}] (95% CI, n={n}) {op} {m:g}? {status}: {reason}",
     )
     return out
 

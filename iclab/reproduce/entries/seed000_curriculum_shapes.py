@@ -88,7 +88,8 @@ REPRODUCTIONS.register("seed000-curriculum-shapes", help="curriculum shapes for 
         claim="Of the curriculum shapes, stepwise linear is best at the trained length, sqrt and cos degrade slower on "
         "longer prompts, and log2 never reaches the maximum number of loops.",
         criterion="linear's error at the last trained position is below each other shape's; on the seeds where both "
-        f"learned (error at the trained length <= {LEARNED:g}) sqrt's and cos's error grows less than linear's from the "
+        f"learned (error at the trained length <= {LEARNED:g}) sqrt's and cos's error grows less "
+        "than linear's from the "
         "trained length to twice it (ratio per seed); log2's loop schedule stays below model.loops for the whole run",
         tests=[
             *[less("linear (step) at trained length", f"{lab} at trained length") for lab in LABELS[1:]],

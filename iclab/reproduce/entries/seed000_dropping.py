@@ -81,7 +81,8 @@ REPRODUCTIONS.register("seed000-dropping", help="token dropping: faster, holds l
         source="Seed 000 (looped transformers, fewer tokens per loop)",
         claim="Giving each loop iteration d fewer tokens (down to k) trains more iterations per second, holds its accuracy "
         "on prompts longer than trained (unlike no dropping), and fails to learn with d=100, k=5.",
-        criterion=f"training steps/s with d=1 at least {SPEEDUP}x those without; evaluated with the trained b loops, at the "
+        criterion=f"training steps/s with d=1 at least {SPEEDUP}x those without; evaluated with "
+        "the trained b loops, at the "
         "last point of a prompt twice the trained length d=1's error is below no dropping's, and at k=2d d=100's "
         "error is above 0.2, the in-context plateau (paired by seed; the speed-up over timing rounds)",
         tests=[

@@ -60,7 +60,8 @@ REPRODUCTIONS.register("seed004-grokking", help="modular division mod 97: held-o
         claim="Modular division p=97 (half of the pairs trained on, 2 layers, width 128, 4 heads, AdamW, weight decay 1): "
         "held-out accuracy rises from chance to ~100% long after training accuracy does; without weight decay it "
         "does not in the same number of steps.",
-        criterion=f"with weight decay held-out accuracy reaches {GROKKED} at least {DELAY:g}x the steps training accuracy "
+        criterion=f"with weight decay held-out accuracy reaches {GROKKED} at least {DELAY:g}x "
+        "the steps training accuracy "
         f"took to reach {MEMORIZED}; without weight decay it ends below {GROKKED} (over seeds; a seed that never "
         "generalizes is counted and left out of the first test)",
         tests=[

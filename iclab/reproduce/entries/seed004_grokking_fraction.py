@@ -110,7 +110,8 @@ REPRODUCTIONS.register("seed004-grokking-fraction", help="grokking takes longer 
         source="Seed 004 / Power et al. 2022, Fig. 1",
         claim="On modular division mod 97 the steps until held-out accuracy rises grow as the share of the table trained "
         "on shrinks.",
-        criterion=f"held-out accuracy reaches {GROKKED} for at least 3 of the fractions {', '.join(map(str, FRACTIONS))} "
+        criterion=f"held-out accuracy reaches {GROKKED} for at least 3 of the fractions "
+        f"{', '.join(map(str, FRACTIONS))} "
         f"(mean over seeds above 2.5), and fraction 0.5 takes at least {SLOWER:g}x the steps of fraction 0.7 "
         "(geometric mean over seeds); the order in the fraction is reported",
         tests=[

@@ -65,7 +65,8 @@ REPRODUCTIONS.register("yang-looped", help="one looped block matches the multi-l
         source="Yang et al. 2023, Fig. 2",
         claim="A single transformer block looped b times with input injection reaches the error of the standard "
         "multi-layer transformer with about 1/L of its parameters.",
-        criterion=f"at k=2d the looped model's error is at most {MARGIN} above the standard model's (paired by seed, on "
+        criterion=f"at k=2d the looped model's error is at most {MARGIN} above the standard "
+        "model's (paired by seed, on "
         "the seeds where both left the in-context plateau), with at most 1.5/L of its parameters (L = the standard "
         "model's layers)",
         tests=[
