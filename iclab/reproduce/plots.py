@@ -104,9 +104,14 @@ def verdict_figure(result: dict, path: Path) -> None:
     for ax, t in zip(axes[:, 0], tests):
         f = math.exp if t.get("log") else (lambda x: x)
         color = STATUS_COLOR[t["status"]]
-        diffs = t.get("diffs", [])
-        for s, d in zip(t.get("seeds", []), diffs):
-            ax.plot(f(d), 0, "o", color="k", ms=4, alpha=0.7)
+        diffs, used = t.get("diffs", []), set(t.get("seeds", []))
+        for s, d in enumerate(t.get("all_diffs") or []):
+            if d is None:
+                continue
+            if s in used:
+                ax.plot(f(d), 0, "o", color="k", ms=4, alpha=0.7)
+            else:  # a seed on the plateau under one arm: drawn hollow, not in the test
+                ax.plot(f(d), 0, "o", mfc="none", mec="0.5", ms=5)
             ax.annotate(str(s), (f(d), 0), textcoords="offset points", xytext=(0, 5), fontsize=6, ha="center")
         if "ci95" in t:
             lo, hi = t["ci95"]
@@ -130,8 +135,8 @@ def verdict_figure(result: dict, path: Path) -> None:
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle(
-        f"{result['name']} ({result['scale']}): {result.get('verdict')} - dots: seeds; bar: 95% CI of the mean; "
-        "dashed: margin",
+        f"{result['name']} ({result['scale']}): {result.get('verdict')} - dots: seeds (hollow: not learned, left "
+        "out); bar: 95% CI of the mean; dashed: margin",
         fontsize=8,
     )
     save(fig, path)

@@ -157,7 +157,8 @@ def decide(test: Test, per_seed: dict) -> dict:
         out["learned"] = learned
     f = math.log if test.log else (lambda x: x)
     diffs = [f(a[s]) - f(b[s]) for s in use]
-    out.update(n=len(use), seeds=use, diffs=diffs, n_total=len(a))
+    every = [f(a[s]) - f(b[s]) if s not in bad else None for s in seeds]  # the figure shows the left-out seeds too
+    out.update(n=len(use), seeds=use, diffs=diffs, n_total=len(a), all_diffs=every)
     lhs = test.lhs()
     if len(diffs) < 1:
         out["line"] = f"{lhs}: INCONCLUSIVE, no usable seed; " + "; ".join(notes)
@@ -195,8 +196,10 @@ def decide(test: Test, per_seed: dict) -> dict:
                 reason += f" (~{math.ceil(need / frac)} seeds at the observed learned fraction)"
     out["status"] = status
     shown = f"{_fmt(ci.estimate, test.log)} [{_fmt(ci.lo, test.log)}, {_fmt(ci.hi, test.log)}]"
-    bound = f"{'+-' if test.kind == 'equivalent' else ''}{_fmt(m, test.log) if test.log else f'{m:g}'}"
-    op = {"less": "<", "greater": ">", "equivalent": "within"}[test.kind]
+    if test.kind == "equivalent":
+        op, bound = ("within a factor", f"{math.exp(m):g}") if test.log else ("within", f"+-{m:g}")
+    else:
+        op, bound = {"less": "<", "greater": ">"}[test.kind], _fmt(m, True) if test.log else f"{m:g}"
     out["line"] = f"{lhs} = {shown} (95% CI, n={len(diffs)}) {op} {bound}? {status}: {reason}" + (
         "; " + "; ".join(notes) if notes else ""
     )

@@ -181,3 +181,16 @@ def test_recheck_without_per_seed_values_is_a_one_line_error_and_writes_nothing(
     assert path.read_text() == before and not (path.parent / "verdict.png").exists()
     res = CliRunner().invoke(app, ["reproduce", "garg-trees", "--recheck", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "no result.json of 'garg-trees'" in res.output
+
+
+def test_small_scales_plan_valid_configs_with_their_overrides(tmp_path):
+    from iclab.reproduce.runner import plan
+
+    small = [e for n in REPRODUCTIONS.names() if (e := REPRODUCTIONS.get(n)).built and "small" in e.configs]
+    assert {e.name for e in small} >= {"seed001-reuse", "seed002-reflex", "garg-curriculum", "garg-sparse"}
+    for e in small:
+        runs = plan(e, "small", None, tmp_path)  # loads every config with the scale's overrides (raises if invalid)
+        assert all(len(rs) == e.seeds["small"] >= 3 for rs in runs.values()), e.name
+        assert e.minutes["small"] / (e.seeds["small"] * len(runs)) <= 30  # the budget: 30 min per run on 2 cores
+    reuse = plan(REPRODUCTIONS.get("seed001-reuse"), "small", 1, tmp_path)["6 layers"][0].cfg
+    assert reuse.training.batch_size == 128 and reuse.training.steps == 6000

@@ -79,11 +79,16 @@ REPRODUCTIONS.register("garg-curriculum", help="the dims/points curriculum speed
             "tiny": {
                 "curriculum": "configs/garg/tiny/curriculum_on.yaml",
                 "no curriculum": "configs/garg/tiny/curriculum_off.yaml",
-            }
+            },
+            "small": {  # d=10: where Garg et al. see the curriculum matter more; ~20 min per run on 2 cores
+                "curriculum": "configs/garg/small/curriculum_on.yaml",
+                "no curriculum": "configs/garg/small/curriculum_off.yaml",
+            },
         },
+        seeds={"tiny": 5, "small": 5, "full": 3},
         check=check,
         figure=figure,
         evaluate=evaluate,
-        minutes={"tiny": 12},
+        minutes={"tiny": 12, "small": 200},
     )
 )

@@ -9,7 +9,13 @@ from iclab.reproduce.base import PLATEAU, Entry, Verdict, fmt_ci, greater, k2d, 
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 CONFIGS = {"6 layers": "configs/reuse/tiny/layers6x1.yaml", "3 layers x 2": "configs/reuse/tiny/layers3x2.yaml"}
-STEPS = ["training.steps=2000"]  # the configs' 1,200 leave some seeds on the plateau (results/seed001_reuse_tiny)
+STEPS = ["training.steps=2000"]
+# small: batch 128 leaves the plateau on every seed (the quickstart study, README), 3x the steps; ~17 min per run
+SMALL = [
+    "training.steps=6000",
+    "training.batch_size=128",
+    "logging.ckpt_every=6000",
+]  # the configs' 1,200 leave some seeds on the plateau (results/seed001_reuse_tiny)
 MARGIN = 0.01
 OPS = ["duplicate:0", "duplicate:2", "duplicate:5", "repeat:1-4:x2", "swap:2,3", "shuffle:0", "shuffle:1", "reverse"]
 
@@ -55,12 +61,12 @@ REPRODUCTIONS.register("seed001-reuse", help="3 layers applied twice beat 6 inde
         criterion="at k=2d the reuse model's error is below the 6-layer model's (paired by seed, on the seeds where "
         "both left the in-context plateau)",
         tests=[less("3 layers x 2", "6 layers", learned_below=PLATEAU)],
-        configs={"tiny": dict(CONFIGS)},
-        overrides={"tiny": STEPS},
+        configs={"tiny": dict(CONFIGS), "small": dict(CONFIGS)},
+        overrides={"tiny": STEPS, "small": SMALL},
         check=check_reuse,
         figure=figure_reuse,
-        seeds={"tiny": 5},
-        minutes={"tiny": 12},
+        seeds={"tiny": 5, "small": 8},
+        minutes={"tiny": 12, "small": 140},
     )
 )
 
@@ -127,12 +133,12 @@ REPRODUCTIONS.register("seed001-surgery", help="rearranging a trained model's la
             greater(op, "trained order", -MARGIN, learned_below=PLATEAU, learned_on=("trained order",), label=op)
             for op in OPS
         ],
-        configs={"tiny": {"6 layers": CONFIGS["6 layers"]}},
-        overrides={"tiny": STEPS},
+        configs={"tiny": {"6 layers": CONFIGS["6 layers"]}, "small": {"6 layers": CONFIGS["6 layers"]}},
+        overrides={"tiny": STEPS, "small": SMALL},
         check=check_surgery,
         figure=figure_surgery,
         evaluate=evaluate_surgery,
-        seeds={"tiny": 5},
-        minutes={"tiny": 6},
+        seeds={"tiny": 5, "small": 8},
+        minutes={"tiny": 6, "small": 70},
     )
 )

@@ -72,11 +72,15 @@ REPRODUCTIONS.register("seed004-grokking", help="modular division mod 97: held-o
             "tiny": {
                 "weight decay 1": "configs/grokking/p97.yaml",
                 "no weight decay": "configs/grokking/p97_no_wd.yaml",
-            }
+            },
+            "small": {  # the tiny runs on 3 seeds: 1 seed decides nothing (~30 min per run on 2 cores)
+                "weight decay 1": "configs/grokking/p97.yaml",
+                "no weight decay": "configs/grokking/p97_no_wd.yaml",
+            },
         },
         check=check,
         figure=figure,
-        seeds={"tiny": 1, "full": 1},
-        minutes={"tiny": 30},
+        seeds={"tiny": 1, "small": 3, "full": 1},
+        minutes={"tiny": 30, "small": 180},
     )
 )

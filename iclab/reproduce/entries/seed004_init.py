@@ -83,7 +83,7 @@ REPRODUCTIONS.register("seed004-init", help="deep ReLU MLPs train with Kaiming i
         },
         check=check,
         figure=figure,
-        seeds={"tiny": 5, "full": 5},  # 3 seeds left the naive-at-chance equivalence undecided,
+        seeds={"tiny": 5, "full": 5},  # 3 seeds left the naive-at-chance equivalence undecided
         minutes={"tiny": 4},
     )
 )
