@@ -20,6 +20,7 @@ def _list() -> str:
             lines += [
                 f"{e.name}  [{e.source}]  scales: {', '.join(e.configs)}; seeds: "
                 f"{', '.join(f'{s} {n}' for s, n in e.seeds.items() if s in e.configs)}"
+                + (f" (adaptive up to {', '.join(f'{s} {n}' for s, n in e.max_seeds.items())})" if e.max_seeds else "")
                 + (f"; {mins}" if mins else ""),
                 f"    claim:     {e.claim}",
                 f"    criterion: {e.criterion}",
@@ -44,6 +45,11 @@ def reproduce(
     ),
     workers: int = typer.Option(1, min=1, help="runs trained in parallel (through iclab sweep's local backend)"),
     summary: bool = typer.Option(False, "--summary", help="print a Markdown table of every result under OUT"),
+    adaptive: bool = typer.Option(
+        False,
+        "--adaptive",
+        help="while INCONCLUSIVE, add the seeds the observed spread needs, up to the entry's maximum",
+    ),
     recheck: bool = typer.Option(
         False, "--recheck", help="decide the verdicts again from the per-seed values in OUT's result.json (no runs)"
     ),
@@ -53,7 +59,8 @@ def reproduce(
 
     Exit code 0 when no entry is CONTRADICTED, 1 when one is. Writes OUT/NAME/SCALE/{result.json, figure.png,
     report.html}."""
-    from iclab.reproduce.recheck import RecheckError
+    from iclab.registry import REPRODUCTIONS
+    from iclab.reproduce.recheck import RecheckError, next_seeds
     from iclab.reproduce.runner import ReproduceError, entries
     from iclab.reproduce.runner import reproduce as run
     from iclab.runs import RunError
@@ -87,6 +94,18 @@ def reproduce(
                 res = run(
                     name, scale=scale, seeds=seeds, out=out, overrides=list(set_ or []), workers=workers, log=typer.echo
                 )
+                most = REPRODUCTIONS.get(name).max_seeds.get(scale) if adaptive and seeds is None else None
+                while most is not None and (more := next_seeds(res, most)) is not None:
+                    typer.echo(f"{name}: INCONCLUSIVE at {res['seeds']} seeds; running {more} (at most {most})")
+                    res = run(
+                        name,
+                        scale=scale,
+                        seeds=more,
+                        out=out,
+                        overrides=list(set_ or []),
+                        workers=workers,
+                        log=typer.echo,
+                    )
         except (ReproduceError, RecheckError) as e:
             raise RunError(str(e)) from None
         verdicts[name] = res["verdict"]

@@ -83,6 +83,7 @@ class Entry:
     evaluate: Callable[[Run], None] | None = None
     built: bool = True
     tests: list[Test] = field(default_factory=list)  # the pre-registered tests that decide the verdict
+    max_seeds: dict[str, int] = field(default_factory=dict)  # scale -> the most seeds `--adaptive` may run
 
 
 @dataclass

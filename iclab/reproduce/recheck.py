@@ -75,12 +75,34 @@ def recheck(name: str, out: Path, scale: str = "tiny", figure: bool = True) -> d
     return result
 
 
+def next_seeds(result: dict, most: int) -> int | None:
+    """Adaptive seeds: how many seeds to run next for an INCONCLUSIVE result (None: stop). The largest number an
+    undecided test asks for at its observed spread (scaled up by the fraction of seeds it could use, where the
+    plateau left some out), at least one more than now, at most `most`; None when decided, at the maximum, or
+    when no finite number of seeds would decide a test."""
+    n = int(result["seeds"])
+    if result.get("verdict") != "INCONCLUSIVE" or n >= most:
+        return None
+    want = n + 1
+    for t in result.get("tests", []):
+        if t["status"] != "INCONCLUSIVE":
+            continue
+        if "seeds_needed" in t and t["seeds_needed"] is None:
+            return None  # this test cannot be decided by more seeds at its spread
+        need = t.get("seeds_needed") or n + 2  # too few usable seeds for an estimate: two more
+        used = t.get("n") or 0
+        want = max(want, math.ceil(need * n / used) if used else need)
+    return min(want, most)
+
+
 def _row_tests(r: dict) -> str:
     parts = []
     for t in r.get("tests", []):
         short = {"SUPPORTED": "S", "CONTRADICTED": "C", "INCONCLUSIVE": "I"}[t["status"]]
-        if "ci95" not in t:
-            parts.append(f"{t['line']}")
+        if "ci95" not in t:  # nothing to estimate: the line says why ("... are not recorded")
+            line = t["line"]
+            why = "not recorded" if "not recorded" in line else "only means recorded" if "only means" in line else "-"
+            parts.append(f"{t.get('lhs', t['test'])}: {why} **{short}**")
             continue
         show = (lambda x: f"x{math.exp(x):.3g}") if t["log"] else (lambda x: f"{x:+.3g}")
         op = {"less": "<", "greater": ">", "equivalent": "within +-"}[t["kind"]]

@@ -194,3 +194,51 @@ def test_small_scales_plan_valid_configs_with_their_overrides(tmp_path):
         assert e.minutes["small"] / (e.seeds["small"] * len(runs)) <= 30  # the budget: 30 min per run on 2 cores
     reuse = plan(REPRODUCTIONS.get("seed001-reuse"), "small", 1, tmp_path)["6 layers"][0].cfg
     assert reuse.training.batch_size == 128 and reuse.training.steps == 6000
+
+
+def test_next_seeds_asks_for_what_the_spread_needs_up_to_the_maximum():
+    from iclab.reproduce.recheck import next_seeds
+
+    res = {"verdict": INCONCLUSIVE, "seeds": 5, "tests": [{"status": INCONCLUSIVE, "seeds_needed": 9, "n": 5}]}
+    assert next_seeds(res, 15) == 9 and next_seeds(res, 7) == 7 and next_seeds(res, 5) is None
+    # the plateau left 2 of 5 seeds usable: 9 usable ones need ~23 seeds
+    res["tests"][0]["n"] = 2
+    assert next_seeds(res, 30) == 23
+    assert next_seeds({**res, "verdict": SUPPORTED}, 30) is None
+    hopeless = {"verdict": INCONCLUSIVE, "seeds": 5, "tests": [{"status": INCONCLUSIVE, "seeds_needed": None, "n": 5}]}
+    assert next_seeds(hopeless, 30) is None
+
+
+def test_adaptive_seeds_add_runs_while_inconclusive(tmp_path):
+    from iclab.reproduce.base import Command, Entry
+
+    calls = []
+
+    def run_noisy(out, seed=0):
+        calls.append(seed)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "v.json").write_text(json.dumps({"value": 1.0 + (0.3 if seed % 2 else -0.3) + 0.01 * seed}))
+
+    entry = Entry(
+        name="toy-adaptive",
+        source="a test",
+        claim="the value is below 1.4",
+        criterion="mean below 1.4",
+        configs={"tiny": {"noisy": Command(run_noisy)}},
+        check=lambda runs: Verdict("v", per_seed={"value": [r.json("v.json")["value"] for r in runs["noisy"]]}),
+        figure=lambda runs, path: path.write_bytes(b"png"),
+        seeds={"tiny": 3},
+        max_seeds={"tiny": 12},
+        tests=[less("value", 1.4)],
+    )
+    REPRODUCTIONS.register(entry.name)(entry)
+    try:
+        res = CliRunner().invoke(app, ["reproduce", entry.name, "--adaptive", "--out", str(tmp_path)])
+        assert res.exit_code == 0, res.output
+        assert "INCONCLUSIVE at 3 seeds; running" in res.output
+        rec = json.loads((tmp_path / entry.name / "tiny" / "result.json").read_text())
+        assert rec["verdict"] == SUPPORTED and 3 < rec["seeds"] <= 12
+        assert sorted(calls) == list(range(rec["seeds"]))  # every seed ran once: the first ones were reused
+    finally:
+        REPRODUCTIONS._items.pop(entry.name)
+        REPRODUCTIONS._help.pop(entry.name)

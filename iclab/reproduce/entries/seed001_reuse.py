@@ -66,6 +66,7 @@ REPRODUCTIONS.register("seed001-reuse", help="3 layers applied twice beat 6 inde
         check=check_reuse,
         figure=figure_reuse,
         seeds={"tiny": 5, "small": 8},
+        max_seeds={"tiny": 15, "small": 15},
         minutes={"tiny": 12, "small": 140},
     )
 )
@@ -139,6 +140,7 @@ REPRODUCTIONS.register("seed001-surgery", help="rearranging a trained model's la
         figure=figure_surgery,
         evaluate=evaluate_surgery,
         seeds={"tiny": 5, "small": 8},
+        max_seeds={"tiny": 15, "small": 15},
         minutes={"tiny": 6, "small": 70},
     )
 )

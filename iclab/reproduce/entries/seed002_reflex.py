@@ -84,6 +84,7 @@ REPRODUCTIONS.register("seed002-reflex", help="Reflex attention vs nanoGPT at eq
         check=check,
         figure=figure,
         seeds={"tiny": 3, "small": 8},
+        max_seeds={"tiny": 10, "small": 12},
         minutes={"tiny": 12, "small": 310},
     )
 )

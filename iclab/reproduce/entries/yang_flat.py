@@ -72,6 +72,7 @@ REPRODUCTIONS.register("yang-flat", help="looped past b, the error stays flat")(
         check=check,
         figure=figure,
         seeds={"tiny": 5, "small": 15, "full": 3},
+        max_seeds={"tiny": 15},
         minutes={"tiny": 8, "small": 70},
     )
 )
