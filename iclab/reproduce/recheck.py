@@ -50,9 +50,11 @@ def find_result(out: Path, name: str, scale: str) -> Path:
 def recheck(name: str, out: Path, scale: str = "tiny", figure: bool = True) -> dict:
     """Decide an entry's verdict again from the per-seed values in its result.json; rewrites the verdict fields
     (and verdict.png beside it) and returns the result. Nothing is written when the record cannot be read."""
-    from iclab.reproduce.runner import get_entry
+    from iclab.registry import REPRODUCTIONS
 
-    entry = get_entry(name)
+    entry = REPRODUCTIONS.get(name)
+    if not entry.built:
+        raise RecheckError(f"reproduction '{name}' is not built yet ({entry.issue}): nothing to recheck")
     path = find_result(out, name, scale)
     try:
         result = json.loads(path.read_text())
