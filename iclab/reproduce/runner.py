@@ -155,6 +155,9 @@ def reproduce(
         "runs": {label: [str(r.dir) for r in rs] for label, rs in runs.items()},
     }
     write_json(dest / "result.json", result)
+    from iclab.reproduce.plots import verdict_figure
+
+    verdict_figure(result, dest / "verdict.png")  # each test's per-seed differences, interval and margin
     if report:
         from iclab.report import write_report
 

@@ -121,6 +121,7 @@ def test_reproduce_trains_once_then_reuses_and_writes_result_figure_report(toy_e
     dest = out / entry.name / "tiny"
     assert json.loads((dest / "result.json").read_text())["verdict"] == INCONCLUSIVE
     assert (dest / "figure.png").stat().st_size > 0 and (dest / "report.html").stat().st_size > 0
+    assert (dest / "verdict.png").stat().st_size > 0
     table = summary_table(out)
     assert "| toy-test-entry | tiny | 2 | **INCONCLUSIVE** | error - 100 < 0: " in table
     runs = plan(entry, "tiny", None, out)["model"]
