@@ -67,7 +67,7 @@ REPRODUCTIONS.register("seed001-reuse", help="3 layers applied twice beat 6 inde
         figure=figure_reuse,
         seeds={"tiny": 5, "small": 8},
         max_seeds={"tiny": 15, "small": 15},
-        minutes={"tiny": 12, "small": 140},
+        minutes={"tiny": 12, "small": 240},
     )
 )
 
@@ -141,6 +141,6 @@ REPRODUCTIONS.register("seed001-surgery", help="rearranging a trained model's la
         evaluate=evaluate_surgery,
         seeds={"tiny": 5, "small": 8},
         max_seeds={"tiny": 15, "small": 15},
-        minutes={"tiny": 6, "small": 70},
+        minutes={"tiny": 6, "small": 120},
     )
 )
