@@ -128,6 +128,9 @@ def decide(test: Test, per_seed: dict) -> dict:
         return _decide_summary(test, per_seed, out)
     a = [_num(v) for v in per_seed[test.a]]
     b = [_num(v) for v in per_seed[test.b]] if isinstance(test.b, str) else [float(test.b)] * len(a)
+    if len(a) != len(b):
+        out["line"] = f"{test.lhs()}: INCONCLUSIVE, {len(a)} values of {test.a} but {len(b)} of {test.b}: not pairable"
+        return out
     notes, seeds = [], list(range(len(a)))
     bad = [s for s in seeds if not (math.isfinite(a[s]) and math.isfinite(b[s]))]
     if bad:

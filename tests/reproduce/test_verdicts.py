@@ -112,6 +112,8 @@ def test_an_exact_value_on_the_margin_contradicts_a_strict_claim():
 def test_missing_quantities_and_combining():
     out = decide(less("a", "b"), {"a": [1.0, 2.0, 3.0]})
     assert out["status"] == INCONCLUSIVE and "per-seed values of b are not recorded" in out["line"]
+    out = decide(less("a", "b"), {"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0]})
+    assert out["status"] == INCONCLUSIVE and "not pairable" in out["line"]
     assert combine([SUPPORTED, SUPPORTED]) == SUPPORTED
     assert combine([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
     assert combine([SUPPORTED, INCONCLUSIVE, CONTRADICTED]) == CONTRADICTED
