@@ -126,8 +126,14 @@ def verdict_figure(result: dict, path: Path) -> None:
         ax.set_ylim(-1, 1)
         ax.set_yticks([])
         n_all = t.get("n_total", len(diffs))
+        if "ci95" not in t:
+            what = "per-seed values not recorded"
+        elif t.get("from_summary"):
+            what = f"only mean +- 95% CI of {t['n']} seeds recorded"
+        else:
+            what = f"{'ratio' if t.get('log') else 'difference'}; {len(diffs)} of {n_all} seeds"
         ax.set_title(
-            f"{t['lhs']} ({'ratio' if t.get('log') else 'difference'}; {len(diffs)} of {n_all} seeds): {t['status']}",
+            f"{t['lhs']} ({what}): {t['status']}",
             fontsize=8,
             color=color,
             loc="left",
