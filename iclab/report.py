@@ -36,6 +36,7 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0} pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
 .pass{color:#fff;background:#2a7d2a;padding:.1em .5em;border-radius:4px;font-weight:bold}
 .fail{color:#fff;background:#b22;padding:.1em .5em;border-radius:4px;font-weight:bold}
+.unsure{color:#fff;background:#c80;padding:.1em .5em;border-radius:4px;font-weight:bold}
 .muted{color:#666;font-size:.9em}
 """
 
@@ -131,21 +132,26 @@ def environment() -> dict[str, str]:
 # --- sections -------------------------------------------------------------------------------------------
 def _reproduce_section(d: Path) -> str:
     res = json.loads((d / "result.json").read_text())
-    badge = '<span class="pass">PASS</span>' if res["passed"] else '<span class="fail">FAIL</span>'
+    verdict = res.get("verdict") or ("PASS" if res.get("passed") else "FAIL")  # "passed": a record before verdicts
+    css = {"SUPPORTED": "pass", "PASS": "pass", "CONTRADICTED": "fail", "FAIL": "fail"}.get(verdict, "unsure")
+    badge = f'<span class="{css}">{verdict}</span>'
     parts = [
         f"<h2>{_e(res['name'])} <span class='muted'>({_e(res['scale'])}, {res['seeds']} seed(s))</span> {badge}</h2>",
         f"<p><b>{_e(res['source'])}.</b> {_e(res['claim'])}</p>",
         f"<p><b>Criterion:</b> {_e(res['criterion'])}</p>",
         f"<p><b>Measured:</b> {_e(res['summary'])}</p>",
     ]
+    if res.get("tests"):
+        parts.append("<p><b>Tests:</b></p><ul>" + "".join(f"<li>{_e(t['line'])}</li>" for t in res["tests"]) + "</ul>")
     if res.get("details"):
         parts.append("<ul>" + "".join(f"<li>{_e(x)}</li>" for x in res["details"]) + "</ul>")
     nums = [[k, v] for k, v in res.get("numbers", {}).items() if not isinstance(v, (list, dict))]
     if nums:
         parts.append(_table(["quantity", "value"], nums))
     parts.append(f"<p class='muted'>training + evaluation time of the runs: {res.get('train_wall_s', 0):.0f} s</p>")
-    if (d / "figure.png").is_file():
-        parts.append(_img(d / "figure.png"))
+    for fig in ("figure.png", "verdict.png"):
+        if (d / fig).is_file():
+            parts.append(_img(d / fig))
     return "\n".join(parts)
 
 
@@ -286,8 +292,10 @@ def build_report(paths: list[Path], title: str | None = None) -> str:
     results, compares, groups = _collect([Path(p) for p in paths])
     body = [f"<h1>{_e(title or 'iclab report')}</h1>"]
     if results:
-        n_pass = sum(json.loads((d / "result.json").read_text())["passed"] for d in results)
-        body.append(f"<p>{n_pass} of {len(results)} reproduction(s) pass.</p>")
+        verdicts = [json.loads((d / "result.json").read_text()) for d in results]
+        verdicts = [r.get("verdict") or ("PASS" if r.get("passed") else "FAIL") for r in verdicts]
+        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
+        body.append(f"<p>{len(results)} reproduction(s): {counts}.</p>")
         body += [_reproduce_section(d) for d in results]
     body += [_compare_section(d) for d in compares]
     body += [_group_section(parent, sorted(runs)) for parent, runs in groups.items()]

@@ -1,8 +1,10 @@
 """What a reproduction entry is: a claim of a paper or seed, the configs that test it, and a check.
 
 An `Entry` names its configs per scale (paths under the repository's `configs/`, each with a label),
-how many seeds it runs by default, and two functions of the finished runs: `check` turns them into a
-`Verdict` (PASS or FAIL with the numbers the claim is about) and `figure` draws the paper's figure.
+how many seeds it runs by default, its pre-registered `tests` (written next to the claim, shown by
+`iclab reproduce --list`), and two functions of the finished runs: `check` measures them into a `Verdict`
+(the numbers the claim is about and the per-seed values the tests read; verdicts.py's `judge` then makes it
+SUPPORTED, CONTRADICTED or INCONCLUSIVE) and `figure` draws the paper's figure.
 `evaluate` (optional) adds evaluations a run needs beyond the one done after training (another prompt
 length, the shifts, the loop sweep); it is called once per run and its outputs are files in the run, so
 a second `iclab reproduce` reuses them.
@@ -26,7 +28,10 @@ from pathlib import Path
 
 from iclab.config import Config
 from iclab.files import read_jsonl
+from iclab.reproduce.verdicts import Test, Verdict, equivalent, greater, less  # noqa: F401  (entries import here)
 from iclab.stats import fmt_ci, mean_ci  # noqa: F401  (the entries take them from here)
+
+PLATEAU = 0.2  # error at k=2d above which an in-context linear-regression model has not left the plateau
 
 
 @dataclass(frozen=True)
@@ -65,14 +70,6 @@ Runs = dict[str, list[Run]]  # label -> one run per seed
 
 
 @dataclass
-class Verdict:
-    passed: bool
-    summary: str  # one line: the numbers the criterion is about
-    numbers: dict = field(default_factory=dict)
-    details: list[str] = field(default_factory=list)  # further lines (per-seed values, spreads)
-
-
-@dataclass
 class Entry:
     name: str
     source: str
@@ -86,6 +83,8 @@ class Entry:
     overrides: dict[str, list[str]] = field(default_factory=dict)  # scale -> extra `key=value` for every config
     evaluate: Callable[[Run], None] | None = None
     built: bool = True
+    tests: list[Test] = field(default_factory=list)  # the pre-registered tests that decide the verdict
+    max_seeds: dict[str, int] = field(default_factory=dict)  # scale -> the most seeds `--adaptive` may run
 
 
 @dataclass

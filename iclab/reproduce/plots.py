@@ -1,4 +1,5 @@
-"""Figures of the reproduction entries: curves averaged over seeds with a 95% band across seeds."""
+"""Figures of the reproduction entries: curves averaged over seeds with a 95% band across seeds and each seed
+drawn; `verdict_figure`: every test's per-seed differences with the interval and the margin that decided it."""
 
 from __future__ import annotations
 
@@ -86,3 +87,62 @@ def finish(ax, xlabel: str, ylabel: str, title: str, logy: bool = False) -> None
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both" if logy else "major")
     ax.legend(fontsize=7)
+
+
+STATUS_COLOR = {"SUPPORTED": "tab:green", "CONTRADICTED": "tab:red", "INCONCLUSIVE": "tab:orange"}
+
+
+def verdict_figure(result: dict, path: Path) -> None:
+    """One row per test of a result.json: each seed's paired difference (dots, labelled by seed), the 95%
+    interval of the mean difference (bar), the margin (dashed) and 0 (grey); log tests on the ratio a / b."""
+    import math
+
+    import matplotlib.pyplot as plt
+
+    tests = result.get("tests", [])
+    fig, axes = plt.subplots(len(tests), 1, figsize=(7.5, 0.3 + 1.05 * max(1, len(tests))), squeeze=False)
+    for ax, t in zip(axes[:, 0], tests):
+        f = math.exp if t.get("log") else (lambda x: x)
+        color = STATUS_COLOR[t["status"]]
+        diffs, used = t.get("diffs", []), set(t.get("seeds", []))
+        for s, d in enumerate(t.get("all_diffs") or []):
+            if d is None:
+                continue
+            if s in used:
+                ax.plot(f(d), 0, "o", color="k", ms=4, alpha=0.7)
+            else:  # a seed on the plateau under one arm: drawn hollow, not in the test
+                ax.plot(f(d), 0, "o", mfc="none", mec="0.5", ms=5)
+            ax.annotate(str(s), (f(d), 0), textcoords="offset points", xytext=(0, 5), fontsize=6, ha="center")
+        if "ci95" in t:
+            lo, hi = t["ci95"]
+            ax.plot([f(lo), f(hi)], [-0.5, -0.5], color=color, lw=3, solid_capstyle="butt")
+            ax.plot(f(t["effect"]), -0.5, "|", color="k", ms=10)
+        margins = [t["margin"]] + ([-t["margin"]] if t["kind"] == "equivalent" else [])
+        for m in margins:
+            ax.axvline(f(m), color=color, ls="--", lw=1)
+        ax.axvline(f(0.0), color="0.6", lw=0.8)
+        if t.get("log"):
+            ax.set_xscale("log")
+        ax.set_ylim(-1, 1)
+        ax.set_yticks([])
+        n_all = t.get("n_total", len(diffs))
+        if "ci95" not in t:
+            what = "per-seed values not recorded"
+        elif t.get("from_summary"):
+            what = f"only mean +- 95% CI of {t['n']} seeds recorded"
+        else:
+            what = f"{'ratio' if t.get('log') else 'difference'}; {len(diffs)} of {n_all} seeds"
+        ax.set_title(
+            f"{t['lhs']} ({what}): {t['status']}",
+            fontsize=8,
+            color=color,
+            loc="left",
+        )
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(
+        f"{result['name']} ({result['scale']}): {result.get('verdict')} - dots: seeds (hollow: not learned, left "
+        "out); bar: 95% CI of the mean; dashed: margin",
+        fontsize=8,
+    )
+    save(fig, path)

@@ -23,6 +23,8 @@ from iclab.experiments.jobs import VOLATILE
 from iclab.files import write_json
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict
+from iclab.reproduce.recheck import result_fields, summary_table  # noqa: F401  (summary_table: used from here)
+from iclab.reproduce.verdicts import judge
 
 
 class ReproduceError(IclabError, ValueError):
@@ -137,7 +139,7 @@ def reproduce(
     for r in flat:
         if entry.evaluate is not None:
             entry.evaluate(r)
-    verdict: Verdict = entry.check(runs)
+    verdict: Verdict = judge(entry.tests, entry.check(runs))
     dest = out / entry.name / scale
     dest.mkdir(parents=True, exist_ok=True)
     entry.figure(runs, dest / "figure.png")
@@ -148,15 +150,15 @@ def reproduce(
         "criterion": entry.criterion,
         "scale": scale,
         "seeds": len(flat) // len(runs),
-        "passed": verdict.passed,
-        "summary": verdict.summary,
-        "numbers": verdict.numbers,
-        "details": verdict.details,
+        **result_fields(entry, verdict),
         "train_wall_s": round(sum(_wall(r) for r in flat), 1),  # the runs' own training + evaluation time
         "this_call_s": round(time.perf_counter() - t0, 1),
         "runs": {label: [str(r.dir) for r in rs] for label, rs in runs.items()},
     }
     write_json(dest / "result.json", result)
+    from iclab.reproduce.plots import verdict_figure
+
+    verdict_figure(result, dest / "verdict.png")  # each test's per-seed differences, interval and margin
     if report:
         from iclab.report import write_report
 
@@ -165,8 +167,8 @@ def reproduce(
             dest / "report.html",
             title=f"iclab reproduce {entry.name} ({scale})",
         )
-    log(f"{'PASS' if verdict.passed else 'FAIL'} {entry.name}: {verdict.summary}")
-    for line in verdict.details:
+    log(f"{verdict.status} {entry.name}: {verdict.summary}")
+    for line in [t["line"] for t in verdict.tests] + verdict.details:
         log(f"  {line}")
     return result
 
@@ -200,22 +202,3 @@ def _run_command(r: Run, log) -> None:
     t0 = time.perf_counter()
     r.command.fn(r.dir, seed=r.seed, **r.command.params)
     write_json(r.dir / "timing.json", {"wall_s": time.perf_counter() - t0})
-
-
-def summary_table(out: Path) -> str:
-    """A Markdown table of every result under OUT (the newest of each entry and scale)."""
-    rows = []
-    for path in sorted(Path(out).glob("*/*/result.json")):
-        r = json.loads(path.read_text())
-        rows.append(
-            f"| {r['name']} | {r['scale']} | {r['seeds']} | {'PASS' if r['passed'] else 'FAIL'} | "
-            f"{r['summary']} | {r['train_wall_s'] / 60:.1f} |"
-        )
-    if not rows:
-        raise ReproduceError(
-            f"no result.json under {out}/<entry>/<scale>/: run `iclab reproduce NAME --out {out}` first"
-        )
-    return (
-        "| entry | scale | seeds | verdict | measured (mean +- 95% CI over seeds) | run time (min) |\n"
-        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
-    )

@@ -14,6 +14,14 @@ from iclab.experiments.throughput import time_steps
 
 def steps_per_s(cfgs: list[Config], steps: int = 5, rounds: int = 3, warmup: int = 2, threads: int = 1) -> list[float]:
     """Median steps/s of each config at its last training step's curriculum (full dims, points, loops)."""
+    return [statistics.median(r) for r in steps_per_s_rounds(cfgs, steps, rounds, warmup, threads)]
+
+
+def steps_per_s_rounds(
+    cfgs: list[Config], steps: int = 5, rounds: int = 3, warmup: int = 2, threads: int = 1
+) -> list[list[float]]:
+    """Steps/s of each config in each round (config i's list, one value per round; round r of every config
+    timed back to back, so the rounds pair the configs)."""
     from iclab.training.trainer import Trainer
 
     old = torch.get_num_threads()
@@ -30,6 +38,6 @@ def steps_per_s(cfgs: list[Config], steps: int = 5, rounds: int = 3, warmup: int
             for i, t in enumerate(trainers):
                 wall, _ = time_steps(t, [t.cfg.training.steps - 1] * steps)
                 rates[i].append(steps / wall)
-        return [statistics.median(r) for r in rates]
+        return rates
     finally:
         torch.set_num_threads(old)

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from iclab.cli import app
 from iclab.config import load_config
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict, mean_ci
+from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict, less, mean_ci
 from iclab.reproduce.runner import REPO, ReproduceError, config_digest, plan, reproduce, summary_table
 from iclab.reproduce.trajectory import steps_to
+from iclab.reproduce.verdicts import CONTRADICTED, INCONCLUSIVE, SUPPORTED, judge
 
 
 def test_every_built_entry_names_configs_that_load_at_every_scale():
@@ -82,7 +83,7 @@ def toy_entry(tmp_path, tiny_cfg_dict):
 
     def check(runs):
         errs = [r.evaluation["model"]["mean"][-1] for r in runs["model"]]
-        return Verdict(mean_ci(errs)[0] < 100.0, f"error {mean_ci(errs)[0]:.3f}", {"error": mean_ci(errs)[0]})
+        return Verdict(f"error {mean_ci(errs)[0]:.3f}", {"error": mean_ci(errs)[0]}, per_seed={"error": errs})
 
     def figure(runs, path):
         import matplotlib.pyplot as plt
@@ -97,6 +98,7 @@ def toy_entry(tmp_path, tiny_cfg_dict):
         source="a test",
         claim="it trains",
         criterion="error < 100",
+        tests=[less("error", 100.0)],
         configs={"tiny": {"model": str(cfg_path)}},
         check=check,
         figure=figure,
@@ -113,12 +115,15 @@ def test_reproduce_trains_once_then_reuses_and_writes_result_figure_report(toy_e
     entry, calls = toy_entry
     out = tmp_path / "out"
     res = reproduce(entry.name, out=out, log=lambda *_: None)
-    assert res["passed"] and res["seeds"] == 2 and calls["evaluate"] == 2
+    # 2 seeds: too few for any verdict, whatever the values
+    assert res["verdict"] == INCONCLUSIVE and res["seeds"] == 2 and calls["evaluate"] == 2
+    assert "only 2 usable seed(s)" in res["tests"][0]["line"] and len(res["per_seed"]["error"]) == 2
     dest = out / entry.name / "tiny"
-    assert json.loads((dest / "result.json").read_text())["passed"] is True
+    assert json.loads((dest / "result.json").read_text())["verdict"] == INCONCLUSIVE
     assert (dest / "figure.png").stat().st_size > 0 and (dest / "report.html").stat().st_size > 0
+    assert (dest / "verdict.png").stat().st_size > 0
     table = summary_table(out)
-    assert "| toy-test-entry | tiny | 2 | PASS | error " in table
+    assert "| toy-test-entry | tiny | 2 | **INCONCLUSIVE** | error - 100 < 0: " in table
     runs = plan(entry, "tiny", None, out)["model"]
     mtimes = [(r.dir / "model.safetensors").stat().st_mtime_ns for r in runs]
     lines = []
@@ -132,9 +137,9 @@ def test_reproduce_trains_once_then_reuses_and_writes_result_figure_report(toy_e
 
 def test_cli_exit_code_is_1_on_fail(toy_entry, tmp_path, monkeypatch):
     entry, _ = toy_entry
-    monkeypatch.setattr(entry, "check", lambda runs: Verdict(False, "made to fail"))
+    monkeypatch.setattr(entry, "check", lambda runs: Verdict("made to fail", per_seed={"error": [200.0, 210, 190]}))
     res = CliRunner().invoke(app, ["reproduce", entry.name, "--seeds", "1", "--out", str(tmp_path)])
-    assert res.exit_code == 1 and "FAIL toy-test-entry: made to fail" in res.output
+    assert res.exit_code == 1 and "CONTRADICTED toy-test-entry: made to fail" in res.output
 
 
 def test_seeds_must_be_positive(toy_entry, tmp_path):
@@ -152,7 +157,7 @@ def test_command_entries_run_once_per_seed_and_are_reused(tmp_path):
 
     def check(runs):
         vals = [r.json("toy.json")["value"] for r in runs["toy"]]
-        return Verdict(sum(vals) == 3.0, f"sum {sum(vals)}")
+        return Verdict(f"sum {sum(vals)}", per_seed={"value": vals})
 
     def figure(runs, path):
         path.write_bytes(b"png")
@@ -161,7 +166,8 @@ def test_command_entries_run_once_per_seed_and_are_reused(tmp_path):
         name="toy-command-entry",
         source="a test",
         claim="c",
-        criterion="sum 3",
+        criterion="mean below 5",
+        tests=[less("value", 5.0)],
         configs={"tiny": {"toy": Command(run_toy, {"scale": 1.0})}},
         check=check,
         figure=figure,
@@ -170,7 +176,7 @@ def test_command_entries_run_once_per_seed_and_are_reused(tmp_path):
     REPRODUCTIONS.register(entry.name)(entry)
     try:
         res = reproduce(entry.name, out=tmp_path, log=lambda *_: None, report=False)
-        assert res["passed"] and res["seeds"] == 3 and sorted(calls) == [(0, 1.0), (1, 1.0), (2, 1.0)]
+        assert res["verdict"] == SUPPORTED and res["seeds"] == 3 and sorted(calls) == [(0, 1.0), (1, 1.0), (2, 1.0)]
         reproduce(entry.name, out=tmp_path, log=lambda *_: None, report=False)
         assert len(calls) == 3  # reused
         # other arguments are other runs; --set does not apply to a function
@@ -211,26 +217,38 @@ def _ev(model, **baselines):
     }
 
 
+def verdict(entry, runs):
+    """What `iclab reproduce` decides: the entry's check measures, its tests judge."""
+    return judge(entry.tests, entry.check(runs))
+
+
 def test_garg_linear_criterion(tmp_path):
-    check = REPRODUCTIONS.get("garg-linear").check
+    entry = REPRODUCTIONS.get("garg-linear")
     ls, knn = [1, 0.5, 0.1, 0, 0, 0, 0], [1, 1, 1, 1, 0.8, 0.7, 0.6]
-    good = [
-        _run(
-            tmp_path / "g", "model", s, {"eval.json": _ev([1, 0.6, 0.3, 0.1, 0.05, 0.04, v], least_squares=ls, knn=knn)}
-        )
-        for s, v in enumerate([0.02, 0.04])
-    ]
-    v = check({"model": good})
-    assert v.passed and v.numbers["k"] == 6 and v.numbers["model"] == pytest.approx(0.03)
-    bad = [
-        _run(tmp_path / "b", "model", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls, knn=knn)})
-        for s, v in enumerate([0.02, 0.2])
-    ]
-    assert not check({"model": bad}).passed  # mean 0.11 > 0 + 0.05
+
+    def runs(tag, finals):
+        return {
+            "model": [
+                _run(
+                    tmp_path / tag,
+                    "model",
+                    s,
+                    {"eval.json": _ev([1, 0.6, 0.3, 0.1, 0.05, 0.04, v], least_squares=ls, knn=knn)},
+                )
+                for s, v in enumerate(finals)
+            ]
+        }
+
+    v = verdict(entry, runs("g", [0.02, 0.04, 0.03, 0.025, 0.035]))
+    assert v.status == SUPPORTED and v.numbers["k"] == 6 and v.numbers["model"] == pytest.approx(0.03)
+    assert v.per_seed["model"] == pytest.approx([0.02, 0.04, 0.03, 0.025, 0.035])
+    assert verdict(entry, runs("b", [0.2, 0.25, 0.22])).status == CONTRADICTED  # 0.22 +- 0.06 above 0 + 0.05
+    assert verdict(entry, runs("w", [0.02, 0.2, 0.03])).status == INCONCLUSIVE  # the interval straddles 0.05
+    assert verdict(entry, runs("two", [0.02, 0.021])).status == INCONCLUSIVE  # 2 seeds: never a verdict
 
 
-def test_yang_flat_criterion(tmp_path):
-    check = REPRODUCTIONS.get("yang-flat").check
+def test_yang_flat_criterion_is_an_equivalence(tmp_path):
+    entry = REPRODUCTIONS.get("yang-flat")
 
     def lp(curve):
         return {
@@ -243,11 +261,14 @@ def test_yang_flat_criterion(tmp_path):
             }
         }
 
-    flat = [_run(tmp_path / "f", "looped", 0, lp([0.9, 0.3, 0.05, 0.05, 0.06, 0.05]))]
-    assert check({"looped": flat}).passed
-    rising = [_run(tmp_path / "r", "looped", 0, lp([0.9, 0.3, 0.05, 0.05, 0.2, 0.5]))]
-    v = check({"looped": rising})
-    assert not v.passed and v.numbers["rise"] == pytest.approx(0.45)
+    flat = [_run(tmp_path / "f", "looped", s, lp([0.9, 0.3, 0.05, 0.05, 0.06, 0.05 + 0.001 * s])) for s in range(4)]
+    assert verdict(entry, {"looped": flat}).status == SUPPORTED
+    rising = [_run(tmp_path / "r", "looped", s, lp([0.9, 0.3, 0.05, 0.05, 0.2, 0.5 - 0.01 * s])) for s in range(4)]
+    v = verdict(entry, {"looped": rising})
+    assert v.status == CONTRADICTED and v.numbers["rise"] == pytest.approx(0.435)
+    # falling far below the error at b is not "flat" either (equivalence, not "not higher")
+    falling = [_run(tmp_path / "d", "looped", s, lp([0.9, 0.3, 0.5, 0.4, 0.2, 0.1 + 0.01 * s])) for s in range(4)]
+    assert verdict(entry, {"looped": falling}).status == CONTRADICTED
 
 
 def test_pos_norm_criterion_and_main_effects(tmp_path):
@@ -255,11 +276,14 @@ def test_pos_norm_criterion_and_main_effects(tmp_path):
     labels = list(entry.configs["tiny"])
     errs = dict(zip(labels, [0.1, 0.3, 0.2, 0.5]))
     runs = {
-        lab: [_run(tmp_path, lab, 0, {"eval.json": _ev([1] * 6 + [e], least_squares=[0] * 7)})]
+        lab: [
+            _run(tmp_path, lab, s, {"eval.json": _ev([1] * 6 + [e + 0.01 * s * s], least_squares=[0] * 7)})
+            for s in range(3)
+        ]
         for lab, e in errs.items()
     }
-    v = entry.check(runs)
-    assert v.passed
+    v = verdict(entry, runs)
+    assert v.status == SUPPORTED and len(v.tests) == 3
     assert "position once - every = +0.2500" in v.details[0] and "norm once - every = +0.1500" in v.details[0]
 
 
@@ -269,20 +293,30 @@ def test_steps_to_reads_the_first_checkpoint_at_or_below_the_target():
     assert steps_to(curve, 0.01) == math.inf
 
 
-def test_seed001_reuse_and_surgery_criteria(tmp_path):
+def test_seed001_reuse_compares_the_seeds_that_left_the_plateau(tmp_path):
     reuse = REPRODUCTIONS.get("seed001-reuse")
     ls = [1, 0.5, 0.1, 0, 0, 0, 0]
-    six = [
-        _run(tmp_path / "a", "6 layers", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)})
-        for s, v in enumerate([0.05, 0.07])
-    ]
-    rec = [
-        _run(tmp_path / "b", "3 layers x 2", s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)})
-        for s, v in enumerate([0.04, 0.06])
-    ]
-    v = reuse.check({"6 layers": six, "3 layers x 2": rec})
-    assert v.passed and v.numbers["wins"] == 2
-    assert not reuse.check({"6 layers": rec, "3 layers x 2": six}).passed
+
+    def runs(tag, six_vals, rec_vals):
+        return {
+            label: [
+                _run(tmp_path / tag / label, label, s, {"eval.json": _ev([1] * 6 + [v], least_squares=ls)})
+                for s, v in enumerate(vals)
+            ]
+            for label, vals in (("6 layers", six_vals), ("3 layers x 2", rec_vals))
+        }
+
+    # reuse better by 0.01 on every seed: supported
+    v = verdict(reuse, runs("a", [0.05, 0.07, 0.06, 0.08], [0.04, 0.06, 0.05, 0.07]))
+    assert v.status == SUPPORTED and v.numbers["wins"] == 4
+    assert v.tests[0]["effect"] == pytest.approx(-0.01)
+    assert verdict(reuse, runs("b", [0.04, 0.06, 0.05, 0.07], [0.05, 0.07, 0.06, 0.08])).status == CONTRADICTED
+    # the issue's case: means decided by stuck seeds; on the 2 seeds that learned under both it is undecided
+    v = verdict(reuse, runs("c", [0.405, 0.017, 0.012, 0.015, 0.781], [0.011, 0.017, 0.015, 0.784, 0.012]))
+    t = v.tests[0]
+    assert v.status == INCONCLUSIVE and t["seeds"] == [1, 2] and "only 2 usable seed(s)" in t["line"]
+    assert t["learned"]["6 layers"]["learned"] == 3 and t["learned"]["3 layers x 2"]["learned"] == 4
+    assert "6 layers 3/5 [0.23, 0.88]" in t["line"]  # the Wilson interval of 3 of 5
 
     surgery = REPRODUCTIONS.get("seed001-surgery")
 
@@ -296,53 +330,50 @@ def test_seed001_reuse_and_surgery_criteria(tmp_path):
             }
         }
 
-    worse = [_run(tmp_path / "c", "6 layers", s, sj(0.05, reverse=0.9, shuffle=0.3 + 0.1 * s)) for s in range(2)]
-    v = surgery.check({"6 layers": worse})
-    assert v.passed and v.numbers["best"] == "shuffle"
-    helps = [_run(tmp_path / "d", "6 layers", s, sj(0.05, **{"duplicate:2": 0.02})) for s in range(2)]
-    assert not surgery.check({"6 layers": helps}).passed
+    from iclab.reproduce.entries.seed001_reuse import OPS
+
+    worse = [
+        _run(tmp_path / "c", "6 layers", s, sj(0.05 + 0.01 * s, **{op: 0.2 + 0.01 * s * s for op in OPS}))
+        for s in range(3)
+    ]
+    v = verdict(surgery, {"6 layers": worse})
+    assert v.status == SUPPORTED and len(v.tests) == len(OPS)
+    helps = [
+        _run(
+            tmp_path / "d",
+            "6 layers",
+            s,
+            sj(0.05, **{op: 0.02 + 0.001 * s if op == "swap:2,3" else 0.05 for op in OPS}),
+        )
+        for s in range(3)
+    ]
+    v = verdict(surgery, {"6 layers": helps})
+    assert v.status == CONTRADICTED and v.numbers["best"] == "swap:2,3"
+    assert [t["status"] for t in v.tests].count(CONTRADICTED) == 1
     surgery.figure({"6 layers": worse}, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
-def test_seed002_reflex_criterion(tmp_path):
+def test_seed002_reflex_criterion_is_an_equivalence(tmp_path):
     entry = REPRODUCTIONS.get("seed002-reflex")
 
-    def runs(gap):
+    def runs(gap, seeds=4):
         return {
             label: [
                 _run(
-                    tmp_path / f"{gap}{i}",
+                    tmp_path / f"{gap}{i}{seeds}",
                     label,
                     s,
-                    {"eval.json": {"bits_per_char": 3.5 + (gap if i else 0) + 0.01 * s}},
+                    {"eval.json": {"bits_per_char": 3.5 + (gap if i else 0) + 0.01 * s + 0.001 * i * s * s}},
                 )
-                for s in range(2)
+                for s in range(seeds)
             ]
             for i, label in enumerate(["nanoGPT 6L", "Reflex 6L 4-2-2", "Reflex 6L 5-2-1"])
         }
 
-    assert entry.check(runs(0.01)).passed
-    assert not entry.check(runs(-0.1)).passed  # a clear gain is not what the seed found
-    assert entry.check(runs(0.1)).passed  # worse at nanoGPT's hyperparameters: as the seed found
+    assert verdict(entry, runs(0.01)).status == SUPPORTED
+    assert verdict(entry, runs(-0.1)).status == CONTRADICTED  # a clear gain is not what the seed found
+    assert verdict(entry, runs(0.1)).status == CONTRADICTED  # nor a clear loss: "no effect" is an equivalence
+    assert verdict(entry, runs(0.01, seeds=2)).status == INCONCLUSIVE
     entry.figure(runs(0.02), tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 0
-
-
-def test_curriculum_shapes_counts_slower_degradation_only_for_learned_models(tmp_path):
-    entry = REPRODUCTIONS.get("seed000-curriculum-shapes")
-
-    def curve(at_train, at_long):  # trained on 10 points (k=9), evaluated to k=19
-        return _ev([1.0] * 9 + [at_train] + [at_train] * 9 + [at_long])
-
-    def runs(cos_train, cos_long):
-        vals = {"linear (step)": (0.03, 0.3), "sqrt": (0.05, 0.2), "cos": (cos_train, cos_long), "log2": (0.04, 0.3)}
-        return {
-            lab: [_run(tmp_path / f"{cos_train}", lab, 0, {"eval.json": curve(*v)}, rel)]
-            for (lab, v), rel in zip(vals.items(), entry.configs["tiny"].values())
-        }
-
-    v = entry.check(runs(0.95, 0.97))  # cos at chance: growth x1.02 but it never learned
-    assert "sqrt and cos learned and degrade slower: False" in v.details[0] and "cos" in v.details[1]
-    v = entry.check(runs(0.06, 0.2))
-    assert "sqrt and cos learned and degrade slower: True" in v.details[0] and v.details[1].endswith("none")

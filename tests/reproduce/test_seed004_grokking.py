@@ -6,28 +6,46 @@ from iclab.config import load_config
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Run
 from iclab.reproduce.runner import REPO
+from iclab.reproduce.verdicts import CONTRADICTED, INCONCLUSIVE, SUPPORTED, judge
 
 
-def _run(tmp_path, label, curve):
-    d = tmp_path / label.replace(" ", "_")
-    d.mkdir()
-    d.joinpath("metrics.jsonl").write_text(
-        "".join(
-            json.dumps({"step": s, "loss": 1.0, "train/accuracy": tr, "heldout/accuracy": he}) + "\n"
-            for s, tr, he in curve
+def _runs(tmp_path, label, curves):
+    runs = []
+    for seed, curve in enumerate(curves):
+        d = tmp_path / label.replace(" ", "_") / f"seed{seed}"
+        d.mkdir(parents=True)
+        d.joinpath("metrics.jsonl").write_text(
+            "".join(
+                json.dumps({"step": s, "loss": 1.0, "train/accuracy": tr, "heldout/accuracy": he}) + "\n"
+                for s, tr, he in curve
+            )
         )
-    )
-    return [Run(label, 0, d, load_config(REPO / "configs/grokking/p97.yaml"))]
+        runs.append(Run(label, seed, d, load_config(REPO / "configs/grokking/p97.yaml")))
+    return runs
+
+
+def _late(step):
+    return [(100, 0.5, 0.01), (1000, 0.995, 0.05), (2000, 1.0, 0.5), (step, 1.0, 0.97)]
 
 
 def test_grokking_criterion(tmp_path):
     entry = REPRODUCTIONS.get("seed004-grokking")
-    no_wd = _run(tmp_path, "no weight decay", [(100, 0.5, 0.01), (1000, 1.0, 0.02), (4000, 1.0, 0.03)])
-    late = _run(tmp_path, "late", [(100, 0.5, 0.01), (1000, 0.995, 0.05), (2000, 1.0, 0.5), (3000, 1.0, 0.97)])
-    early = _run(tmp_path, "early", [(100, 0.5, 0.01), (1000, 0.995, 0.96), (3000, 1.0, 0.99)])
-    v = entry.check({"weight decay 1": late, "no weight decay": no_wd})
-    assert v.passed and v.numbers["memorized_at"] == 1000 and v.numbers["grokked_at"] == 3000
-    assert not entry.check({"weight decay 1": early, "no weight decay": no_wd}).passed  # no delay: not grokking
-    assert not entry.check({"weight decay 1": late, "no weight decay": late}).passed  # groks without decay too
+    no_wd = _runs(tmp_path, "no weight decay", [[(100, 0.5, 0.01), (4000, 1.0, h)] for h in (0.03, 0.02, 0.04)])
+    late = _runs(tmp_path, "late", [_late(s) for s in (3000, 3200, 3400)])
+    early = _runs(tmp_path, "early", [[(100, 0.5, 0.01), (1000, 0.995, 0.96), (3000, 1.0, 0.99)]] * 3)
+    v = judge(entry.tests, entry.check({"weight decay 1": late, "no weight decay": no_wd}))
+    assert v.status == SUPPORTED and v.numbers["memorized_at"] == 1000 and v.numbers["grokked_at"] == 3000
+    assert v.per_seed["held-out step / train step"] == [3.0, 3.2, 3.4]
+    v = judge(entry.tests, entry.check({"weight decay 1": early, "no weight decay": no_wd}))
+    assert v.status == CONTRADICTED  # no delay: not grokking
+    v = judge(entry.tests, entry.check({"weight decay 1": late, "no weight decay": late}))
+    assert v.status == CONTRADICTED  # generalizes without decay too
+    one = {"weight decay 1": late[:1], "no weight decay": no_wd[:1]}
+    assert judge(entry.tests, entry.check(one)).status == INCONCLUSIVE  # 1 seed: never a verdict
+    # a seed that never generalizes is counted and shown, not dropped
+    never = _runs(tmp_path, "never", [[(100, 0.5, 0.01), (1000, 0.995, 0.05), (4000, 1.0, 0.3)]])
+    v = judge(entry.tests, entry.check({"weight decay 1": late + never, "no weight decay": no_wd + no_wd[:1]}))
+    assert v.per_seed["held-out step / train step"][3] != v.per_seed["held-out step / train step"][3]  # NaN
+    assert "seed(s) 3" in v.tests[0]["line"] and v.tests[0]["n"] == 3
     entry.figure({"weight decay 1": late, "no weight decay": no_wd}, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").is_file()

@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, fmt_ci, mean_ci, per_seed, values_at
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, less, mean_ci, per_seed, values_at
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 MARGIN = 0.1
@@ -14,12 +14,11 @@ def check(runs) -> Verdict:
     k = evs[0]["n_points"] - 1
     model, gd, ls = values_at(evs, k), values_at(evs, k, "relu_net_gd"), values_at(evs, k, "least_squares")
     m = mean_ci(model)[0]
-    passed = m <= mean_ci(gd)[0] + MARGIN and m < mean_ci(ls)[0]
     return Verdict(
-        passed,
         f"at k={k}: model {fmt_ci(model)}, 2-layer net by GD {fmt_ci(gd)}, least squares {fmt_ci(ls)}",
         {"k": k, "model": m, "relu_net_gd": mean_ci(gd)[0], "least_squares": mean_ci(ls)[0]},
         [f"model per seed {per_seed(model)}"],
+        {"model": model, "2-layer net by GD": gd, "least squares": ls},
     )
 
 
@@ -43,7 +42,8 @@ REPRODUCTIONS.register("garg-relu", help="2-layer ReLU nets in context: close to
         claim="On random 2-layer ReLU networks the transformer does as well as a 2-layer net trained by gradient descent "
         "on the prompt, and better than least squares.",
         criterion=f"at the last position the model's error is within {MARGIN} of the GD-trained net's and below least "
-        "squares' (means over seeds)",
+        "squares' (paired by seed)",
+        tests=[less("model", "2-layer net by GD", MARGIN), less("model", "least squares")],
         configs={
             "tiny": {"model": "configs/garg/tiny/relu_2nn_regression.yaml"},
             "full": {"model": "configs/garg/relu_2nn_regression.yaml"},

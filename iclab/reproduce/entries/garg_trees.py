@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, fmt_ci, mean_ci, per_seed, values_at
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, less, mean_ci, per_seed, values_at
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 
@@ -12,12 +12,11 @@ def check(runs) -> Verdict:
     k = evs[0]["n_points"] - 1
     model, xgb, tree = values_at(evs, k), values_at(evs, k, "xgboost"), values_at(evs, k, "decision_tree")
     m = mean_ci(model)[0]
-    passed = m < mean_ci(xgb)[0] and m < mean_ci(tree)[0]
     return Verdict(
-        passed,
         f"at k={k}: model {fmt_ci(model)}, XGBoost {fmt_ci(xgb)}, greedy tree {fmt_ci(tree)}",
         {"k": k, "model": m, "xgboost": mean_ci(xgb)[0], "decision_tree": mean_ci(tree)[0]},
         [f"model per seed {per_seed(model)}"],
+        {"model": model, "XGBoost": xgb, "greedy tree": tree},
     )
 
 
@@ -40,7 +39,8 @@ REPRODUCTIONS.register("garg-trees", help="decision trees in context: better tha
         source="Garg et al. 2022, Fig. 5",
         claim="On depth-4 decision trees the transformer predicts better than greedy tree learning and XGBoost fitted on "
         "the prompt.",
-        criterion="at the last position the model's error is below XGBoost's and the greedy tree's (means over seeds)",
+        criterion="at the last position the model's error is below XGBoost's and the greedy tree's (paired by seed)",
+        tests=[less("model", "XGBoost"), less("model", "greedy tree")],
         configs={
             "tiny": {"model": "configs/garg/tiny/decision_tree.yaml"},
             "full": {"model": "configs/garg/decision_tree.yaml"},

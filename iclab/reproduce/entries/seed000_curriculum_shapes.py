@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 
 from iclab.evaluation.plots import run_color
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, mean_ci
+from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, less, mean_ci
 from iclab.reproduce.plots import error_vs_examples, evals, finish, save
 
 LABELS = ("linear (step)", "sqrt", "cos", "log2")
@@ -32,8 +32,11 @@ def check(runs) -> Verdict:
     # a model at chance error "degrades" by x1 on longer prompts: slower degradation counts only for a learned model
     ok_slower = all(learned[lab] and growth[lab] < growth[LABELS[0]] for lab in ("sqrt", "cos"))
     ok_log = reached["log2"][0] < reached["log2"][1]
+    values = {f"{lab} at trained length": at_train[lab] for lab in LABELS}
+    values |= {f"{lab} growth": [b / a for a, b in zip(at_train[lab], at_long[lab])] for lab in LABELS}
+    values["log2 most loops"] = [_final_loops(r)[0] for r in runs["log2"]]  # the schedule's, the same every seed
+    values["model loops"] = [_final_loops(r)[1] for r in runs["log2"]]
     return Verdict(
-        ok_linear and ok_slower and ok_log,
         f"at the trained length (k={k_train}): "
         + ", ".join(f"{lab} {fmt_ci(at_train[lab])}" for lab in LABELS)
         + f"; error growth k={k_train} -> {k_long}: "
@@ -53,6 +56,7 @@ def check(runs) -> Verdict:
             + f"{LEARNED:g}): "
             + (", ".join(lab for lab in LABELS if not learned[lab]) or "none"),
         ],
+        values,
     )
 
 
@@ -83,10 +87,24 @@ REPRODUCTIONS.register("seed000-curriculum-shapes", help="curriculum shapes for 
         source="Seed 000 (looped transformers, curriculum shapes)",
         claim="Of the curriculum shapes, stepwise linear is best at the trained length, sqrt and cos degrade slower on "
         "longer prompts, and log2 never reaches the maximum number of loops.",
-        criterion="linear's error at the last trained position is the lowest of the four; sqrt and cos learn (error at "
-        f"the trained length <= {LEARNED:g}) and their error grows "
-        "less than linear's from the trained length to twice it (ratio of means); log2's loop schedule stays "
-        "below model.loops for the whole run",
+        criterion="linear's error at the last trained position is below each other shape's; on the seeds where both "
+        f"learned (error at the trained length <= {LEARNED:g}) sqrt's and cos's error grows less "
+        "than linear's from the "
+        "trained length to twice it (ratio per seed); log2's loop schedule stays below model.loops for the whole run",
+        tests=[
+            *[less("linear (step) at trained length", f"{lab} at trained length") for lab in LABELS[1:]],
+            *[
+                less(
+                    f"{lab} growth",
+                    "linear (step) growth",
+                    log=True,
+                    learned_below=LEARNED,
+                    learned_on=("linear (step) at trained length", f"{lab} at trained length"),
+                )
+                for lab in ("sqrt", "cos")
+            ],
+            less("log2 most loops", "model loops"),
+        ],
         configs={
             "tiny": {
                 "linear (step)": "configs/looped/seed000/tiny/base.yaml",

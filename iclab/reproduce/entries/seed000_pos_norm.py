@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 
 from iclab.evaluation.plots import run_color
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, k2d, mean_ci
+from iclab.reproduce.base import Entry, Verdict, at, fmt_ci, k2d, less, mean_ci
 from iclab.reproduce.plots import evals, save
 
 LABELS = ("pos every, norm every", "pos once, norm every", "pos every, norm once", "pos once, norm once")
@@ -19,9 +19,7 @@ def _errors(runs):
 def check(runs) -> Verdict:
     k, e = _errors(runs)
     m = {lab: mean_ci(v)[0] for lab, v in e.items()}
-    best = m[LABELS[0]] < min(m[lab] for lab in LABELS[1:])
     return Verdict(
-        best,
         f"at k={k}: " + "; ".join(f"{lab} {fmt_ci(e[lab])}" for lab in LABELS),
         {"k": k, **m},
         [
@@ -29,6 +27,7 @@ def check(runs) -> Verdict:
             f"{(m[LABELS[1]] + m[LABELS[3]] - m[LABELS[0]] - m[LABELS[2]]) / 2:+.4f}, norm once - every = "
             f"{(m[LABELS[2]] + m[LABELS[3]] - m[LABELS[0]] - m[LABELS[1]]) / 2:+.4f}"
         ],
+        dict(e),
     )
 
 
@@ -54,7 +53,8 @@ REPRODUCTIONS.register("seed000-pos-norm", help="2x2: position embedding / final
         source="Seed 000 (looped transformers, an open question)",
         claim="Re-applying the position embedding and the final LayerNorm at every loop iteration (the original code) "
         "works better than applying them once; the 2x2 experiment separates the two factors.",
-        criterion="at k=2d the every/every model's error (mean over seeds) is below each of the three other variants'",
+        criterion="at k=2d the every/every model's error is below each of the three other variants' (paired by seed)",
+        tests=[less(LABELS[0], lab) for lab in LABELS[1:]],
         configs={
             "tiny": {
                 LABELS[0]: "configs/looped/seed000/tiny/base.yaml",

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 
 from iclab.evaluation.plots import run_color
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, fmt_ci, mean_ci
+from iclab.reproduce.base import Entry, Verdict, equivalent, fmt_ci, mean_ci, per_seed
 from iclab.reproduce.plots import evals, finish, save, seed_band
 
 MARGIN = 0.02
@@ -19,7 +19,6 @@ def check(runs) -> Verdict:
     end = [lp["last_point"][-1] for lp in lps]
     rise = mean_ci(worst)[0] - mean_ci(at_b)[0]
     return Verdict(
-        rise <= MARGIN,
         f"error at the last point: at b={b} {fmt_ci(at_b)}, at {top} loops {fmt_ci(end)}, "
         f"worst in [b, {top}] {fmt_ci(worst)} (rise {rise:+.3f})",
         {
@@ -30,6 +29,12 @@ def check(runs) -> Verdict:
             "worst_past_b": mean_ci(worst)[0],
             "rise": rise,
         },
+        [
+            f"at b per seed {per_seed(at_b)}",
+            f"at {top} loops per seed {per_seed(end)}",
+            f"worst per seed {per_seed(worst)}",
+        ],
+        {"at b": at_b, "at max loops": end, "worst past b": worst},
     )
 
 
@@ -55,14 +60,19 @@ REPRODUCTIONS.register("yang-flat", help="looped past b, the error stays flat")(
         source="Yang et al. 2023, Fig. 3",
         claim="Trained with b iterations and a loss over the last T, the looped model converges to a fixed point: looping "
         "further at inference does not raise its error.",
-        criterion=f"the worst error at the last point over iterations b..max_loops exceeds the error at b by at most {MARGIN} "
-        "(means over seeds)",
+        criterion=f"looped to max_loops the error at the last point stays within {MARGIN} of the error at b "
+        "(equivalence, paired by seed; the worst over b..max_loops is reported)",
+        tests=[equivalent("at max loops", "at b", MARGIN, label="flat past b")],
         configs={
             "tiny": {"looped": "configs/looped/tiny/lr_b30_T15.yaml"},
+            # the tiny runs with more seeds: 5 left the equivalence undecided (~14 needed at their spread)
+            "small": {"looped": "configs/looped/tiny/lr_b30_T15.yaml"},
             "full": {"looped": "configs/looped/lr_b30_T15.yaml"},
         },
         check=check,
         figure=figure,
-        minutes={"tiny": 8},
+        seeds={"tiny": 5, "small": 15, "full": 3},
+        max_seeds={"tiny": 15},
+        minutes={"tiny": 8, "small": 70},
     )
 )
