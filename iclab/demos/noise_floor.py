@@ -128,7 +128,7 @@ def _plot(r, path):
     ax.loglog(k, c1 / k, "--", color="grey", lw=1, label="C / k")
     ax.loglog(k, c2 / k.sqrt(), "-.", color="grey", lw=1, label="C / sqrt(k)")
     ax.set_xlabel("iteration k")
-    ax.set_ylabel("f(x_k) - f*  (mean over %d runs)" % r["runs"])
+    ax.set_ylabel(f"f(x_k) - f*  (mean over {r['runs']} runs)")
     ax.set_ylim(bottom=max(1e-9, min(min(c) for c in r["mean_gap"].values()) / 10))
     ax.set_title(
         f"SGD on logistic regression (m={r['m']}, n={r['n']}, mu={r['mu']:g}, batch {r['batch']}): "

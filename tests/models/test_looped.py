@@ -158,7 +158,7 @@ def test_every_iteration_matches_the_reference(name):
     got = m(xs, ys)
     ref = ref_loop(m, xs, ys, b)
     assert len(got) == b
-    for t, (g, (pts, r)) in enumerate(zip(got, ref)):
+    for t, (g, (_pts, r)) in enumerate(zip(got, ref)):
         assert g.shape == r.shape, (t, g.shape, r.shape)
         torch.testing.assert_close(g, r, atol=2e-5, rtol=1e-4)
     # the window keeps the last T of the same iterations

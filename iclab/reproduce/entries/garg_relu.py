@@ -39,7 +39,8 @@ REPRODUCTIONS.register("garg-relu", help="2-layer ReLU nets in context: close to
     Entry(
         name="garg-relu",
         source="Garg et al. 2022, Fig. 5",
-        claim="On random 2-layer ReLU networks the transformer does as well as a 2-layer net trained by gradient descent "
+        claim="On random 2-layer ReLU networks the transformer does as well as a 2-layer net trained by gradient "
+        "descent "
         "on the prompt, and better than least squares.",
         criterion=f"at the last position the model's error is within {MARGIN} of the GD-trained net's and below least "
         "squares' (paired by seed)",

@@ -73,10 +73,12 @@ REPRODUCTIONS.register("garg-shifts", help="linear regression under distribution
     Entry(
         name="garg-shifts",
         source="Garg et al. 2022, Fig. 4",
-        claim="The in-context linear-regression model stays close to least squares under shifts of the prompt distribution "
+        claim="The in-context linear-regression model stays close to least squares under shifts of the prompt "
+        "distribution "
         "(skewed covariance, a d/2-dimensional subspace, label noise, prompt and query in opposite orthants, queries "
         "orthogonal to or repeating the prompt); scaling x or w up degrades it.",
-        criterion=f"under each of {', '.join(ROBUST)} the model's error at k=2d (orthogonal queries: the last position below "
+        criterion=f"under each of {', '.join(ROBUST)} the model's error at k=2d (orthogonal queries: the last "
+        f"position below "
         f"d) is at most {MARGIN} above least squares' (paired by seed); scaled_x and scaled_y are reported",
         tests=[less(f"{s}: model", f"{s}: least squares", MARGIN) for s in ROBUST],
         configs={

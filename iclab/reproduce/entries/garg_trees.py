@@ -37,7 +37,8 @@ REPRODUCTIONS.register("garg-trees", help="decision trees in context: better tha
     Entry(
         name="garg-trees",
         source="Garg et al. 2022, Fig. 5",
-        claim="On depth-4 decision trees the transformer predicts better than greedy tree learning and XGBoost fitted on "
+        claim="On depth-4 decision trees the transformer predicts better than greedy tree learning and XGBoost fitted "
+        "on "
         "the prompt.",
         criterion="at the last position the model's error is below XGBoost's and the greedy tree's (paired by seed)",
         tests=[less("model", "XGBoost"), less("model", "greedy tree")],

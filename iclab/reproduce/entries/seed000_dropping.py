@@ -79,7 +79,8 @@ REPRODUCTIONS.register("seed000-dropping", help="token dropping: faster, holds l
     Entry(
         name="seed000-dropping",
         source="Seed 000 (looped transformers, fewer tokens per loop)",
-        claim="Giving each loop iteration d fewer tokens (down to k) trains more iterations per second, holds its accuracy "
+        claim="Giving each loop iteration d fewer tokens (down to k) trains more iterations per second, holds its "
+        "accuracy "
         "on prompts longer than trained (unlike no dropping), and fails to learn with d=100, k=5.",
         criterion=f"training steps/s with d=1 at least {SPEEDUP}x those without; evaluated with "
         "the trained b loops, at the "

@@ -55,7 +55,8 @@ REPRODUCTIONS.register("seed000-two-blocks", help="two blocks per loop: the erro
     Entry(
         name="seed000-two-blocks",
         source="Seed 000 (looped transformers, 2 blocks per loop)",
-        claim="A looped model with two blocks per iteration reaches the error of the one-block model in half the iterations.",
+        claim="A looped model with two blocks per iteration reaches the error of the one-block model in half the "
+        "iterations.",
         criterion=f"the 2-block model's error after b/2 iterations is at most {MARGIN} above the "
         "1-block model's after b "
         "(last point of a prompt of the trained length, paired by seed)",

@@ -128,7 +128,8 @@ REPRODUCTIONS.register("seed001-surgery", help="rearranging a trained model's la
         source="Seed 001 (layer surgery)",
         claim="Duplicating, repeating, swapping or shuffling the layers of a trained standard model at inference does "
         "not lower its in-context error: its layers are not interchangeable.",
-        criterion=f"at k=2d no rearrangement's error is more than {MARGIN:g} below the trained order's (paired by seed, "
+        criterion=f"at k=2d no rearrangement's error is more than {MARGIN:g} below the trained order's (paired by "
+        f"seed, "
         "on the seeds whose trained model left the in-context plateau)",
         tests=[
             greater(op, "trained order", -MARGIN, learned_below=PLATEAU, learned_on=("trained order",), label=op)

@@ -37,7 +37,7 @@ def _sweep_check(sw: dict) -> dict:
 def check(runs) -> Verdict:
     recs = _recs(runs)
     parts, numbers, details, values = [], {}, [], {}
-    for key, _, what, _ in SWEEPS:
+    for key, *_ in SWEEPS:
         checks = [_sweep_check(r[key]) for r in recs]
         ok = sum(c["ok"] for c in checks)
         name = key.split("_")[0]

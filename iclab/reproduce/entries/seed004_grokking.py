@@ -57,7 +57,8 @@ REPRODUCTIONS.register("seed004-grokking", help="modular division mod 97: held-o
     Entry(
         name="seed004-grokking",
         source="Seed 004 / Power et al. 2022",
-        claim="Modular division p=97 (half of the pairs trained on, 2 layers, width 128, 4 heads, AdamW, weight decay 1): "
+        claim="Modular division p=97 (half of the pairs trained on, 2 layers, width 128, 4 heads, AdamW, weight decay "
+        "1): "
         "held-out accuracy rises from chance to ~100% long after training accuracy does; without weight decay it "
         "does not in the same number of steps.",
         criterion=f"with weight decay held-out accuracy reaches {GROKKED} at least {DELAY:g}x "

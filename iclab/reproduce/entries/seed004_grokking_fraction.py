@@ -77,7 +77,7 @@ def figure(runs, path):
     axes[0].set_title("a / b mod 97, AdamW weight decay 1, by training fraction", fontsize=10)
     axes[0].legend(fontsize=7)
     fr = list(st)
-    for key, idx, marker, name in (
+    for _key, idx, marker, name in (
         ("memorized", 0, "s", f"train acc >= {MEMORIZED}"),
         ("grokked", 1, "o", f"held-out acc >= {GROKKED}"),
     ):
@@ -108,7 +108,8 @@ REPRODUCTIONS.register("seed004-grokking-fraction", help="grokking takes longer 
     Entry(
         name="seed004-grokking-fraction",
         source="Seed 004 / Power et al. 2022, Fig. 1",
-        claim="On modular division mod 97 the steps until held-out accuracy rises grow as the share of the table trained "
+        claim="On modular division mod 97 the steps until held-out accuracy rises grow as the share of the table "
+        "trained "
         "on shrinks.",
         criterion=f"held-out accuracy reaches {GROKKED} for at least 3 of the fractions "
         f"{', '.join(map(str, FRACTIONS))} "

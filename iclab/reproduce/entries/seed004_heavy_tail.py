@@ -79,7 +79,8 @@ REPRODUCTIONS.register("seed004-heavy-tail", help="Zipf classes: SGD stalls on t
     Entry(
         name="seed004-heavy-tail",
         source="Seed 004 / Kunstner et al. 2024",
-        claim="With heavy-tailed (Zipf) class frequencies, SGD lowers the loss of the frequent classes only, while Adam "
+        claim="With heavy-tailed (Zipf) class frequencies, SGD lowers the loss of the frequent classes only, while "
+        "Adam "
         "lowers the loss of the rare classes too (each with its best lr from a grid).",
         criterion=f"both bring the most frequent group's loss below {FREQUENT:g}x its initial ln C (both learn the "
         f"frequent classes), and SGD's loss on the rarest group is at least {RATIO:g}x Adam's "

@@ -58,7 +58,8 @@ REPRODUCTIONS.register("yang-flat", help="looped past b, the error stays flat")(
     Entry(
         name="yang-flat",
         source="Yang et al. 2023, Fig. 3",
-        claim="Trained with b iterations and a loss over the last T, the looped model converges to a fixed point: looping "
+        claim="Trained with b iterations and a loss over the last T, the looped model converges to a fixed point: "
+        "looping "
         "further at inference does not raise its error.",
         criterion=f"looped to max_loops the error at the last point stays within {MARGIN} of the error at b "
         "(equivalence, paired by seed; the worst over b..max_loops is reported)",
