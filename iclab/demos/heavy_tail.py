@@ -1,19 +1,18 @@
-"""Heavy-tailed class imbalance (Kunstner et al. 2024, "Heavy-tailed class imbalance and why Adam
-outperforms gradient descent on language models"): with Zipf-distributed classes, SGD makes progress
-only on the frequent classes while Adam lowers the loss of the rare ones too.
+"""Heavy-tailed class imbalance (Kunstner et al. 2024, "Heavy-tailed class imbalance and why Adam outperforms
+gradient descent on language models"): with Zipf-distributed classes, SGD makes progress only on the frequent
+classes while Adam lowers the loss of the rare ones too.
 
-Data: C classes with frequencies pi_k proportional to 1/k (Zipf, exponent 1); class k has a random mean
-mu_k in R^d and its examples are x = mu_k + noise * N(0, I) + offset * u, with one u ~ N(0, I) shared by
-all classes (uncentred features, as real inputs are: it makes the problem ill-conditioned, which caps
-SGD's usable lr; with offset 0 and this easy, separable data a large SGD lr learns every class too).
-Model: a linear softmax classifier (W in R^{C x d}, bias), cross-entropy. The gradient of row k scales
-with pi_k, so SGD's step on a rare class is tiny; Adam divides each coordinate by its own gradient scale. Both train on the same minibatches
-from the same start, each with the lr from a small grid whose overall training loss, averaged over the
-recorded steps, is lowest (an lr on the edge of stability that spikes early and ends low is not picked).
-The classes are cut into `buckets` groups holding about equal shares of the examples (frequent classes
-alone in the first groups, the rare thousands together in the last), and the figure draws the training
-loss of each group over the steps for both optimizers, as the paper does.
-"""
+Data: C classes with frequencies pi_k proportional to 1/k (Zipf, exponent 1); class k has a random mean mu_k
+in R^d and its examples are x = mu_k + noise * N(0, I) + offset * u, with one u ~ N(0, I) shared by all
+classes (uncentred features, as real inputs are: it makes the problem ill-conditioned, which caps SGD's usable
+lr; with offset 0 and this easy, separable data a large SGD lr learns every class too). Model: a linear
+softmax classifier (W in R^{C x d}, bias), cross-entropy. The gradient of row k scales with pi_k, so SGD's
+step on a rare class is tiny; Adam divides each coordinate by its own gradient scale. Both train on the same
+minibatches from the same start, each with the lr from a small grid whose overall training loss, averaged over
+the recorded steps, is lowest (an lr on the edge of stability that spikes early and ends low is not picked).
+The classes are cut into `buckets` groups holding about equal shares of the examples (frequent classes alone
+in the first groups, the rare thousands together in the last), and the figure draws the training loss of each
+group over the steps for both optimizers, as the paper does."""
 
 from __future__ import annotations
 
