@@ -135,10 +135,7 @@ def run(
 
 
 def _plot(r, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     nb = len(r["buckets"])
     cmap = plt.get_cmap("viridis")

@@ -110,10 +110,7 @@ def run(out, seed: int = 0, steps: int = 20000, runs: int = 20, batch: int = 2) 
 
 
 def _plot(r, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     k = torch.tensor(r["iterations"], dtype=torch.float64)
     fig, ax = plt.subplots(figsize=(8, 5.5))

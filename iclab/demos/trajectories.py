@@ -130,10 +130,7 @@ def run(
 
 
 def _plot(result, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from iclab.plotting import plt
 
     names = list(result["functions"])
     methods = list(result["functions"][names[0]]["methods"])

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from iclab.evaluation.plots import baseline_style, error_label, run_color, save_figure  # noqa: E402
-from iclab.reproduce.base import Run, mean_ci  # noqa: E402
+from iclab.evaluation.plots import baseline_style, error_label, run_color, save_figure
+from iclab.plotting import plt
+from iclab.reproduce.base import Run, mean_ci
 
 
 def seed_band(ax, xs, curves: list[list[float]], label: str | None, color: str, band: bool = True, **kw) -> None:
@@ -96,8 +94,6 @@ def verdict_figure(result: dict, path: Path) -> None:
     """One row per test of a result.json: each seed's paired difference (dots, labelled by seed), the 95%
     interval of the mean difference (bar), the margin (dashed) and 0 (grey); log tests on the ratio a / b."""
     import math
-
-    import matplotlib.pyplot as plt
 
     tests = result.get("tests", [])
     fig, axes = plt.subplots(len(tests), 1, figsize=(7.5, 0.3 + 1.05 * max(1, len(tests))), squeeze=False)
