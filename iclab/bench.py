@@ -172,7 +172,7 @@ def print_mfu_table(recs: list[dict]) -> None:
     tab = mfu_table(recs)
     cols = sorted({c for row in tab["rows"].values() for c in row}, key=lambda c: (c.split()[0] != "float32", c))
     peaks = ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in tab["peaks"].items())
-    t = Table(title=f"MFU (steps/s) against the measured matmul peak: {peaks}")
+    t = Table(title="MFU (steps/s)", caption=f"against the measured matmul peak: {peaks}")
     t.add_column("config")
     for c in cols:
         t.add_column(c, justify="right")
