@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: install quickstart lint docs test test-all bench clean
+.PHONY: install quickstart lint docs test test-all bench gpu-check clean
 
 $(BIN)/iclab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ test-all: install
 
 bench: install
 	$(BIN)/iclab bench --quick --out runs/bench.json
+
+# on a CUDA machine: CUDA tests, bench --mfu, 2-GPU NCCL quickstart, timed Garg slice -> benchmarks/results/gpu-check-*.json
+# (GPU_CHECK_DRY=1 make gpu-check: the same steps on the CPU with tiny settings)
+gpu-check: install
+	PY=$(BIN)/python benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build/site

@@ -82,6 +82,9 @@ SUITE: dict[str, tuple[str, str]] = {
     ),
 }
 EVAL_CONFIG = "garg_standard"  # the evaluation is timed on this model: 1,000 prompts of 41 points
+# `iclab bench --mfu`: the LM shape and the regression reference shapes, each in every supported precision,
+# eager and compiled (see `mfu_ablate` and `mfu_table`)
+MFU_SUITE = ["lm_char", "garg_standard", "looped_paper", "seed000_looped"]
 
 
 class BenchError(ConfigError):
@@ -131,6 +134,55 @@ def resolve_cases(
             variant = dict(c.split("=", 1) for c in combo)
             cases.append((label + (f"[{','.join(combo)}]" if combo else ""), cfg, variant))
     return cases
+
+
+def mfu_ablate(device: str | None) -> list[str]:
+    """The --ablate axes of the MFU table: training.dtype over float32 and, where the device runs bf16 natively
+    (CUDA with bf16, a CPU with AVX512-BF16/AMX), bfloat16; training.compile over false, true."""
+    from iclab.training.device import cpu_bf16_supported, resolve_device
+
+    dev = resolve_device(device or "auto")
+    bf16 = torch.cuda.is_bf16_supported() if dev.type == "cuda" else dev.type == "cpu" and cpu_bf16_supported()
+    return ["training.dtype=float32" + (",bfloat16" if bf16 else ""), "training.compile=false,true"]
+
+
+def mfu_table(recs: list[dict]) -> dict:
+    """Training records of an --mfu run -> {"peaks": {dtype: FLOP/s}, "rows": {config: {column: cell}}}, a
+    column per (dtype, eager|compiled), a cell {mfu, steps_per_s, mfu_cpu_time}."""
+    peaks: dict[str, float] = {}
+    rows: dict[str, dict] = {}
+    for r in recs:
+        if r["kind"] != "train":
+            continue
+        base = r["name"].split("[", 1)[0]
+        col = f"{r['dtype']} {'compiled' if r['compile'] else 'eager'}"
+        peaks[r["dtype"]] = r["peak_flops"]
+        rows.setdefault(base, {})[col] = {
+            "mfu": r["mfu"],
+            "steps_per_s": r["steps_per_s"],
+            "mfu_cpu_time": r.get("mfu_cpu_time"),
+            "warmup_s": r["warmup_s"],
+        }
+    return {"peaks": peaks, "rows": rows}
+
+
+def print_mfu_table(recs: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    tab = mfu_table(recs)
+    cols = sorted({c for row in tab["rows"].values() for c in row}, key=lambda c: (c.split()[0] != "float32", c))
+    peaks = ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in tab["peaks"].items())
+    t = Table(title="MFU (steps/s)", caption=f"against the measured matmul peak: {peaks}")
+    t.add_column("config")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for name, row in tab["rows"].items():
+        t.add_row(
+            name,
+            *(f"{row[c]['mfu']:.1%} ({row[c]['steps_per_s']:.3g}/s)" if c in row else "-" for c in cols),
+        )
+    Console(width=160).print(t)
 
 
 # --- device helpers ---------------------------------------------------------------------------------------------

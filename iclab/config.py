@@ -337,8 +337,8 @@ class TrainingConfig(Strict):
     )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
-        description="bfloat16: autocast matmuls to bf16 (CUDA only; the read-out and loss stay fp32); "
-        "auto = bfloat16 on a CUDA device that supports it, float32 elsewhere",
+        description="bfloat16: autocast matmuls to bf16 (CUDA, or a CPU with AVX512-BF16/AMX; the read-out and "
+        "loss stay fp32); auto = bfloat16 on a CUDA device that supports it, float32 elsewhere (also on the CPU)",
     )
     init_from: str | None = Field(
         None,

@@ -163,3 +163,50 @@ def test_quickstart_reaches_its_target(tmp_path):
     _time_to_target_module().main(["--seeds", "0", "--out", str(out)])
     (rec,) = json.loads(out.read_text())
     assert rec["error_at_2d"] <= 0.05, rec
+
+
+def test_mfu_ablate_offers_bf16_only_where_the_device_has_it(monkeypatch):
+    from iclab.bench import mfu_ablate
+    from iclab.training import device
+
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: False)
+    assert mfu_ablate("cpu") == ["training.dtype=float32", "training.compile=false,true"]
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: True)
+    assert mfu_ablate("cpu") == ["training.dtype=float32,bfloat16", "training.compile=false,true"]
+
+
+def test_mfu_table_has_a_column_per_precision_and_compile(tiny_yaml):
+    from iclab.bench import mfu_table
+
+    recs = run_suite(
+        [str(tiny_yaml)],
+        quick=True,
+        device="cpu",
+        eval_=False,
+        peak_n=128,
+        target_s=0.02,
+        log=lambda m: None,
+        ablate=["training.dtype=float32", "training.compile=false"],
+    )
+    fake = dict(recs[0], name="tiny[x]", dtype="bfloat16", compile="blocks", mfu=0.5, peak_flops=4e9)
+    tab = mfu_table([*recs, fake, {"kind": "eval", "name": "eval"}])
+    assert tab["peaks"] == {"float32": recs[0]["peak_flops"], "bfloat16": 4e9}
+    row = tab["rows"]["tiny"]
+    assert set(row) == {"float32 eager", "bfloat16 compiled"}
+    assert row["float32 eager"]["mfu"] == recs[0]["mfu"] and row["bfloat16 compiled"]["mfu"] == 0.5
+
+
+def test_cli_bench_mfu_prints_the_table(tiny_yaml, tmp_path, monkeypatch):
+    import iclab.bench
+
+    # the axes themselves are tested above; eager only here (compiling takes tens of seconds)
+    monkeypatch.setattr(iclab.bench, "mfu_ablate", lambda device: ["training.dtype=float32", "training.compile=false"])
+    out = tmp_path / "mfu.json"
+    res = CliRunner().invoke(
+        app,
+        ["bench", str(tiny_yaml), "--mfu", "--quick", "--device", "cpu", "--seconds", "0.02", "--out", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    recs = json.loads(out.read_text())
+    assert [r["name"] for r in recs] == ["tiny[training.dtype=float32,training.compile=false]"]  # no eval record
+    assert "MFU (steps/s)" in res.output and "float32 eager" in res.output

@@ -99,13 +99,19 @@ def bench(
         None, min=0, help="timed seconds per configuration and round (default 8; --quick 2)"
     ),
     no_eval: bool = typer.Option(False, "--no-eval", help="skip timing the evaluation"),
+    mfu: bool = typer.Option(
+        False,
+        "--mfu",
+        help="the MFU table: (default) the LM and regression reference shapes x fp32/bf16 (where supported) x "
+        "eager/compiled, no evaluation",
+    ),
 ):
     """Steps/s, tokens/s, FLOPs, MFU against the measured matmul peak, and peak memory of training steps."""
     import os
 
     import torch
 
-    from iclab.bench import SUITE, print_table, run_suite, write_json
+    from iclab.bench import MFU_SUITE, SUITE, mfu_ablate, print_mfu_table, print_table, run_suite, write_json
 
     if names == ["list"]:
         for n, (path, what) in SUITE.items():
@@ -119,6 +125,9 @@ def bench(
             fg="yellow",
             err=True,
         )
+    if mfu:
+        names = names or MFU_SUITE
+        ablate = list(ablate or []) + mfu_ablate(device)
     recs = run_suite(
         names or None,
         quick=quick,
@@ -127,10 +136,12 @@ def bench(
         ablate=ablate or [],
         threads=threads,
         rounds=rounds,
-        eval_=not no_eval,
+        eval_=not (no_eval or mfu),
         target_s=seconds,
         log=lambda m: typer.echo(m, err=True),
     )
     write_json(recs, out)
     print_table(recs)
+    if mfu:
+        print_mfu_table(recs)
     typer.echo(f"wrote {out}")

@@ -110,7 +110,14 @@ def lm_head_flops(mcfg: ModelConfig, batch: int, L: int, vocab_size: int) -> int
 
 
 def lm_train_step_flops(
-    mcfg: ModelConfig, *, vocab_size: int, batch: int, seq_len: int, loops: int | None = None, window: int | None = None
+    mcfg: ModelConfig,
+    *,
+    vocab_size: int,
+    batch: int,
+    seq_len: int,
+    loops: int | None = None,
+    window: int | None = None,
+    head_from: int = 0,
 ) -> int:
     """Forward + backward matmul FLOPs of a language-model training step of sequences of `seq_len` tokens:
 
@@ -118,7 +125,8 @@ def lm_train_step_flops(
 
     the same rule as the regression step (3x forward where a gradient flows), with the LM head in place of
     the read-out; for the standard model (b = T = 1) this is nanoGPT's 6 N_matmul per token plus the
-    attention term, 3 * n_layer * 4 B L^2 C (full L x L scores, no causal discount)."""
+    attention term, 3 * n_layer * 4 B L^2 C (full L x L scores, no causal discount). head_from: the head
+    runs on the positions >= head_from only (`GPTLanguageModel.forward(head_from=)`)."""
     b = loops or mcfg.loops
     T = min(window or mcfg.window, b)
     total = 0
@@ -126,7 +134,9 @@ def lm_train_step_flops(
         if t < b - T:
             total += block_flops(mcfg, batch, L)
         else:
-            total += 3 * (block_flops(mcfg, batch, L) + lm_head_flops(mcfg, batch, L, vocab_size))
+            total += 3 * (
+                block_flops(mcfg, batch, L) + lm_head_flops(mcfg, batch, min(L, seq_len - head_from), vocab_size)
+            )
     return total
 
 

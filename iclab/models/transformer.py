@@ -238,10 +238,17 @@ class GPTLanguageModel(Trunk):
         self.vocab_size = vocab_size
         self.wte = nn.Embedding(vocab_size, self.cfg.n_embd)
 
-    def forward(self, idx: torch.Tensor, loops: int | None = None, window: int | None = None) -> list[torch.Tensor]:
+    def forward(
+        self, idx: torch.Tensor, loops: int | None = None, window: int | None = None, head_from: int = 0
+    ) -> list[torch.Tensor]:
         """idx: (B, L) token ids -> logits (B, L_t, V) of the last `window` iterations, for the last L_t
-        positions each iteration kept (all L without token dropping)."""
-        return [self.lm_head(h) for h in self.loop(self.wte(idx), loops, window)]
+        positions each iteration kept (all L without token dropping). head_from: the LM head only on
+        positions >= head_from (a loss that counts only those: the logits are then (B, min(L_t, L - head_from), V),
+        still the last positions, so targets align from the end as before)."""
+        L = idx.shape[1]
+        return [
+            self.lm_head(h[:, max(head_from - (L - h.shape[1]), 0) :]) for h in self.loop(self.wte(idx), loops, window)
+        ]
 
     def lm_head(self, h: torch.Tensor) -> torch.Tensor:
         return F.linear(h, self.wte.weight)

@@ -53,17 +53,34 @@ def run_device(name: str) -> torch.device:
         return torch.device("cpu")
 
 
+def cpu_bf16_supported() -> bool:
+    """oneDNN runs bfloat16 matmuls natively on this CPU (AVX512-BF16 or AMX): there, CPU autocast to bf16
+    runs the matmuls several times faster than fp32 (benchmarks/README.md); elsewhere it would emulate."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """training.dtype -> the autocast dtype of the step (None: plain fp32)."""
+    """training.dtype -> the autocast dtype of the step (None: plain fp32). auto: bf16 on CUDA devices that
+    support it, fp32 elsewhere (also on the CPU, whose bf16 is opt-in: training.dtype=bfloat16)."""
     if name == "float32":
         return None
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     if name == "auto":
         return torch.bfloat16 if cuda_bf16 else None
+    if device.type == "cpu":
+        if not cpu_bf16_supported():
+            raise TrainingError(
+                "training.dtype=bfloat16 (autocast) needs CUDA or a CPU with native bfloat16 matmuls (AVX512-BF16 "
+                "or AMX, through oneDNN); this CPU has none: set training.dtype=float32 (or auto)"
+            )
+        return torch.bfloat16
     if device.type != "cuda":
         raise TrainingError(
-            f"training.dtype=bfloat16 (autocast) is supported on CUDA only; on {device.type} the "
-            f"step runs in float32: set training.dtype=float32 (or auto)"
+            f"training.dtype=bfloat16 (autocast) is supported on CUDA and on CPUs with native bfloat16 only; on "
+            f"{device.type} the step runs in float32: set training.dtype=float32 (or auto)"
         )
     if not cuda_bf16:
         raise TrainingError(

@@ -104,10 +104,31 @@ def test_fused_is_refused_where_torch_has_none():
         validate({"training": {"optimizer": {"name": "rmsprop", "impl": "fused"}}})
 
 
-def test_bf16_is_refused_on_cpu(tmp_path, tiny_cfg_dict):
-    with pytest.raises(TrainingError, match="training.dtype=bfloat16.*CUDA only"):
+def test_bf16_is_refused_on_a_cpu_without_native_bf16(tmp_path, tiny_cfg_dict, monkeypatch):
+    from iclab.training import device
+
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: False)
+    with pytest.raises(TrainingError, match="training.dtype=bfloat16.*no"):
         Trainer(_cfg(tiny_cfg_dict, dtype="bfloat16"), tmp_path)
     assert Trainer(_cfg(tiny_cfg_dict, dtype="auto"), tmp_path).amp_dtype is None
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: True)  # opt-in only: auto stays fp32 on the CPU
+    assert Trainer(_cfg(tiny_cfg_dict, dtype="bfloat16"), tmp_path).amp_dtype is torch.bfloat16
+    assert Trainer(_cfg(tiny_cfg_dict, dtype="auto"), tmp_path).amp_dtype is None
+
+
+def test_cpu_bf16_step_runs_in_bf16_and_tracks_fp32(tmp_path, tiny_cfg_dict):
+    """Where the CPU has native bf16 (AVX512-BF16/AMX), training.dtype=bfloat16 autocasts the step: the matmuls
+    run in bf16, the predictions and the loss stay fp32 and close to the fp32 step's."""
+    from iclab.training.device import cpu_bf16_supported
+
+    if not cpu_bf16_supported():
+        pytest.skip("this CPU has no native bf16")
+    a = Trainer(_cfg(tiny_cfg_dict, dtype="float32"), tmp_path / "a")
+    b = Trainer(_cfg(tiny_cfg_dict, dtype="bfloat16"), tmp_path / "b")
+    la, _ = a.train_step(0)
+    lb, _ = b.train_step(0)
+    assert lb.dtype == torch.float32 and la != lb  # really another precision
+    torch.testing.assert_close(lb, la, rtol=2e-2, atol=1e-2)
 
 
 def test_dtype_resolution_on_cuda(monkeypatch):

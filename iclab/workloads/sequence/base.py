@@ -150,8 +150,13 @@ class SequenceWorkload(Workload):
 
     def loss(self, forward, batch, cur):
         inputs, targets, *counts = batch  # counts: from `shard` (data parallel)
-        logits = forward(inputs, loops=cur["loops"], window=self.cfg.model.window)
+        logits = forward(inputs, loops=cur["loops"], window=self.cfg.model.window, head_from=self.loss_from(inputs))
         return sequence_loss(logits[-1:] if self.cfg.model.loop_loss == "last" else logits, targets, *counts)
+
+    def loss_from(self, inputs: torch.Tensor) -> int:
+        """The first position whose target can count in the loss (a shape fact, no data read): the LM head
+        runs from there on only. 0: every position (language modelling); sorting: the sorted half."""
+        return 0
 
     def shard(self, batch, rank, world):
         """Data parallel: this rank's rows, plus the global batch's counted targets per position / world, so
@@ -177,7 +182,11 @@ class SequenceWorkload(Workload):
             vocab_size=self.vocab_size,
             batch=self.cfg.training.batch_size,
             seq_len=self.tokens_needed(self.cfg, self.seq_len),
+            head_from=self._loss_from_len(self.tokens_needed(self.cfg, self.seq_len)),
         )
+
+    def _loss_from_len(self, n_tokens: int) -> int:
+        return self.loss_from(torch.empty(1, n_tokens, device="meta"))
 
     # --- evaluation helpers ------------------------------------------------------------------------------
     def fixed_batches(self, n: int, seed: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -187,7 +187,11 @@ class ModularArithmeticWorkload(SequenceWorkload):
             vocab_size=self.vocab_size,
             seq_len=4,
             batch=min(self.cfg.training.batch_size, len(self.train_eqs)),
+            head_from=3,
         )
+
+    def loss_from(self, inputs):
+        return inputs.shape[1] - 1  # only the "=" position predicts (the LM head runs there only)
 
     # --- metrics ------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -88,6 +88,9 @@ class SortingWorkload(SequenceWorkload):
         super().__init__(cfg, run_dir)
         self.vocab_size = self.opts.vocab + 1
 
+    def loss_from(self, inputs):
+        return inputs.shape[1] // 2  # the sorted half (targets IGNORE at the first n positions)
+
     # --- config checks -----------------------------------------------------------------------------------
     @classmethod
     def tokens_needed(cls, cfg, seq_len: int) -> int:
