@@ -5,6 +5,7 @@ tokens.py   data prepare, sample (token workloads)
 tools.py    list, curriculum, bench
 analysis.py surgery;  probe.py: probe, lens
 reproduce.py reproduce, report
+interop.py  export, import (Hugging Face, nanoGPT)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from iclab.cli import (  # noqa: F401,E402  (register the commands)
     analysis,  # noqa: F401,E402  (iclab surgery)
     demo,  # noqa: F401,E402  (iclab demo)
     dynamics,  # noqa: F401,E402  (iclab landscape, sharpness, dynamics ...)
+    interop,  # noqa: F401,E402  (iclab export, iclab import)
     optbench,  # noqa: F401,E402  (iclab optbench)
     probe,  # noqa: F401,E402  (iclab probe, iclab lens)
     reproduce,  # noqa: F401,E402  (iclab reproduce, iclab report)
