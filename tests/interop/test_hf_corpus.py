@@ -3,6 +3,7 @@ choice: offline, from local files; the same preparation and hashing as file corp
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ datasets = pytest.importorskip("datasets")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ["def f(x):\n    return x", "naïve café", "for i in range(3): pass"]
 
 
@@ -81,3 +83,38 @@ def test_language_model_config_takes_split_and_text_field(tmp_path):
     assert "split" not in plain.task.options and "text_field" not in plain.task.options  # old identities hold
     with pytest.raises(ConfigError, match="split and text_field apply"):
         validate({"task": {"name": "language_model", "options": {"corpus": "x.txt", "text_field": "body"}}})
+
+
+def hf_rows(jsonl):
+    """ARC JSONL -> HF's ARC layout rows."""
+    rows = []
+    for line in jsonl.read_text().splitlines():
+        q = json.loads(line)
+        ch = q["question"]["choices"]
+        rows.append(
+            {
+                "id": q["id"],
+                "question": q["question"]["stem"],
+                "choices": {"text": [c["text"] for c in ch], "label": [c["label"] for c in ch]},
+                "answerKey": q["answerKey"],
+            }
+        )
+    return rows
+
+
+def test_multiple_choice_reads_the_hf_arc_layout_as_jsonl_and_parquet(tmp_path):
+    from iclab.evaluation.multiple_choice import MultipleChoiceError, read_questions
+
+    src = tmp_path / "arc.jsonl"
+    src.write_text("\n".join((ROOT / "examples/multiple_choice/test.jsonl").read_text().splitlines()[:20]) + "\n")
+    rows = hf_rows(src)
+    (tmp_path / "hf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test-00000-of-00001.parquet")
+    key = lambda qs: [(q.id, q.stem, q.labels, q.texts, q.answer) for q in qs]  # noqa: E731
+    want = key(read_questions(src))
+    assert key(read_questions(tmp_path / "hf.jsonl")) == want
+    assert key(read_questions(tmp_path / "test-00000-of-00001.parquet")) == want
+    rows[3]["choices"]["label"] = rows[3]["choices"]["label"][:-1]
+    (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(MultipleChoiceError, match=r"bad.jsonl:4: HF layout: 4 choice texts but 3 labels"):
+        read_questions(tmp_path / "bad.jsonl")

@@ -1,6 +1,5 @@
 """`iclab export --format hf`: transformers loads the directory and computes iclab's logits; tokenizers agree."""
 
-import json
 
 import pytest
 import torch
