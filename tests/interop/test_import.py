@@ -44,7 +44,7 @@ def hf_gpt2(vocab=256, act="gelu", seed=0, n_layer=2, n_head=2, n_embd=16, n_pos
 
 
 def nanogpt_ckpt(hf, path, bias=True, **extra_args):
-    """A checkpoint as nanoGPT's train.py writes it: nanoGPT names are HF's, nn.Linear weights are Conv1D's transposed."""
+    """A checkpoint as nanoGPT's train.py writes it: HF's names, nn.Linear weights (Conv1D's transposed)."""
     c = hf.config
     if not bias:
         with torch.no_grad():
