@@ -4,6 +4,7 @@ bad sources are refused with one line and nothing written."""
 import argparse
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from iclab.workloads import make_workload
 
 transformers = pytest.importorskip("transformers")
 CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def hf_gpt2(vocab=256, act="gelu", seed=0, n_layer=2, n_head=2, n_embd=16, n_positions=32):
@@ -92,6 +94,10 @@ def test_nanogpt_checkpoint_imports_with_its_logits_and_evaluates(tmp_path, bias
     assert math.isfinite(ev["loss"]) and (run / "eval.json").is_file()
     res = CliRunner().invoke(app, ["sample", str(run), "--tokens", "5", "--prompt", "def"])
     assert res.exit_code == 0, res.output
+    mc = tmp_path / "mc.jsonl"
+    mc.write_text((ROOT / "examples/multiple_choice/test.jsonl").read_text().splitlines()[0] + "\n")
+    res = CliRunner().invoke(app, ["eval", str(run), "--multiple-choice", str(mc)])
+    assert res.exit_code == 0 and "1 questions" in res.output, res.output
 
 
 def test_hf_directory_imports_and_round_trips_an_export(lm_run, tmp_path, monkeypatch):
