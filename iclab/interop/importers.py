@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import warnings
 from pathlib import Path
@@ -47,13 +46,14 @@ SEED_REFLEX_ROW = [5, 2, 1]  # the seed's hard-coded head split for layers >= 2 
 def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InteropError(
-            f"{path}: refused: it pickles more than tensors and plain containers ({first[:160]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise InteropError(f"{path}: not a readable torch checkpoint ({' '.join(str(e).split())[:160]})") from None
+    except Exception as e:  # torch's unpickling refusal, or a damaged / foreign file (several exception types)
+        msg = " ".join(str(e).split()) or type(e).__name__
+        if "weights only load failed" in msg.lower() or "weights_only" in msg:
+            detail = next((p for p in msg.split(". ") if "GLOBAL" in p or "Unsupported" in p), msg)
+            raise InteropError(
+                f"{path}: refused: it pickles more than tensors and plain containers ({detail[:160]})"
+            ) from None
+        raise InteropError(f"{path}: not a readable torch checkpoint ({msg[:160]})") from None
 
 
 def read_nanogpt(path: Path) -> tuple[dict, dict, dict]:

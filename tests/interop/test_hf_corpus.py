@@ -118,3 +118,29 @@ def test_multiple_choice_reads_the_hf_arc_layout_as_jsonl_and_parquet(tmp_path):
     (tmp_path / "bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(MultipleChoiceError, match=r"bad.jsonl:4: HF layout: 4 choice texts but 3 labels"):
         read_questions(tmp_path / "bad.jsonl")
+
+
+def test_a_language_model_trains_on_a_local_dataset(tmp_path):
+    from iclab.runs import train_run
+
+    d = parquet_dir(tmp_path)
+    cfg = validate(
+        {
+            "task": {
+                "name": "language_model",
+                "seq_len": 4,
+                "options": {
+                    "corpus": f"hf:{d}",
+                    "data_dir": str(tmp_path / "data"),
+                    "log_val_windows": 2,
+                    "val_fraction": 0.3,
+                },
+            },
+            "model": {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 8},
+            "training": {"steps": 2, "batch_size": 2, "device": "cpu"},
+            "logging": {"log_every": 1, "tensorboard": False, "progress": False},
+        }
+    )
+    train_run(cfg, tmp_path / "run", evaluate_after=False)
+    src = json.loads((tmp_path / "run" / "data.json").read_text())["source"]
+    assert src["kind"] == "hf" and src["sha256"] == hashlib.sha256("\n\n".join(DOCS).encode()).hexdigest()
