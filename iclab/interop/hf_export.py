@@ -99,6 +99,7 @@ def export_run(run_dir: str | Path, out: str | Path, overwrite: bool = False) ->
     cfg = load_run_config(run_dir)
     check_exportable(cfg, run_dir)
     transformers = require("transformers")
+    transformers.utils.logging.disable_progress_bar()  # a few small files: no bars on the terminal
     workload = make_workload(cfg, run_dir)
     model = load_run_model(run_dir, cfg, torch.device("cpu"), workload).eval()
     final = run_dir / "model.safetensors"
