@@ -110,3 +110,25 @@ def test_existing_output_is_kept_without_overwrite(lm_run, tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
     export_run(lm_run, out, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "config.json").is_file()
+
+
+def test_gpt2_tokenizer_is_built_from_tiktokens_cached_files(tmp_path, monkeypatch):
+    """The files iclab's gpt2 tokenizer reads (encoder.json, vocab.bpe, named by the SHA-1 of their URL in
+    tiktoken's cache) become a byte-level BPE; here a toy vocabulary: the 256 bytes, 'ab' and 'Ġa'."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from iclab.interop.hf_tokenizer import bytes_to_unicode, hf_tokenizer
+
+    b2u = bytes_to_unicode()
+    vocab = {b2u[b]: b for b in range(256)} | {"ab": 256, "Ġa": 257}
+    url = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
+    for name, text in (("encoder.json", json.dumps(vocab)), ("vocab.bpe", "#version: 0.2\na b\nĠ a\n")):
+        (tmp_path / hashlib.sha1((url + name).encode()).hexdigest()).write_text(text, encoding="utf-8")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    tok = hf_tokenizer(SimpleNamespace(kind="gpt2"))
+    assert tok("ab ab")["input_ids"] == [256, 32, 256]  # "ab", " ab" -> Ġ + ab ("a b" merges first)
+    assert tok(" a")["input_ids"] == [257] and tok.decode([256, 32, 256]) == "ab ab"
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty"))
+    with pytest.raises(InteropError, match="not in tiktoken's local cache"):
+        hf_tokenizer(SimpleNamespace(kind="gpt2"))
