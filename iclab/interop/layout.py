@@ -107,7 +107,7 @@ def from_nanogpt(
         out[dst + "weight"], out[dst + "bias"] = w, _nano_bias(state, src + "bias", w, bias, where)
     for i in range(n_layer):
         h = f"transformer.h.{i}."
-        if f"{h}attn.c_attn.weight" in state or kv_heads is None:
+        if f"{h}attn.query.weight" not in state:
             w = _take(state, f"{h}attn.c_attn.weight", where)
             b = _nano_bias(state, f"{h}attn.c_attn.bias", w, bias, where)
         else:  # the seed's versions with separate query / key / value projections
@@ -123,7 +123,7 @@ def from_nanogpt(
             C = w.shape[1]
             H = C // n_head
             rows = (
-                torch.cat([torch.arange(h * H, (h + 1) * H) for h in kv_heads[i]])
+                torch.cat([torch.arange(k * H, (k + 1) * H) for k in kv_heads[i]])
                 if kv_heads[i]
                 else torch.zeros(0, dtype=torch.long)
             )

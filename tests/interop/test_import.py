@@ -155,10 +155,18 @@ def seed_reflex_forward(state, idx, n_layer, n_head, eps):
     return ln(x, "ln_f") @ g("wte.weight").t()
 
 
-def test_seed_reflex_checkpoint_imports_into_the_reflex_model(tmp_path, monkeypatch):
+@pytest.mark.parametrize("separate_qkv", [False, True])
+def test_seed_reflex_checkpoint_imports_into_the_reflex_model(tmp_path, monkeypatch, separate_qkv):
     monkeypatch.chdir(tmp_path)
     hf = hf_gpt2(n_layer=5, n_head=8, n_embd=32)
     ckpt = nanogpt_ckpt(hf, tmp_path / "ckpt.pt", model_type="reflex")
+    if separate_qkv:  # some versions of the seed's code: attn.query / attn.key / attn.value instead of c_attn
+        saved = torch.load(ckpt, weights_only=True)
+        m = saved["model"]
+        for k in [k for k in m if ".attn.c_attn." in k]:
+            for name, part in zip(("query", "key", "value"), m.pop(k).chunk(3)):
+                m[k.replace("c_attn", name)] = part
+        torch.save(saved, ckpt)
     corpus = write_corpus(tmp_path / "text.txt")
     run = tmp_path / "run"
     with pytest.warns(UserWarning, match="eps 1e-6"):
@@ -166,6 +174,11 @@ def test_seed_reflex_checkpoint_imports_into_the_reflex_model(tmp_path, monkeypa
     cfg = load_run_config(run)
     assert cfg.model.attention.name == "reflex" and cfg.model.attention.allocation[2] == [5, 2, 1]
     state = {k.removeprefix("_orig_mod."): v for k, v in torch.load(ckpt, weights_only=True)["model"].items()}
+    for i in range(5):  # the reference reads the fused projection
+        a = f"transformer.h.{i}.attn."
+        if a + "query.weight" in state:
+            for p in ("weight", "bias"):
+                state[f"{a}c_attn.{p}"] = torch.cat([state[f"{a}{n}.{p}"] for n in ("query", "key", "value")])
     idx = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(4))
     ours = iclab_logits(run, idx)
     with torch.no_grad():
