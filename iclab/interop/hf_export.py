@@ -160,7 +160,7 @@ def _headline(run_dir: Path, workload) -> list[str]:
             continue
         lines.append(f"| {path.name} | {name} | {value:.4f} |")
         for key, label in (("bits_per_char", "bits per character"), ("token_accuracy", "token accuracy")):
-            if isinstance(ev.get(key), float):
+            if isinstance(ev.get(key), float) and ev[key] != value:  # (char: bits per char is the headline)
                 lines.append(f"| {path.name} | {label} | {ev[key]:.4f} |")
         for b, rec in (ev.get("baselines") or {}).items():
             if isinstance(rec, dict) and isinstance(rec.get("bits"), float):
