@@ -6,6 +6,7 @@ tokens.py    data prepare, sample (token workloads)
 tools.py     list, curriculum, bench
 analysis.py  surgery;  probe.py: probe, lens;  dynamics.py: landscape, sharpness, dynamics ...
 reproduce.py reproduce, report;  demo.py: demo;  sweep.py: sweep;  optbench.py: optbench
+interop.py   export, import (Hugging Face, nanoGPT)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from iclab.cli import (  # noqa: F401  (importing a command module registers its
     analysis,
     demo,
     dynamics,
+    interop,
     optbench,
     probe,
     reproduce,

@@ -19,7 +19,9 @@ def prepare(
         None, help="a config whose task is language_model (its corpus options are used)"
     ),
     overrides: Optional[list[str]] = typer.Argument(None, help="config overrides"),
-    corpus: Optional[str] = typer.Option(None, help="instead of a config: a UTF-8 text file or python_stdlib"),
+    corpus: Optional[str] = typer.Option(
+        None, help="instead of a config: a UTF-8 text file, python_stdlib or hf:NAME[:CONFIG]"
+    ),
     tokenizer: str = typer.Option("char", help="with --corpus: char | byte | gpt2"),
     val_fraction: float = typer.Option(0.1, help="with --corpus: the share of tokens held out for validation"),
     max_bytes: Optional[int] = typer.Option(None, min=1, help="with --corpus: use only the first N bytes"),
@@ -44,6 +46,8 @@ def prepare(
             data_root=Path(o["data_dir"]),
             glob=o["glob"],
             max_bytes=o["max_bytes"],
+            split=o.get("split"),
+            text_field=o.get("text_field"),
         )
     else:
         path, reused = prepare_corpus(

@@ -7,6 +7,14 @@ defaults to `line<N>`):
                               "choices": [{"label": "A", "text": "3"}, {"label": "B", "text": "4"}]},
      "answerKey": "B"}
 
+Hugging Face's ARC layout (allenai/ai2_arc; what `Dataset.to_json` writes, and its parquet files) is read too:
+
+    {"id": "q1", "question": "What is 2 plus 2?", "choices": {"text": ["3", "4"], "label": ["A", "B"]},
+     "answerKey": "B"}
+
+one object per line in a .jsonl / .json file, or one row per question in a `.parquet` file (read with pyarrow,
+from the [hf] extra).
+
 `read_questions` checks every line and raises `MultipleChoiceError` with one line `FILE:LINE: problem`
 (bad JSON, a missing key, fewer than 2 choices, an answerKey that is not a label, ...).
 
@@ -90,6 +98,7 @@ def _parse(obj: Any, where: str, lineno: int, source: str) -> Question:
 
     if not isinstance(obj, dict):
         raise fail(f"a question must be a JSON object, got {type(obj).__name__}")
+    obj = _from_hf_layout(obj, fail)
     for key in ("question", "answerKey"):
         if key not in obj:
             raise fail(f"missing key {key!r}")
@@ -126,11 +135,41 @@ def _parse(obj: Any, where: str, lineno: int, source: str) -> Question:
     return Question(str(qid), q["stem"], labels, texts, labels.index(str(key)), source, lineno)
 
 
+def _from_hf_layout(obj: dict, fail) -> dict:
+    """A question in HF's ARC layout (question: str, choices: {text: [...], label: [...]}) in the JSONL layout."""
+    if not isinstance(obj.get("question"), str):
+        return obj
+    ch = obj.get("choices")
+    if not isinstance(ch, dict) or not isinstance(ch.get("text"), list) or not isinstance(ch.get("label"), list):
+        raise fail("HF layout: 'choices' must be an object with lists 'text' and 'label'")
+    if len(ch["text"]) != len(ch["label"]):
+        raise fail(f"HF layout: {len(ch['text'])} choice texts but {len(ch['label'])} labels")
+    choices = [{"label": lab, "text": t} for lab, t in zip(ch["label"], ch["text"])]
+    return {**obj, "question": {"stem": obj["question"], "choices": choices}}
+
+
+def _read_parquet(path: Path) -> list[Question]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MultipleChoiceError(f"{path}: reading parquet needs pyarrow: pip install 'iclab[hf]'") from None
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow's errors (ArrowInvalid, OSError) on a damaged or foreign file
+        raise MultipleChoiceError(f"{path}: not a readable parquet file ({' '.join(str(e).split())[:160]})") from None
+    out = [_parse(r, f"{path}:row {i}", i, str(path)) for i, r in enumerate(rows)]
+    if not out:
+        raise MultipleChoiceError(f"{path}: no questions (the file is empty)")
+    return out
+
+
 def read_questions(path: str | Path) -> list[Question]:
-    """The questions of an ARC-format JSONL file (see the module docstring); blank lines are skipped."""
+    """The questions of an ARC-format JSONL file or an HF ARC parquet file (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise MultipleChoiceError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    if path.suffix == ".parquet":
+        return _read_parquet(path)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")

@@ -11,6 +11,12 @@ always included, cut at a character boundary if it alone is too long. For a file
 keeps the file's first `max_bytes` bytes (again at a character boundary). A built-in name wins over
 a file of the same name in the working directory (write `./python_stdlib` for the file).
 
+A spec `hf:NAME[:CONFIG]` is a Hugging Face dataset, read with `datasets.load_dataset(NAME, CONFIG,
+split=split)` in offline mode (a local directory of parquet/json/csv/arrow files, a directory written by
+`save_to_disk`, or a dataset already in the local cache; iclab never downloads): the strings of column
+`text_field` of that split, in row order, joined by a blank line ("\n\n"); `max_bytes` keeps a prefix as for
+a file. A missing split or column, or a non-string value, is an error naming it.
+
 `read_corpus` returns the text and a `source` dict that pins down exactly what it is (path or Python
 version and file list, SHA-256 of the bytes). `prepare` encodes it and writes
 
@@ -32,6 +38,7 @@ split in consecutive windows for a full validation pass.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -53,6 +60,7 @@ from iclab.workloads.sequence.tokenizers import KINDS, Tokenizer, TokenizerError
 
 FORMAT = "iclab-tokens-1"
 BUILTINS = ("python_stdlib",)
+HF_PREFIX = "hf:"  # hf:NAME[:CONFIG], a Hugging Face dataset
 _EXCLUDED_DIRS = {"site-packages", "dist-packages"}
 _DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 _META_KEYS = ("source", "tokenizer", "tokenizer_fingerprint", "dtype", "val_fraction", "n_train", "n_val")
@@ -86,9 +94,19 @@ def _check_max_bytes(max_bytes: int | None) -> None:
 # -- reading -----------------------------------------------------------------------------------------
 
 
-def read_corpus(spec: str, glob: str = "**/*.py", max_bytes: int | None = None) -> tuple[str, dict[str, Any]]:
+def read_corpus(
+    spec: str,
+    glob: str = "**/*.py",
+    max_bytes: int | None = None,
+    split: str | None = None,
+    text_field: str | None = None,
+) -> tuple[str, dict[str, Any]]:
     """The text of corpus `spec` and a `source` dict describing exactly what was read."""
     _check_max_bytes(max_bytes)
+    if spec.startswith(HF_PREFIX):
+        return _read_hf(spec, split or "train", text_field or "text", max_bytes)
+    if split is not None or text_field is not None:
+        raise CorpusError(f"corpus {spec!r}: split and text_field apply to {HF_PREFIX}NAME[:CONFIG] corpora only")
     if spec in BUILTINS:
         return _read_python_stdlib(glob, max_bytes)
     return _read_file(spec, max_bytes)
@@ -124,6 +142,91 @@ def _read_file(spec: str, max_bytes: int | None) -> tuple[str, dict[str, Any]]:
         "used_bytes": len(used),
     }
     return used.decode("utf-8"), source
+
+
+@contextlib.contextmanager
+def _offline(datasets: Any):
+    """Hugging Face hub and datasets in offline mode while inside (restored after): iclab never downloads."""
+    import huggingface_hub.constants as hub
+
+    saved = [(m, a, getattr(m, a)) for m, a in ((datasets.config, "HF_HUB_OFFLINE"), (hub, "HF_HUB_OFFLINE"))]
+    try:
+        for m, a, _ in saved:
+            setattr(m, a, True)
+        yield
+    finally:
+        for m, a, v in saved:
+            setattr(m, a, v)
+
+
+def load_hf_split(spec: str, split: str) -> Any:
+    """The `split` of dataset `hf:NAME[:CONFIG]` (a datasets.Dataset), offline; CorpusError names what is wrong."""
+    name, _, config = spec[len(HF_PREFIX) :].partition(":")
+    if not name:
+        raise CorpusError(
+            f"corpus {spec!r}: give {HF_PREFIX}NAME[:CONFIG] (a local dataset directory or a cached name)"
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read when datasets is first imported; patched below too
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    try:
+        import datasets
+    except ImportError:
+        raise CorpusError(f"corpus {spec!r} needs the datasets package: pip install 'iclab[hf]'") from None
+    path = Path(name).expanduser()
+    with _offline(datasets):
+        try:
+            if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
+                ds = datasets.load_from_disk(str(path))  # written by save_to_disk
+                if isinstance(ds, datasets.DatasetDict):
+                    if split not in ds:
+                        raise ValueError(f'Unknown split "{split}". Should be one of {list(ds)}.')
+                    ds = ds[split]
+                elif split != "train":
+                    raise ValueError(f"Unknown split \"{split}\". Should be one of ['train'].")
+            else:
+                ds = datasets.load_dataset(str(path) if path.is_dir() else name, config or None, split=split)
+        except ValueError as e:
+            msg = " ".join(str(e).split())
+            if "split" in msg.lower():
+                raise CorpusError(f"corpus {spec!r}: split {split!r} does not exist ({msg[:200]})") from None
+            raise CorpusError(f"corpus {spec!r}: {msg[:200]}") from None
+        except (OSError, FileNotFoundError, ConnectionError) as e:
+            msg = " ".join(str(e).split())[:200]
+            raise CorpusError(f"corpus {spec!r}: not found locally (offline: nothing is downloaded): {msg}") from None
+    return ds
+
+
+def _read_hf(spec: str, split: str, text_field: str, max_bytes: int | None) -> tuple[str, dict[str, Any]]:
+    ds = load_hf_split(spec, split)
+    if text_field not in ds.column_names:
+        raise CorpusError(
+            f"corpus {spec!r}: split {split!r} has no column {text_field!r} (task.options.text_field); "
+            f"its columns: {', '.join(ds.column_names)}"
+        )
+    docs = ds[text_field]
+    bad = next((i for i, d in enumerate(docs) if not isinstance(d, str)), None)
+    if bad is not None:
+        raise CorpusError(
+            f"corpus {spec!r}: row {bad} of column {text_field!r} is a {type(docs[bad]).__name__}, not a string"
+        )
+    data = "\n\n".join(docs).encode("utf-8", "surrogatepass")
+    if not data:
+        raise CorpusError(f"corpus {spec!r}: column {text_field!r} of split {split!r} is empty")
+    used = data if max_bytes is None else _cut_utf8(data, max_bytes)
+    name, _, config = spec[len(HF_PREFIX) :].partition(":")
+    source = {
+        "kind": "hf",
+        "name": str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name,
+        "config": config or None,
+        "split": split,
+        "text_field": text_field,
+        "n_docs": len(docs),
+        "sha256": _sha256(data),
+        "bytes": len(data),
+        "max_bytes": max_bytes,
+        "used_bytes": len(used),
+    }
+    return used.decode("utf-8", "surrogatepass"), source
 
 
 def _read_python_stdlib(glob: str, max_bytes: int | None) -> tuple[str, dict[str, Any]]:
@@ -189,6 +292,8 @@ def _array_bytes(arr: np.ndarray) -> memoryview:
 
 
 def _dir_name(spec: str, source: dict[str, Any]) -> str:
+    if source["kind"] == "hf":
+        return "hf_" + (re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source["name"]).name) or "dataset")
     if source["kind"] != "file":
         return source["kind"]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source["path"]).stem) or "corpus"
@@ -202,6 +307,8 @@ def prepare(
     data_root: Path | str = Path("data"),
     glob: str = "**/*.py",
     max_bytes: int | None = None,
+    split: str | None = None,
+    text_field: str | None = None,
 ) -> tuple[Path, bool]:
     """Encode corpus `spec` into `<data_root>/<name>-<tokenizer>-<key>`; returns (directory, reused)."""
     if tokenizer_kind not in KINDS:
@@ -209,12 +316,12 @@ def prepare(
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
         raise CorpusError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
     val_fraction = float(val_fraction)
-    text, source = read_corpus(spec, glob=glob, max_bytes=max_bytes)
+    text, source = read_corpus(spec, glob=glob, max_bytes=max_bytes, split=split, text_field=text_field)
     settings = {
         "source_sha256": source["sha256"],
         "tokenizer": tokenizer_kind,
         "val_fraction": val_fraction,
-        "glob": glob if source["kind"] != "file" else None,
+        "glob": glob if source["kind"] == "python_stdlib" else None,
         "max_bytes": max_bytes,
     }
     key = _sha256(json.dumps(settings, sort_keys=True).encode("ascii"))

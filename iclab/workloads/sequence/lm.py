@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_serializer, model_validator
 
 from iclab.evaluation import EvalError
 from iclab.evaluation.ngram import ngram_baselines
@@ -41,7 +41,7 @@ from iclab.workloads.sequence.base import (
     summarize_metrics,
     token_cross_entropy,
 )
-from iclab.workloads.sequence.corpus import iter_windows, load_prepared, prepare, sample_windows, windows_at
+from iclab.workloads.sequence.corpus import HF_PREFIX, iter_windows, load_prepared, prepare, sample_windows, windows_at
 from iclab.workloads.sequence.tokenizers import tokenizer_from_json
 
 NGRAM_ORDERS = (1, 2, 3, 5)
@@ -50,8 +50,11 @@ NGRAM_ORDERS = (1, 2, 3, 5)
 class LMOptions(SequenceOptions):
     corpus: str = Field(
         "python_stdlib",
-        description="a UTF-8 text file, or python_stdlib (the running Python's standard-library sources)",
+        description="a UTF-8 text file, python_stdlib (the running Python's standard-library sources), or "
+        "hf:NAME[:CONFIG], a Hugging Face dataset read offline (a local directory or the local cache)",
     )
+    split: str | None = Field(None, description="hf: corpora: the split whose text is used (default train)")
+    text_field: str | None = Field(None, description="hf: corpora: the column holding the text (default text)")
     tokenizer: Literal["char", "byte", "gpt2"] = "char"
     val_fraction: float = Field(0.1, gt=0, lt=1, description="the last fraction of the token stream is validation")
     data_dir: str = Field("data", description="where prepared corpora live (relative to the working directory)")
@@ -59,6 +62,18 @@ class LMOptions(SequenceOptions):
     max_bytes: int | None = Field(None, gt=0, description="use only the first max_bytes of the corpus")
     log_val_windows: int = Field(32, ge=0, description="validation windows scored at every log step (0: none)")
     eval_batch_size: int = Field(64, gt=0)
+
+    @model_validator(mode="after")
+    def _hf_only(self):
+        if (self.split is not None or self.text_field is not None) and not self.corpus.startswith(HF_PREFIX):
+            raise ValueError(f"split and text_field apply to {HF_PREFIX}NAME[:CONFIG] corpora, not {self.corpus!r}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_hf(self, handler):
+        """split / text_field are left out of the stored options while unset, so the options (and the
+        checkpoint identity) of runs made before they existed stay the same."""
+        return {k: v for k, v in handler(self).items() if not (k in ("split", "text_field") and v is None)}
 
 
 class VocabularyMismatch(EvalError):
@@ -82,6 +97,8 @@ class LanguageModel(SequenceWorkload):
             data_root=Path(o.data_dir),
             glob=o.glob,
             max_bytes=o.max_bytes,
+            split=o.split,
+            text_field=o.text_field,
         )
         self.data = load_prepared(path, check_ids=False)
         self.tokenizer = self.data.tokenizer
