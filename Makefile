@@ -9,7 +9,8 @@ TORCH ?= torch==2.13.0
 $(BIN)/iclab: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first (CPU build here); GPU users: make TORCH=torch ... or install their own torch beforehand
+	# torch first: the build pip finds for this platform (CPU on the development machines, CUDA on other Linux);
+	# GPU users: make TORCH=... or install their own torch beforehand
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[test,docs]"
 	touch $@
