@@ -361,7 +361,8 @@ def record(case: Case, device: torch.device, mem_kind: str, peak: float) -> dict
 
 
 def _impl(case: Case) -> str:
-    from iclab.training.optimizers import OPTIMIZERS, resolve_impl
+    from iclab.registry import OPTIMIZERS
+    from iclab.training.optim import resolve_impl
 
     spec = OPTIMIZERS.get(case.cfg.training.optimizer.name)
     return resolve_impl(spec, case.cfg.training.optimizer.impl, case.trainer.device)

@@ -170,7 +170,7 @@ def sharpness_over_training(
 ) -> dict:
     """Top eigenvalues (and the trace) at every saved weight set of the run; writes sharpness.json/.png."""
     from iclab.analysis.landscape import LossFn, open_model, param_names, run_weights, select, trajectory
-    from iclab.training.optimizers import lr_factor
+    from iclab.training.optim import lr_factor
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)

@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from iclab.config import ModelConfig
-from iclab.models.reflex_plan import LayerPlan, reflex_plan  # noqa: F401  (re-exported)
+from iclab.models.reflex_plan import reflex_plan
 
 
 class CausalSelfAttention(nn.Module):

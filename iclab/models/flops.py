@@ -50,7 +50,7 @@ def reflex_layer_flops(mcfg: ModelConfig, batch: int, L: int) -> list[int]:
     n_kv: reuse: the heads whose K/V the layer projects for itself and for later layers (LayerPlan.kv_heads);
     reproject: the self heads, plus the cross heads projected from each source they read, 2C * 2H n_cross
     per source (fixed: once; linear, top_k: once per candidate layer). The K/V mixes are elementwise (free)."""
-    from iclab.models.attention import reflex_plan
+    from iclab.models.reflex_plan import reflex_plan
 
     C, H = mcfg.n_embd, mcfg.n_embd // mcfg.n_head
     out = []

@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from iclab.config import ModelConfig
-from iclab.models.attention import CausalSelfAttention, make_attention  # noqa: F401 (CausalSelfAttention: old import path)
+from iclab.models.attention import make_attention
 
 ACTIVATIONS = {"gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "gelu": F.gelu, "relu": F.relu}
 

@@ -23,7 +23,7 @@ from iclab.experiments.jobs import VOLATILE
 from iclab.files import write_json
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict
-from iclab.reproduce.recheck import result_fields, summary_table  # noqa: F401  (summary_table: used from here)
+from iclab.reproduce.recheck import result_fields
 from iclab.reproduce.verdicts import judge
 
 

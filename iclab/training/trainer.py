@@ -44,8 +44,7 @@ from iclab.training.metrics import (
     open_writer,
 )
 from iclab.training.nonfinite import NonFiniteGuard, grad_norm
-from iclab.training.optim import eval_mode, train_mode, under_eval_weights
-from iclab.training.optimizers import lr_factor, make_optimizer, set_lr
+from iclab.training.optim import eval_mode, lr_factor, make_optimizer, set_lr, train_mode, under_eval_weights
 from iclab.training.progress import ProgressBar
 from iclab.training.signals import Interrupted, StopSignals
 from iclab.workloads import make_workload

@@ -10,8 +10,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from iclab.config import ConfigError, ModelConfig, validate
-from iclab.models.attention import reflex_plan
 from iclab.models.flops import lm_forward_flops, lm_train_step_flops
+from iclab.models.reflex_plan import reflex_plan
 from iclab.models.transformer import GPTLanguageModel
 from iclab.training.checkpoint import identity
 from iclab.workloads.sequence.base import sequence_loss

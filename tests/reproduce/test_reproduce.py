@@ -12,7 +12,8 @@ from iclab.cli import app
 from iclab.config import load_config
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Command, Entry, Planned, Run, Verdict, less, mean_ci
-from iclab.reproduce.runner import REPO, ReproduceError, config_digest, plan, reproduce, summary_table
+from iclab.reproduce.recheck import summary_table
+from iclab.reproduce.runner import REPO, ReproduceError, config_digest, plan, reproduce
 from iclab.reproduce.trajectory import steps_to
 from iclab.reproduce.verdicts import CONTRADICTED, INCONCLUSIVE, SUPPORTED, judge
 

@@ -3,7 +3,8 @@ import torch
 
 from iclab.config import ConfigError, validate
 from iclab.models import make_model
-from iclab.training.optimizers import OPTIMIZERS, MultiOptimizer, lr_factor, make_optimizer
+from iclab.registry import OPTIMIZERS
+from iclab.training.optim import MultiOptimizer, lr_factor, make_optimizer
 
 
 @pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw", "muon"])
