@@ -1,0 +1,121 @@
+"""Starting a data-parallel run: `iclab train ... --nproc N` and what each rank does under torchrun.
+
+The training layer (`iclab/training/distributed.py`) holds the process group and the collectives; this
+module, above `iclab.runs`, holds the launch side: `launch` runs `python -m iclab train ...` N times under
+torch.distributed.run on this machine, `train_rank` is what a rank other than 0 does (rank 0 runs
+`runs.train_run`, which writes the run), and `check_launch` refuses a batch that does not divide over the
+ranks before anything starts.
+
+The rendezvous `launch` sets up (and why it is not torchrun's `--standalone`): ...
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from iclab.config import Config
+from iclab.runs import load_run_config, prepare_run_dir, train_run
+from iclab.training import distributed
+from iclab.training.trainer import Interrupted, Trainer
+
+PEER_LOST_EXIT = 3  # a rank's exit code when it failed only because another rank died
+
+
+def env_rank() -> int:
+    """This process's rank from torchrun's environment (0 outside torchrun), without joining the group."""
+    return int(os.environ.get("RANK", 0)) if distributed.in_torchrun() else 0
+
+
+def wants_launch(nproc: int | None) -> bool:
+    """Whether `iclab train --nproc N` should start N ranks (not when already one of them under torchrun)."""
+    return nproc is not None and nproc > 1 and not distributed.in_torchrun()
+
+
+def check_launch(cfg: Config | None, nproc: int, run_dir: Path, resume: bool) -> None:
+    """Refuse, before any process starts, a training.batch_size that does not divide over `nproc` ranks
+    (`cfg` None with resume: the run's saved config)."""
+    if cfg is None and resume:
+        cfg = load_run_config(run_dir)
+    if cfg is not None:
+        distributed.check_batch(cfg, nproc)
+
+
+def signal_name(sig) -> str:
+    try:
+        return signal.Signals(int(sig)).name
+    except (ValueError, TypeError):
+        return str(sig)
+
+
+def _first_failure(failures: dict) -> tuple[int, object]:
+    """The failed rank to blame: torchrun stamps failures in whole seconds, so a rank killed by a signal and
+    the rank that lost its peers a moment later often tie; a rank that exited with PEER_LOST_EXIT only
+    reports another rank's death, so any other failure comes first (then the earliest, then the lowest rank)."""
+    return min(failures.items(), key=lambda kv: (kv[1].exitcode == PEER_LOST_EXIT, kv[1].timestamp, kv[0]))
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """`iclab train ... --nproc N`: run `python -m iclab <argv>` under torch.distributed.run on this machine;
+    returns the exit code (0, or 1 with a one-line report of the failed rank, 130 when interrupted)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args(
+        ["--standalone", "--nnodes", "1", "--nproc_per_node", str(nproc), "--module", "iclab", *argv]
+    )
+    try:
+        run(args)
+    except SignalException as e:  # Ctrl-C / SIGTERM: torchrun passed it on to the ranks, which agree to stop
+        sys.stderr.write(
+            f"interrupted ({signal_name(e.sigval)}): the ranks saved a checkpoint at their next log or "
+            "checkpoint step if they reached it within torchrun's 30 s shutdown time (else the previous "
+            f"checkpoint stands); continue with iclab train --resume RUN_DIR --nproc {nproc}\n"
+        )
+        return 130
+    except ChildFailedError as e:
+        if e.failures:
+            rank, f = _first_failure(e.failures)
+            why = f"exit code {f.exitcode}" if f.exitcode >= 0 else f"signal {-f.exitcode}"
+            sys.stderr.write(
+                f"error: data-parallel rank {rank} failed first ({why}); the other ranks were stopped. "
+                "The latest checkpoint is intact: continue with iclab train --resume RUN_DIR "
+                f"--nproc {nproc}\n"
+            )
+        return 1
+    return 0
+
+
+def train_process(
+    cfg: Config | None, run_dir: Path, resume: bool, overwrite: bool, evaluate_after: bool
+) -> dict | None:
+    """This process's part of `iclab train`: the whole run outside torchrun and on rank 0 (`runs.train_run`,
+    which alone writes the run directory), training only on the other ranks (returns None). Leaves the
+    process group at the end; under torchrun, a rank that failed only because another one died exits with
+    PEER_LOST_EXIT after printing its error, so that `launch` names the rank that died."""
+    try:
+        if env_rank() > 0:
+            train_rank(cfg, run_dir, resume, overwrite)
+            return None
+        return train_run(cfg, run_dir, resume=resume, overwrite=overwrite, evaluate_after=evaluate_after)
+    except distributed.DistributedError as e:
+        if not (distributed.in_torchrun() and distributed.peer_lost(e)):
+            raise
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(PEER_LOST_EXIT) from None
+    finally:
+        distributed.shutdown()  # leave the process group before exiting (no-op outside torchrun)
+
+
+def train_rank(cfg: Config | None, run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A rank other than 0: the same checks as rank 0, then train (no files written)."""
+    cfg = prepare_run_dir(Path(run_dir), cfg, resume, overwrite)
+    try:
+        trainer = Trainer(cfg, Path(run_dir), resume=resume)
+        trainer.run()
+        trainer.full_model()  # FSDP: take part in gathering the final weights (rank 0 saves and evaluates them)
+    except Interrupted:  # rank 0 saved the checkpoint and says so
+        raise SystemExit(130) from None
