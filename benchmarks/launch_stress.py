@@ -120,6 +120,9 @@ def one_launch(i: int, mode: str, args, work: Path) -> dict:
                 shutil.move(str(src), str(keep / name))
         rec["key_lines"] = key_lines(out)
         rec["kept"] = str(keep)
+    elif args.keep_all:
+        (args.out / "outputs").mkdir(exist_ok=True)
+        (args.out / "outputs" / f"{i:03d}.txt").write_text(out)
     shutil.rmtree(run, ignore_errors=True)
     shutil.rmtree(logs, ignore_errors=True)
     return rec
@@ -152,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="*", default=[], help="more config overrides, e.g. logging.log_every=5")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     ap.add_argument("--load", type=int, default=0, help="busy-looping processes kept running meanwhile")
+    ap.add_argument("--keep-all", action="store_true", help="keep every launch's output (OUT/outputs/NNN.txt)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds before a launch counts as hung")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "launch_stress")
     args = ap.parse_args(argv)

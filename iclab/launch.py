@@ -6,7 +6,25 @@ torch.distributed.run on this machine, `train_rank` is what a rank other than 0 
 `runs.train_run`, which writes the run), and `check_launch` refuses a batch that does not divide over the
 ranks before anything starts.
 
-The rendezvous `launch` sets up (and why it is not torchrun's `--standalone`): ...
+What a launch relies on (torch 2.13's torch.distributed.run, read for issue 27; benchmarks/launch_stress.py
+starts the 2-process quickstart N times under load and keeps every failing launch's output and rank logs):
+
+- Ports. `--standalone` is a c10d rendezvous on localhost:0: the agent binds its rendezvous TCPStore to
+  port 0 (the kernel picks a free port while binding it) and, unless TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1,
+  binds the workers' store (MASTER_PORT) the same way, so no port is chosen first and bound later: two
+  launches at once cannot collide. Do not set that variable or a fixed --master-port (the variable makes
+  torch pick a free port, release it and rebind it later: a window for another process to take it).
+- The run directory. Rank 0 alone creates, locks and writes it (`runs.train_run`); the other ranks only
+  check it (`runs.prepare_run_dir`) and read it on resume. A rank's check comes before it joins the
+  process group, and rank 0 creates the directory only after the DDP broadcast, a collective every rank
+  joins, so no rank finds a directory that rank 0 started a moment ago.
+- Failures. A rank that dies makes the others' next collective fail; they exit with PEER_LOST_EXIT (3)
+  and torchrun stops the rest. torchrun stamps each failure in whole seconds, so the dead rank and the
+  rank that lost it a moment later can tie; `launch` names the rank that did not exit with PEER_LOST_EXIT
+  (before: the lowest rank of a tie, i.e. rank 0 for a killed rank 1).
+- Logs. torchrun's options default to PET_<OPTION> variables: `PET_LOG_DIR=DIR PET_TEE=3 iclab train ...
+  --nproc 2` keeps each rank's stdout and stderr under DIR as well as on the terminal.
+- Collectives wait ICLAB_DIST_TIMEOUT_S seconds (600) for a missing rank (`distributed.current`).
 """
 
 from __future__ import annotations
