@@ -86,6 +86,18 @@ def kill_rank1(p: subprocess.Popen, run: Path, tag: str, deadline: float) -> str
     return "the run ended before rank 1 could be killed"
 
 
+def stop_launch(p: subprocess.Popen, tag: str) -> None:
+    """Stop a launch and its ranks (torchrun starts each rank in a session of its own)."""
+    os.killpg(p.pid, signal.SIGTERM)  # torchrun passes it on to the ranks
+    try:
+        p.wait(timeout=45)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+    for rank in (0, 1):
+        if (pid := rank_pid(tag, rank)) is not None:
+            os.kill(pid, signal.SIGKILL)
+
+
 def one_launch(i: int, mode: str, args, work: Path) -> dict:
     run, logs = work / f"run{i:03d}", work / f"logs{i:03d}"
     cmd, extra = command(mode, args.config, run, logs, args.steps, args.no_eval, args.set)
@@ -95,14 +107,17 @@ def one_launch(i: int, mode: str, args, work: Path) -> dict:
     p = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )  # its own process group: a hung launch is killed whole
-    killed = kill_rank1(p, run, tag, time.time() + args.timeout) if mode == "kill" else None
     try:
+        killed = kill_rank1(p, run, tag, time.time() + args.timeout) if mode == "kill" else None
         out, _ = p.communicate(timeout=max(1.0, args.timeout - (time.perf_counter() - t0)))
         rc = p.returncode
     except subprocess.TimeoutExpired:  # a hang counts as a failure
-        os.killpg(p.pid, signal.SIGKILL)
+        stop_launch(p, tag)
         out, _ = p.communicate()
         rc, out = None, out + f"\n[launch_stress] TIMEOUT after {args.timeout} s\n"
+    except BaseException:  # Ctrl-C / SIGTERM of the stress itself: take the launch down with it
+        stop_launch(p, tag)
+        raise
     wall = time.perf_counter() - t0
     if mode == "kill":  # expected: a non-zero exit that names rank 1 as the rank that failed first
         failed = killed != "killed" or rc in (0, None) or "rank 1 failed first (signal 9)" not in out
@@ -165,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     modes = ["torchrun", "nproc"] if args.mode == "both" else [args.mode]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the stress as Ctrl-C does
     load = start_load(args.load)
     records: list[dict] = []
     try:
