@@ -19,9 +19,9 @@ starts the 2-process quickstart N times under load and keeps every failing launc
   process group, and rank 0 creates the directory only after the DDP broadcast, a collective every rank
   joins, so no rank finds a directory that rank 0 started a moment ago.
 - Failures. A rank that dies makes the others' next collective fail; they exit with PEER_LOST_EXIT (3)
-  and torchrun stops the rest. torchrun stamps each failure in whole seconds, so the dead rank and the
-  rank that lost it a moment later can tie; `launch` names the rank that did not exit with PEER_LOST_EXIT
-  (before: the lowest rank of a tie, i.e. rank 0 for a killed rank 1).
+  and torchrun stops the rest (SIGTERM, then SIGKILL after 30 s), recording them as failures too. It
+  stamps failures in whole seconds, so the dead rank and the others usually tie; `launch` names the
+  first failure torchrun saw that is not PEER_LOST_EXIT (see `_first_failure`).
 - Logs. torchrun's options default to PET_<OPTION> variables: `PET_LOG_DIR=DIR PET_TEE=3 iclab train ...
   --nproc 2` keeps each rank's stdout and stderr under DIR as well as on the terminal.
 - Collectives wait ICLAB_DIST_TIMEOUT_S seconds (600) for a missing rank (`distributed.current`).
@@ -69,10 +69,13 @@ def signal_name(sig) -> str:
 
 
 def _first_failure(failures: dict) -> tuple[int, object]:
-    """The failed rank to blame: torchrun stamps failures in whole seconds, so a rank killed by a signal and
-    the rank that lost its peers a moment later often tie; a rank that exited with PEER_LOST_EXIT only
-    reports another rank's death, so any other failure comes first (then the earliest, then the lowest rank)."""
-    return min(failures.items(), key=lambda kv: (kv[1].exitcode == PEER_LOST_EXIT, kv[1].timestamp, kv[0]))
+    """The failed rank to blame. torchrun stamps failures in whole seconds and lists them in the order it
+    saw them: the rank that died first, then (same poll) any rank that already exited, then the ranks it
+    stopped itself (SIGTERM, recorded for bookkeeping). A rank that exited with PEER_LOST_EXIT only reports
+    another rank's death, so it comes after any other failure; among the rest, the earliest stamp and then
+    torchrun's order decide (`min` keeps the first of equals; never the rank number: a killed rank 1 and the
+    rank 0 that torchrun stopped in the same second would name rank 0)."""
+    return min(failures.items(), key=lambda kv: (kv[1].exitcode == PEER_LOST_EXIT, kv[1].timestamp))
 
 
 def launch(nproc: int, argv: list[str]) -> int:
