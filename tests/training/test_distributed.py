@@ -1,6 +1,6 @@
 """Data-parallel training on the CPU (gloo): 2 ranks x B/2 train as 1 process x B; resume of a 2-process
 run matches the uninterrupted one; a rank killed mid-run stops the run with one clear message and leaves
-the checkpoints intact."""
+the checkpoints intact and is blamed on the rank that died; 20 launches in a row all succeed (slow)."""
 
 from __future__ import annotations
 
@@ -238,7 +238,7 @@ def test_fsdp_matches_one_process_and_resumes(tmp_path):
     assert all(torch.equal(_weights(two)[k], final[k]) for k in final)
 
 
-@pytest.mark.slow  # 20 two-process launches (~5-15 min on a loaded 2-core machine); fast sibling: the test above
+@pytest.mark.slow  # 20 two-process launches (~5-20 min on a loaded 2-core machine); fast sibling: test_two_ranks_...
 def test_twenty_two_process_launches_all_succeed(tmp_path):
     """The launch stress (benchmarks/launch_stress.py): torchrun --standalone and iclab's --nproc, alternating."""
     cfg_path = write_yaml(tmp_path / "c.yaml", _cfg(steps=10))
