@@ -23,9 +23,9 @@ starts the 2-process quickstart N times under load and keeps every failing launc
   stamps failures in whole seconds, so the dead rank and the others usually tie; `launch` names the
   first failure torchrun saw that is not PEER_LOST_EXIT (see `_first_failure`). torchrun's own "Root
   Cause" line does not: when rank 0 has already exited after losing a killed rank 1, both are seen in the
-  same poll and it names rank 0 (seen with a plain 2-rank gloo script and --monitor-interval 60). In iclab
-  runs rank 0 was still alive when torchrun stopped it (22 launches with rank 1 killed), so the tie has
-  not named the wrong rank here yet; nothing relies on that.
+  same poll and it names rank 0 (seen with a plain 2-rank gloo script and --monitor-interval 60). In 51
+  iclab launches with rank 1 killed, rank 0 never exited before torchrun saw rank 1 dead (it was stopped
+  by torchrun's SIGTERM), so that tie has not named the wrong rank here yet; nothing relies on it.
 - Logs. torchrun's options default to PET_<OPTION> variables: `PET_LOG_DIR=DIR PET_TEE=3 iclab train ...
   --nproc 2` keeps each rank's stdout and stderr under DIR as well as on the terminal.
 - Collectives wait ICLAB_DIST_TIMEOUT_S seconds (600) for a missing rank (`distributed.current`).
