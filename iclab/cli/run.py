@@ -28,9 +28,8 @@ def train(
     ),
 ):
     """Train a model from a config; write checkpoints, metrics, eval.json and figures into the run directory."""
+    from iclab import launch
     from iclab.config import load_config
-    from iclab.runs import train_run
-    from iclab.training import distributed
 
     t0 = time.perf_counter()
     if resume is not None:
@@ -46,8 +45,8 @@ def train(
             raise typer.BadParameter("a CONFIG file is required (or --resume RUN_DIR)")
         cfg = load_config(config, overrides or [])
         run_dir = out or Path("runs") / config.stem
-    if nproc is not None and nproc > 1 and not distributed.in_torchrun():  # checked here, then torchrun runs us N times
-        distributed.check_batch(cfg, nproc, run_dir, resume is not None)
+    if launch.wants_launch(nproc):  # checked here, then torchrun runs this command N times
+        launch.check_launch(cfg, nproc, run_dir, resume is not None)
         argv = [
             "train",
             *([str(config)] if config else []),
@@ -58,14 +57,10 @@ def train(
             *(["--overwrite"] if overwrite else []),
             *(["--no-eval"] if no_eval else []),
         ]
-        raise typer.Exit(distributed.launch(nproc, argv))
-    if distributed.env_rank() > 0:  # torchrun: ranks other than 0 train only (rank 0 writes and evaluates)
-        distributed.train_rank(cfg, run_dir, resume is not None, overwrite)
+        raise typer.Exit(launch.launch(nproc, argv))
+    result = launch.train_process(cfg, run_dir, resume is not None, overwrite, evaluate_after=not no_eval)
+    if result is None:  # torchrun: a rank other than 0 trains only (rank 0 writes and evaluates)
         return
-    try:
-        result = train_run(cfg, run_dir, resume=resume is not None, overwrite=overwrite, evaluate_after=not no_eval)
-    finally:
-        distributed.shutdown()  # torchrun: leave the process group before exiting (no-op otherwise)
     msg = f"run: {run_dir}  ({time.perf_counter() - t0:.1f} s)"
     if "eval" in result:
         msg += "\n" + result["summary"]

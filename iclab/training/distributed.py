@@ -1,4 +1,4 @@
-"""Data-parallel training: the process group, ranks, the batch split, the `--nproc` launcher.
+"""Data-parallel training: the process group, ranks, the batch split, the collectives.
 
 One large run uses torch's own engines, nothing of iclab's:
 
@@ -6,7 +6,9 @@ One large run uses torch's own engines, nothing of iclab's:
     torchrun --nnodes M --nproc_per_node N --rdzv_backend c10d --rdzv_endpoint HOST:PORT -m iclab train CFG.yaml
 
 Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK in the environment) the trainer joins the process group on
-first use: NCCL when training on CUDA (each rank on cuda:LOCAL_RANK), gloo on the CPU. How the pieces fit:
+first use: NCCL when training on CUDA (each rank on cuda:LOCAL_RANK), gloo on the CPU. Starting the ranks
+(`--nproc`, the rendezvous, what a rank other than 0 runs) is the runs side's job: `iclab/launch.py`.
+How the pieces fit:
 
 - The global batch is the config's `training.batch_size`; every rank builds the global batch of step s
   from (seed, s) and keeps its own contiguous 1/world of it (`Workload.shard`), so the data of step s on
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -144,11 +145,19 @@ def lost_peer(e: BaseException) -> bool:
     return any(k in msg for k in _PEER_LOST)
 
 
+PEER_LOST = "data-parallel rank failed: "  # how the error of a rank that lost its peers begins
+
+
+def peer_lost(e: BaseException) -> bool:
+    """Whether `e` is this rank's report that another rank died (the consequence, not the cause)."""
+    return isinstance(e, DistributedError) and str(e).startswith(PEER_LOST)
+
+
 def rank_failed_message(detail) -> str:
     detail = " ".join(str(detail).split())[:200]
     d = current()
     return (
-        f"data-parallel rank failed: rank {d.rank} of {d.world} lost its peers ({detail}); another rank "
+        f"{PEER_LOST}rank {d.rank} of {d.world} lost its peers ({detail}); another rank "
         "probably died (see torchrun's report for which and why). Checkpoints are written atomically by rank 0: "
         "the latest one is intact; continue with --resume RUN_DIR"
     )
@@ -290,39 +299,6 @@ def load_state_dicts(model: torch.nn.Module, opt, model_sd: dict, optim_sd: dict
             set_optimizer_state_dict(model, opt, optim_sd, options=opts)
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """`iclab train ... --nproc N`: run `python -m iclab <argv>` under torch.distributed.run on this machine
-    (a standalone rendezvous); returns the exit code (0, or 1 with a one-line report of the failed rank)."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
-    args = get_args_parser().parse_args(
-        ["--standalone", "--nnodes", "1", "--nproc_per_node", str(nproc), "--module", "iclab", *argv]
-    )
-    try:
-        run(args)
-    except SignalException as e:  # Ctrl-C / SIGTERM: torchrun passed it on to the ranks, which agree to stop
-        sys.stderr.write(
-            f"interrupted ({signal_name(e.sigval)}): the ranks saved a checkpoint at their next log or "
-            "checkpoint step if they reached it within torchrun's 30 s shutdown time (else the previous "
-            f"checkpoint stands); continue with iclab train --resume RUN_DIR --nproc {nproc}\n"
-        )
-        return 130
-    except ChildFailedError as e:
-        first = min(e.failures.items(), key=lambda kv: kv[1].timestamp) if e.failures else None
-        if first is not None:
-            rank, f = first
-            why = f"exit code {f.exitcode}" if f.exitcode >= 0 else f"signal {-f.exitcode}"
-            sys.stderr.write(
-                f"error: data-parallel rank {rank} failed first ({why}); the other ranks were stopped. "
-                "The latest checkpoint is intact: continue with iclab train --resume RUN_DIR "
-                f"--nproc {nproc}\n"
-            )
-        return 1
-    return 0
-
-
 class NoWriter:
     """The metrics writer of ranks other than 0."""
 
@@ -333,49 +309,13 @@ class NoWriter:
         pass
 
 
-def signal_name(sig) -> str:
-    import signal
-
-    try:
-        return signal.Signals(int(sig)).name
-    except (ValueError, TypeError):
-        return str(sig)
-
-
-def env_rank() -> int:
-    """This process's rank from torchrun's environment (0 outside torchrun), without joining the group."""
-    return int(os.environ.get("RANK", 0)) if in_torchrun() else 0
-
-
-def check_batch(cfg, world: int, run_dir=None, resume: bool = False) -> None:
-    """training.batch_size must divide over the ranks (`cfg` None with resume: read the run's config)."""
-    if cfg is None and resume and run_dir is not None:
-        from iclab.runs import load_run_config
-
-        cfg = load_run_config(run_dir)
-    if cfg is not None and world > 1 and cfg.training.batch_size % world:
+def check_batch(cfg, world: int) -> None:
+    """training.batch_size must divide over the ranks."""
+    if world > 1 and cfg.training.batch_size % world:
         raise DistributedError(
             f"training.batch_size={cfg.training.batch_size} does not divide over {world} data-parallel "
             f"processes: the global batch is split evenly; choose a multiple of {world}"
         )
-
-
-def train_rank(cfg, run_dir, resume: bool, overwrite: bool) -> None:
-    """A rank other than 0: the same checks as rank 0, then train (no files written)."""
-    from pathlib import Path
-
-    from iclab.runs import prepare_run_dir
-    from iclab.training.trainer import Interrupted, Trainer
-
-    cfg = prepare_run_dir(Path(run_dir), cfg, resume, overwrite)
-    try:
-        trainer = Trainer(cfg, Path(run_dir), resume=resume)
-        trainer.run()
-        trainer.full_model()  # FSDP: take part in gathering the final weights (rank 0 saves and evaluates them)
-    except Interrupted:  # rank 0 saved the checkpoint and says so
-        raise SystemExit(130) from None
-    finally:
-        shutdown()
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

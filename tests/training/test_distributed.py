@@ -1,6 +1,6 @@
 """Data-parallel training on the CPU (gloo): 2 ranks x B/2 train as 1 process x B; resume of a 2-process
 run matches the uninterrupted one; a rank killed mid-run stops the run with one clear message and leaves
-the checkpoints intact."""
+the checkpoints intact and is blamed on the rank that died; 20 launches in a row all succeed (slow)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from _faultkit import write_yaml
+from _faultkit import REPO, write_yaml
 from typer.testing import CliRunner
 
 from iclab.cli import app
 from iclab.config import validate
+from iclab.launch import check_launch
 from iclab.runs import train_run
 from iclab.training import checkpoint as ck
+from iclab.training.distributed import DistributedError
 from iclab.workloads.base import shard_batch
 from iclab.workloads.sequence.base import IGNORE, sequence_loss
 
@@ -117,6 +119,33 @@ def test_nproc_refuses_a_batch_that_does_not_divide(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_nproc_resume_checks_the_saved_config(tmp_path):
+    """--resume --nproc reads the run's own config.yaml before any process starts."""
+    run = tmp_path / "r"
+    train_run(validate(_cfg(steps=2, batch_size=6)), run, evaluate_after=False)
+    check_launch(None, 2, run, resume=True)  # 6 divides over 2
+    with pytest.raises(DistributedError, match="batch_size=6 does not divide over 4"):
+        check_launch(None, 4, run, resume=True)
+    r = CliRunner().invoke(app, ["train", "--resume", str(run), "--nproc", "4"])
+    assert r.exit_code == 2 and "does not divide over 4" in r.output
+
+
+def test_the_rank_that_died_is_blamed_not_the_one_that_lost_it():
+    """torchrun stamps failures in whole seconds and lists them in the order it saw them: a killed rank,
+    a rank that lost its peers (PEER_LOST_EXIT) and a rank torchrun stopped itself (SIGTERM) often tie."""
+    from types import SimpleNamespace as F
+
+    from iclab.launch import PEER_LOST_EXIT, _first_failure
+
+    t = 1_700_000_000
+    # seen in the same poll (torchrun walks the ranks in order): rank 0 had already exited after losing rank 1
+    assert _first_failure({0: F(exitcode=PEER_LOST_EXIT, timestamp=t), 1: F(exitcode=-9, timestamp=t)})[0] == 1
+    # rank 1 seen dead first, rank 0 then stopped by torchrun in the same second (launch_stress --mode kill)
+    assert _first_failure({1: F(exitcode=-9, timestamp=t), 0: F(exitcode=-15, timestamp=t)})[0] == 1
+    assert _first_failure({0: F(exitcode=2, timestamp=t), 1: F(exitcode=PEER_LOST_EXIT, timestamp=t)})[0] == 0
+    assert _first_failure({0: F(exitcode=1, timestamp=t + 1), 1: F(exitcode=-9, timestamp=t)})[0] == 1
+
+
 def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
     steps = 160
     d = _cfg(steps=steps)
@@ -207,3 +236,18 @@ def test_fsdp_matches_one_process_and_resumes(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert _losses(two) == l2
     assert all(torch.equal(_weights(two)[k], final[k]) for k in final)
+
+
+@pytest.mark.slow  # 20 two-process launches (~5-20 min on a loaded 2-core machine); fast sibling: test_two_ranks_...
+def test_twenty_two_process_launches_all_succeed(tmp_path):
+    """The launch stress (benchmarks/launch_stress.py): torchrun --standalone and iclab's --nproc, alternating."""
+    cfg_path = write_yaml(tmp_path / "c.yaml", _cfg(steps=10))
+    out = tmp_path / "stress"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "launch_stress.py"), "-n", "20", "--config", str(cfg_path)]
+    p = subprocess.run(
+        [*cmd, "--steps", "10", "--no-eval", "--out", str(out)], capture_output=True, text=True, timeout=3600
+    )
+    launches = json.loads((out / "launch_stress.json").read_text())["launches"]
+    failed = [r for r in launches if r["failed"]]
+    first = (Path(failed[0]["kept"]) / "output.txt").read_text() if failed else ""
+    assert p.returncode == 0 and len(launches) == 20 and not failed, p.stdout + p.stderr + first
