@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -108,7 +107,7 @@ def repeated_tokens(n_seq: int, vocab: int, seq_len: int, gen: torch.Generator, 
     """(n_seq, 2n) int64: a block of n = min(seq_len // 2, vocab) distinct random tokens, repeated twice."""
     n = min(seq_len // 2, vocab)
     if n < 2:
-        raise HeadsError(f"repeated sequences need seq_len >= 4 and a vocabulary of >= 2 tokens (got {seq_len}, {vocab})")
+        raise HeadsError(f"repeated sequences need seq_len >= 4 and >= 2 tokens (got seq_len {seq_len}, vocab {vocab})")
     block = torch.rand(n_seq, vocab, generator=gen, device=device).argsort(-1)[:, :n]
     return torch.cat([block, block], dim=1)
 

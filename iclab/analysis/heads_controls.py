@@ -42,7 +42,7 @@ from iclab.stats import mean_ci
 
 
 @torch.no_grad()
-def planted_induction_model(vocab: int = 16, n_positions: int = 32, b0: float = 5.0, b1: float = 5.0, gain: float = 3.0):
+def planted_induction_model(vocab: int = 16, n_positions: int = 32, b0: float = 5.0, b1: float = 5.0, gain: float = 3):
     """The hand-built two-layer attention-only model with an induction head at 1.0 (see the module docstring)."""
     V, L = vocab, n_positions
     H = max(L, V + 1, (2 * V + L + 1 + 1) // 2)

@@ -124,7 +124,7 @@ def plot_over_training(rec: dict, path: Path, title: str | None = None) -> Path:
     ax.axhline(0, color="gray", lw=0.7)
     ax.set_ylabel(rec["in_context_label"], fontsize=8)
     ax = axes[2]
-    for lab, vals in rec["per_head"].items():
+    for vals in rec["per_head"].values():
         ax.plot(steps, vals, lw=0.6, alpha=0.5)
     ax.plot(steps, rec["best"], "o-", color="tab:blue", lw=2, ms=3, label=f"best head ({rec['score_key']})")
     ax.set_ylabel(f"{rec['score_key']} score per head")
@@ -139,4 +139,3 @@ def plot_over_training(rec: dict, path: Path, title: str | None = None) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
-

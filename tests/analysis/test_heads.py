@@ -1,7 +1,6 @@
 """iclab heads: the hooks against plain forwards, the score definitions against direct computations, the
 ablations against hand-made forwards, the controls, and the command on tiny runs."""
 
-import copy
 import json
 import math
 
@@ -235,7 +234,8 @@ def sort_run(tmp_path_factory):
 
 
 def test_heads_cli_on_a_token_run_and_over_training(sort_run):
-    r = CliRunner().invoke(app, ["heads", str(sort_run), "--n-sequences", "16", "--ablate", "1.0,0.1", "--n-random", "2"])
+    args = ["heads", str(sort_run), "--n-sequences", "16", "--ablate", "1.0,0.1", "--n-random", "2"]
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     res = json.loads((sort_run / "heads.json").read_text())
     assert (sort_run / "heads.png").is_file()
@@ -270,4 +270,3 @@ def test_heads_on_a_regression_run(tmp_path, tiny_cfg_dict):
     assert "copying" not in res["heads"][0] and "planted" not in res["controls"]
     assert math.isfinite(res["ablation"]["0.0"]["zero"]["error"]["delta"])
     assert (run / "heads.json").is_file() and (run / "heads.png").is_file()
-    _ = copy  # (kept for symmetry with other analysis tests)
