@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from iclab.analysis.heads import (
@@ -176,6 +177,29 @@ def test_reflex_heads_are_labelled_with_the_layer_they_read():
     model = lm(REFLEX, n_layer=3)
     assert head_sources(model) == [[0, 0, 0, 0], [1, 1, 1, 0], [2, 2, 1, 0]]
     assert all(v is not None for row in copying_scores(model) for v in row)  # fixed reflex: every head has a W_V
+
+
+def test_reflex_value_weights_are_those_the_cross_heads_use():
+    from iclab.analysis.heads import _value_weight
+
+    model = lm(REFLEX, n_layer=3)
+    x = torch.randint(0, 11, (2, 9))
+    seen = {}
+
+    class Capture(HeadHook):
+        def __call__(self, layer, q, k, v):
+            seen[layer] = v
+            return super().__call__(layer, q, k, v)
+
+    with model.tapped() as taps:
+        hooked(model, Capture(), x)
+    inputs = [model.wte(x) + model.wpe(torch.arange(9))] + [u for _, _, u in taps]  # block inputs
+    for head, src in ((0, 2), (2, 1), (3, 0)):  # layer 2: a self head, the heads reading layers 1 and 0
+        W, gain = _value_weight(model, 2, head)
+        assert gain is model.blocks[src].ln_1.weight
+        want = F.linear(model.blocks[src].ln_1(inputs[src]), W)
+        diff = (seen[2][:, head] - want).detach()  # the bias of v: the same at every position
+        assert float((diff - diff[:1, :1]).abs().max()) < 1e-5
 
 
 def test_planted_induction_circuit_scores_as_one_and_loses_its_in_context_score_when_ablated():
