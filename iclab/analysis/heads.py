@@ -154,6 +154,14 @@ def pattern_summary(P: torch.Tensor, regression: bool = False) -> dict[str, torc
     return out
 
 
+def uniform_reference(T: int, regression: bool = False) -> dict[str, float]:
+    """The pattern summaries of a head that spreads its attention evenly over the causal window (the scores'
+    no-preference level: x_to_x is ~0.45 for any head that ignores roles, not 0)."""
+    P = torch.ones(T, T).tril()
+    P = (P / P.sum(-1, keepdim=True))[None, None]
+    return {key: float(v[0]) for key, v in pattern_summary(P, regression).items()}
+
+
 def induction_summary(P: torch.Tensor) -> dict[str, torch.Tensor]:
     """P (B, N, 2n, 2n) on repeated blocks -> per head (N,): induction (= prefix matching) and duplicate."""
     n = P.shape[-1] // 2

@@ -48,6 +48,8 @@ def _heatmap(ax, grid, rows, title, res, cmap="viridis", center=False, fmt="{:.2
 
 
 def plot_heads(res: dict, model, data: dict, path: Path, title: str | None = None) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
     from iclab.evaluation.plots import plt
 
     key, metric = res["score_key"], res["headline"]["metric"]
@@ -98,6 +100,8 @@ def plot_heads(res: dict, model, data: dict, path: Path, title: str | None = Non
         ax.set_title(f"{it}head {r['label']}{reads}: {key} {r[key]:.2f}\n{what}", fontsize=8)
         ax.set_xlabel("key position")
         ax.set_ylabel("query position")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title or f"heads: {res['task']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -4,6 +4,7 @@ The definitions are in iclab/analysis/heads.py; the phase change over training i
 RUN/heads.json:
     {"family", "task", "n_layer", "n_head", "loops", "n_sequences", "seed", "score_key",
      "headline": {"metric", "description", "values": {metric: {"mean", "ci95"}}},   the unablated model
+     "uniform": {score: value}                 the pattern scores of evenly spread attention (no preference)
      "heads": [{"iteration", "layer", "head", "label", "reads", scores...}],
      "ablation": {"L.H": {"zero": {metric: {"value", "delta", "ci95"}}, "mean": {...}}},
      "top_set": {"heads": [...], "zero": ..., "mean": ...}, "random_sets": [{"heads", "zero", "mean"}, ...],
@@ -31,6 +32,7 @@ from iclab.analysis.heads import (
     score_heads,
     score_key,
     summarize_values,
+    uniform_reference,
 )
 from iclab.files import write_json
 
@@ -130,6 +132,9 @@ def run_heads(
         "n_sequences": n,
         "seed": seed,
         "score_key": key,
+        "uniform": uniform_reference(
+            data["patterns"][0].shape[1] * 2 if kind == "regression" else data["patterns"].shape[1], kind == "regression"
+        ),
         "headline": {"metric": metric, "description": description, "values": summarize_values(base)},
         "heads": records,
         **ablation_study(ev, base, means, m.n_layer, m.n_head, sets),

@@ -58,6 +58,8 @@ def heads(
     key, metric = res["score_key"], res["headline"]["metric"]
     base = res["headline"]["values"][metric]
     lines = [f"{res['headline']['description']}: {base['mean']:.4f} +- {base['ci95']:.4f} ({res['n_sequences']} items)"]
+    if key in res["uniform"]:
+        lines.append(f"(evenly spread attention would give {key} {res['uniform'][key]:.3f})")
     lines.append(f"{'head':>6} {'reads':>5} {key:>9} {'prev':>6} {'zero abl.':>17} {'mean abl.':>17}")
     for r in top_rows(res):
         z, m = r["zero"], r["mean"]

@@ -290,6 +290,8 @@ def test_heads_on_a_regression_run(tmp_path, tiny_cfg_dict):
 
     res = run_heads(run, n_sequences=20, n_random=1)
     assert res["score_key"] == "x_to_x" and res["headline"]["metric"] == "error"
+    T = 14  # 7 points: x at 0, 2, ..., 12; an x query at 2m has m earlier x tokens among its 2m + 1 keys
+    assert res["uniform"]["x_to_x"] == pytest.approx(np.mean([m / (2 * m + 1) for m in range(1, T // 2)]))
     assert all(0 <= r["x_to_x"] <= 1 and 0 <= r["y_to_y"] <= 1 for r in res["heads"])
     assert "copying" not in res["heads"][0] and "planted" not in res["controls"]
     assert math.isfinite(res["ablation"]["0.0"]["zero"]["error"]["delta"])
