@@ -121,6 +121,7 @@ def run_heads(
     if extra:
         sets["ablate_set"] = [[head_label(L, H) for L, H in extra]]
     metric, description = headline_of(kind, k)
+    n_tokens = 2 * data["patterns"][0].shape[1] if kind == "regression" else data["patterns"].shape[1]
     res = {
         "family": workload.family,
         "kind": kind,
@@ -132,9 +133,7 @@ def run_heads(
         "n_sequences": n,
         "seed": seed,
         "score_key": key,
-        "uniform": uniform_reference(
-            data["patterns"][0].shape[1] * 2 if kind == "regression" else data["patterns"].shape[1], kind == "regression"
-        ),
+        "uniform": uniform_reference(n_tokens, kind == "regression"),
         "headline": {"metric": metric, "description": description, "values": summarize_values(base)},
         "heads": records,
         **ablation_study(ev, base, means, m.n_layer, m.n_head, sets),
