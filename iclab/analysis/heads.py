@@ -15,7 +15,8 @@ Definitions (P = a head's attention probabilities, P[i, j] from query i to key j
   x_to_x, y_to_y   regression prompts (x_1, y_1, x_2, ...: x at even positions): for an x query, the mass on
                    earlier x tokens (j < i, same parity); for a y query, on earlier y tokens (queries from
                    the second x / second y on)
-  induction        on sequences made of a block of n random distinct tokens repeated twice (n = min(L/2, V)),
+  induction        on sequences made of a block of n random distinct tokens repeated twice (n = min(L/2, V);
+                   a language model draws them in proportion to their frequency in the evaluation windows),
                    the mean over the second copy (query n + i, i = 0..n-1) of P[n + i, i + 1]: attention to the
                    token right after the earlier occurrence of the current token. 1 = a perfect induction head.
   prefix_matching  Olsson et al.'s attention criterion of an induction head is this same quantity: the JSON
@@ -103,12 +104,22 @@ def parse_heads(spec: str, n_layer: int, n_head: int) -> list[tuple[int, int]]:
 
 
 # --- data -----------------------------------------------------------------------------------------------
-def repeated_tokens(n_seq: int, vocab: int, seq_len: int, gen: torch.Generator, device) -> torch.Tensor:
-    """(n_seq, 2n) int64: a block of n = min(seq_len // 2, vocab) distinct random tokens, repeated twice."""
-    n = min(seq_len // 2, vocab)
+def repeated_tokens(
+    n_seq: int, vocab: int, seq_len: int, gen: torch.Generator, device, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(n_seq, 2n) int64: a block of n distinct random tokens, repeated twice. Tokens are uniform over the
+    vocabulary, or drawn without replacement in proportion to `weights` (V,) (a language model: the tokens'
+    frequencies in its evaluation windows, so the block holds tokens the model has learned, not rare ones);
+    n = min(seq_len // 2, the number of tokens that can be drawn)."""
+    support = vocab if weights is None else int((weights > 0).sum())
+    n = min(seq_len // 2, support)
     if n < 2:
-        raise HeadsError(f"repeated sequences need seq_len >= 4 and >= 2 tokens (got seq_len {seq_len}, vocab {vocab})")
-    block = torch.rand(n_seq, vocab, generator=gen, device=device).argsort(-1)[:, :n]
+        raise HeadsError(f"repeated sequences need seq_len >= 4 and >= 2 tokens (got seq_len {seq_len}, {support})")
+    if weights is None:
+        block = torch.rand(n_seq, vocab, generator=gen, device=device).argsort(-1)[:, :n]
+    else:
+        w = weights.to(device=device, dtype=torch.float32).expand(n_seq, vocab)
+        block = torch.multinomial(w, n, replacement=False, generator=gen)
     return torch.cat([block, block], dim=1)
 
 

@@ -120,17 +120,23 @@ def plot_over_training(rec: dict, path: Path, title: str | None = None) -> Path:
     tr = [(s, v) for s, v in zip(rec["train_steps"], rec["train_loss"])]
     if tr:
         ax.plot(*zip(*tr), color="tab:gray", lw=1, label="training loss (logged)")
-    ax.plot(steps, rec["eval_loss"], "o-", color="k", ms=3, label=rec["eval_label"])
+    if rec["kind"] != "regression":
+        ax.plot(steps, rec["eval_loss"], "o-", color="k", ms=3, label=rec["eval_label"])
     ax.set_ylabel("loss")
     ax.legend(fontsize=7)
     ax = axes[1]
-    ax.plot(steps, rec["in_context"], "o-", color="tab:red", ms=3)
+    ax.plot(steps, rec["in_context"], "o-", color="tab:red", ms=3, label=rec["in_context_label"])
+    if rec.get("repeat_gain"):
+        ax.plot(steps, rec["repeat_gain"], "s--", color="tab:orange", ms=3, label="repeated block: 2nd - 1st copy loss")
+        ax.legend(fontsize=7)
     ax.axhline(0, color="gray", lw=0.7)
     ax.set_ylabel(rec["in_context_label"], fontsize=8)
     ax = axes[2]
     for vals in rec["per_head"].values():
         ax.plot(steps, vals, lw=0.6, alpha=0.5)
     ax.plot(steps, rec["best"], "o-", color="tab:blue", lw=2, ms=3, label=f"best head ({rec['score_key']})")
+    if "uniform" in rec:
+        ax.axhline(rec["uniform"], color="gray", ls="--", lw=1, label="evenly spread attention")
     ax.set_ylabel(f"{rec['score_key']} score per head")
     ax.set_xlabel("training step")
     ax.legend(fontsize=7)

@@ -4,6 +4,7 @@ The definitions are in iclab/analysis/heads.py; the phase change over training i
 RUN/heads.json:
     {"family", "task", "n_layer", "n_head", "loops", "n_sequences", "seed", "score_key",
      "headline": {"metric", "description", "values": {metric: {"mean", "ci95"}}},   the unablated model
+     "repeated": {"in_context", "loss_first_copy", "loss_second_copy"}   token runs, on the repeated blocks
      "uniform": {score: value}                 the pattern scores of evenly spread attention (no preference)
      "heads": [{"iteration", "layer", "head", "label", "reads", scores...}],
      "ablation": {"L.H": {"zero": {metric: {"value", "delta", "ci95"}}, "mean": {...}}},
@@ -61,8 +62,12 @@ def analysis_data(workload, cfg, n: int, seed: int, device) -> tuple[dict, list,
         batches = workload.fixed_batches(n, seed, device)
     except NotImplementedError:
         raise HeadsError(f"task {cfg.task.name!r} has no evaluation batches for iclab heads") from None
-    x0 = torch.cat([x for x, _ in batches])[:64]
-    rep = repeated_tokens(min(n, 64), workload.vocab_size, x0.shape[1], gen, device)
+    x_all = torch.cat([x for x, _ in batches])
+    x0 = x_all[:64]
+    weights = None
+    if _kind(workload) == "language_model":
+        weights = torch.bincount(x_all.flatten().cpu(), minlength=workload.vocab_size).float()
+    rep = repeated_tokens(min(n, 64), workload.vocab_size, x0.shape[1], gen, device, weights)
     return {"patterns": x0, "repeated": rep}, batches, None
 
 
@@ -138,6 +143,10 @@ def run_heads(
         "heads": records,
         **ablation_study(ev, base, means, m.n_layer, m.n_head, sets),
     }
+    if kind != "regression":
+        from iclab.analysis.heads_controls import repeated_in_context
+
+        res["repeated"] = repeated_in_context(model, data["repeated"])
     if controls:
         res["controls"] = {"random_init": random_init_control(workload, workload.family, data, seed, device)}
         if workload.family != "regression":

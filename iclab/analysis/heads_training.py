@@ -4,7 +4,9 @@ At every kept checkpoint (keep more with `logging.milestone_every`), on the same
   language model   the loss on the evaluation windows, the in-context score (heads.py) and every head's
                    induction score on repeated random blocks;
   regression       the normalized squared error at k = 2d and every head's x_to_x score;
-  other tokens     the loss and every head's induction score.
+  other tokens     the loss and every head's induction score;
+  token runs also  the loss on the second copy of a repeated random block minus that on the first (what an
+                   induction head buys).
 With the logged training loss, against the step, on one figure. `marks`: the first kept step at which the best
 head's score reaches half of its largest value, and (language model) the first at which the in-context score
 reaches half of its lowest: if induction heads and in-context learning form together, the two coincide.
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from iclab.analysis.heads import Evaluator, HeadsError, score_heads, score_key
+from iclab.analysis.heads import Evaluator, HeadsError, induction_summary, score_heads, score_key, uniform_reference
 from iclab.files import read_jsonl, write_json
 
 
@@ -61,7 +63,9 @@ def over_training(run_dir: Path, n_sequences: int | None = None, seed: int = 0, 
     n = n_sequences or (500 if kind == "regression" else 128)
     data, batches, k = analysis_data(workload, cfg, n, seed, device)
     key = score_key(workload.family)
-    steps, eval_loss, icl, best, per_head = [], [], [], [], {}
+    from iclab.analysis.heads_controls import repeated_in_context
+
+    steps, eval_loss, icl, best, per_head, gain = [], [], [], [], {}, []
     for step, path in ckpts:
         state = load_checkpoint(path, ident)
         model.load_state_dict(state["model"])
@@ -71,11 +75,14 @@ def over_training(run_dir: Path, n_sequences: int | None = None, seed: int = 0, 
         recs = score_heads(model, workload.family, data, copying=False)
         steps.append(step)
         if kind == "regression":
-            eval_loss.append(float(vals["error"].mean()))
+            eval_loss.append(None)  # the error is the middle panel
             icl.append(float(vals["error"].mean()))
         else:
             eval_loss.append(float(vals["loss"].mean()))
             icl.append(float(vals["in_context"].mean()) if kind == "language_model" else float(vals["loss"].mean()))
+        if kind != "regression":
+            rep = repeated_in_context(model, data["repeated"])
+            gain.append(rep["loss_second_copy"] - rep["loss_first_copy"])
         for r in recs:
             lab = r["label"] if r["iteration"] == 0 else f"{r['iteration']}:{r['label']}"
             per_head.setdefault(lab, []).append(r[key])
@@ -96,12 +103,19 @@ def over_training(run_dir: Path, n_sequences: int | None = None, seed: int = 0, 
         "in_context": icl,
         "in_context_label": labels[1],
         "best": best,
+        "repeat_gain": gain,  # token runs: loss on the second copy of a repeated block minus on the first
         "per_head": per_head,
         "train_steps": [r["step"] for r in logged],
         "train_loss": [r["loss"] for r in logged],
         "n_sequences": n,
         "seed": seed,
     }
+    if kind == "regression":
+        rec["uniform"] = uniform_reference(2 * data["patterns"][0].shape[1], True)[key]
+    else:
+        T = data["repeated"].shape[1]
+        P = torch.ones(T, T).tril()
+        rec["uniform"] = float(induction_summary((P / P.sum(-1, keepdim=True))[None, None])[key][0])
     rec["score_half_step"] = first_reaching(steps, best)
     rec["in_context_half_step"] = first_reaching(steps, icl, lower=True) if kind == "language_model" else None
     rec["marks"] = [s for s in (rec["score_half_step"], rec["in_context_half_step"]) if s is not None]
