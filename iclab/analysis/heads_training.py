@@ -26,11 +26,13 @@ from iclab.files import read_jsonl, write_json
 
 def first_reaching(steps: list[int], values: list[float], frac: float = 0.5, lower: bool = False) -> int | None:
     """The first step whose value reaches `frac` of the extreme (the max; the min when lower) of the series,
-    measured from the first value."""
+    measured from the first value; None when the series never rises (drops) above (below) its first value."""
     if not values:
         return None
     v0 = values[0]
     ext = min(values) if lower else max(values)
+    if ext == v0:
+        return None
     thr = v0 + frac * (ext - v0)
     for s, v in zip(steps, values):
         if (v <= thr) if lower else (v >= thr):

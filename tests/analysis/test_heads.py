@@ -227,6 +227,15 @@ def test_random_init_has_no_induction_head_and_no_in_context_gain():
     assert repeated_in_context(planted, tokens)["in_context"] < -1.0
 
 
+def test_first_reaching_half_way():
+    from iclab.analysis.heads_training import first_reaching
+
+    steps = [100, 200, 300, 400]
+    assert first_reaching(steps, [0.0, 0.2, 0.6, 0.5]) == 300  # half of 0.6 first reached at 300
+    assert first_reaching(steps, [0.0, -0.1, -0.4, -0.4], lower=True) == 300
+    assert first_reaching(steps, [0.3, 0.2, 0.1, 0.1]) is None  # never rose
+
+
 def test_small_helpers():
     assert parse_heads("1.0, 2.3,1.0", 3, 4) == [(1, 0), (2, 3)]
     for bad in ("1", "3.0", "0.4", "a.b"):
