@@ -323,7 +323,13 @@ def ablation_sets(scores: dict[str, float], k: int, n_random: int, seed: int) ->
     order = sorted(scores, key=lambda s: -scores[s])
     top, rest = order[:k], order[k:]
     rng = np.random.default_rng(seed)
-    rand = [] if len(rest) < k else [sorted(rng.choice(rest, size=k, replace=False).tolist()) for _ in range(n_random)]
+    rand: list[list[str]] = []
+    for _ in range(50 * n_random if len(rest) >= k else 0):  # distinct sets while there are enough
+        s = sorted(rng.choice(rest, size=k, replace=False).tolist())
+        if s not in rand:
+            rand.append(s)
+        if len(rand) == n_random:
+            break
     return top, rand
 
 

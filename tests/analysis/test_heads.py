@@ -245,6 +245,7 @@ def test_small_helpers():
     assert (early.start, early.stop, late.start, late.stop) == (49, 59, 118, 128)
     top, rand = ablation_sets({"0.0": 0.1, "0.1": 0.9, "1.0": 0.5, "1.1": 0.0}, 2, 3, seed=0)
     assert top == ["0.1", "1.0"] and all(len(r) == 2 and not set(r) & set(top) for r in rand)
+    assert rand == [["0.0", "1.1"]]  # the only other pair, once
 
 
 # --- the command on tiny runs ---------------------------------------------------------------------------
