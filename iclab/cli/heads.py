@@ -41,7 +41,8 @@ def heads(
             typer.echo(
                 f"{len(rec['steps'])} checkpoints; best {rec['score_key']} score {rec['best'][0]:.3f} -> "
                 f"{rec['best'][-1]:.3f}; {rec['in_context_label']} {rec['in_context'][0]:.3f} -> "
-                f"{rec['in_context'][-1]:.3f}\nhalf of the best score first reached at step {rec['score_half_step']}"
+                f"{rec['in_context'][-1]:.3f}\nhalf of the best score's rise first reached at step "
+                f"{rec['score_half_step'] or 'never (it did not rise)'}"
                 + (
                     f", half of the in-context drop at step {rec['in_context_half_step']}"
                     if rec["in_context_half_step"] is not None
