@@ -4,7 +4,7 @@ app.py       the Typer app and the one place where errors become one line (exit 
 run.py       train, eval, plot, compare
 tokens.py    data prepare, sample (token workloads)
 tools.py     list, curriculum, bench
-analysis.py  surgery;  probe.py: probe, lens;  dynamics.py: landscape, sharpness, dynamics ...
+analysis.py  surgery;  probe.py: probe, lens;  heads.py: heads;  dynamics.py: landscape, sharpness, dynamics ...
 reproduce.py reproduce, report;  demo.py: demo;  sweep.py: sweep;  optbench.py: optbench
 interop.py   export, import (Hugging Face, nanoGPT)
 """
@@ -17,6 +17,7 @@ from iclab.cli import (  # noqa: F401  (importing a command module registers its
     analysis,
     demo,
     dynamics,
+    heads,
     interop,
     optbench,
     probe,

@@ -35,10 +35,16 @@ reflex  Reflex attention (seed 002; KornilovaK/reflex_attention). Layer i splits
                  one_hot + softmax(s) - stop_grad(softmax(s)), whose gradient is that of the softmax mix.
     The mixes are elementwise (no matmul FLOPs). The trunk hands every block of one loop iteration the same
     list `cache`; a reflex layer reads cache[-d] for layer i - d and appends its own (layer, k, v, x).
+
+Head analysis (iclab/analysis/heads.py): every attention module has `hook = None`; with a `HeadHook` set
+(`Trunk.hooked`), its heads run through the hook instead of SDPA: the same maths written out, so the
+probabilities can be recorded and head outputs ablated (zeroed, or replaced by a mean) before c_proj. With
+no hook (training, evaluation) the only extra work is one `is None` test per block.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -49,9 +55,59 @@ from iclab.config import ModelConfig
 from iclab.models.reflex_plan import reflex_plan
 
 
+class HeadHook:
+    """Analysis of heads: record attention probabilities / head outputs and ablate heads, per call.
+
+    record_probs    keep (layer, P (B, N, T, T)) of every call, P = softmax(q k^T / sqrt(H) + causal mask)
+    record_outputs  sum over the batch of every call's head outputs y = P v (N, T, H), keyed by the call's index
+                    in the forward (a looped model calls a layer once per iteration): mean ablation's means
+    ablate          {layer: {head: "zero" | "mean"}}: the head's y is replaced by 0 or by means[call] before c_proj
+    Call `start()` before each forward: it resets the call counter that keys the means."""
+
+    def __init__(self, record_probs=False, record_outputs=False, ablate=None, means=None):
+        self.record_probs, self.record_outputs = record_probs, record_outputs
+        self.ablate, self.means = ablate or {}, means or {}
+        self.probs: list[tuple[int, torch.Tensor]] = []
+        self.out_sum: dict[int, torch.Tensor] = {}
+        self.out_n: dict[int, int] = {}
+        self.calls = 0
+
+    def start(self) -> None:
+        self.calls = 0
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        T, H = q.shape[2], q.shape[3]
+        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        s = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(H)
+        p = torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1)
+        y = (p @ v.float()).to(v.dtype)  # (B, N, T, H)
+        c, self.calls = self.calls, self.calls + 1
+        if self.record_probs:
+            self.probs.append((layer, p.detach().cpu()))
+        if self.record_outputs:
+            self.out_sum[c] = self.out_sum.get(c, 0) + y.detach().sum(0)
+            self.out_n[c] = self.out_n.get(c, 0) + y.shape[0]
+        heads = self.ablate.get(layer, {})
+        if heads:
+            y = y.clone()
+            for h, mode in heads.items():
+                y[:, h] = 0.0 if mode == "zero" else self.means[c][h].to(y.dtype)
+        return y
+
+
+def attend(module: nn.Module, q, k, v, layer: int) -> torch.Tensor:
+    """Causal attention of (B, N, T, H) q, k, v -> (B, N, T, H): SDPA, or the module's HeadHook when set."""
+    if module.hook is None:
+        return F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=module.dropout if module.training else 0.0
+        )
+    return module.hook(layer, q, k, v)
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, layer: int = 0):
         super().__init__()
+        self.layer, self.hook = layer, None  # hook: a HeadHook (analysis only)
         self.n_head = cfg.n_head
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
@@ -61,7 +117,7 @@ class CausalSelfAttention(nn.Module):
         B, L, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, L, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        y = attend(self, q, k, v, self.layer)
         return self.c_proj(y.transpose(1, 2).reshape(B, L, C))
 
 
@@ -82,6 +138,7 @@ class ReflexAttention(nn.Module):
         plans = reflex_plan(att, cfg.n_layer, cfg.n_head)
         self.p = p = plans[layer]
         self.layer, self.n_head, self.head_dim = layer, cfg.n_head, cfg.n_embd // cfg.n_head
+        self.hook = None  # a HeadHook (analysis only)
         self.mode = "top_k" if att.top_k else att.combine
         self.reproject = att.kv_source == "reproject"
         self.dropout = cfg.dropout
@@ -158,14 +215,12 @@ class ReflexAttention(nn.Module):
         else:
             k_all, v_all = k, v
         cache.append(Source(self.layer, k, v, x))
-        y = F.scaled_dot_product_attention(
-            q, k_all, v_all, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+        y = attend(self, q, k_all, v_all, self.layer)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
 ATTENTION = {
-    "causal": lambda cfg, layer: CausalSelfAttention(cfg),
+    "causal": CausalSelfAttention,
     "reflex": ReflexAttention,
 }  # model.attention.name ->
 

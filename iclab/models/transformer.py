@@ -108,6 +108,19 @@ class Trunk(nn.Module):
         self.taps: list | None = None  # analysis: (iteration, slot, hidden state) after every block (see `tapped`)
 
     @contextlib.contextmanager
+    def hooked(self, hook):
+        """Inside, every block's attention runs its heads through `hook` (an attention.HeadHook: record
+        attention probabilities, ablate heads); outside, attention is SDPA again."""
+        old = [b.attn.hook for b in self.blocks]
+        for b in self.blocks:
+            b.attn.hook = hook
+        try:
+            yield hook
+        finally:
+            for b, h in zip(self.blocks, old):
+                b.attn.hook = h
+
+    @contextlib.contextmanager
     def rearranged(self, order: list[int]):
         """Inside, every loop iteration applies blocks[order[0]], blocks[order[1]], ... (layer surgery)."""
         if any(not 0 <= i < len(self.blocks) for i in order) or not order:

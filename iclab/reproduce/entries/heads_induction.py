@@ -1,0 +1,138 @@
+"""Olsson et al. 2022 in the char LM: induction heads form, together with the drop of the loss late in the context,
+and ablating them hurts the late-context loss more than ablating as many other heads (iclab heads)."""
+
+from __future__ import annotations
+
+import statistics
+
+import matplotlib.pyplot as plt
+
+from iclab.registry import REPRODUCTIONS
+from iclab.reproduce.base import Entry, Verdict, fmt_ci, per_seed
+from iclab.reproduce.plots import save
+
+CONFIGS = {"char LM": "configs/lm/char_tiny.yaml"}
+KEEP = ["logging.milestone_every=100", "logging.ckpt_every=100"]  # the checkpoints the phase change is read from
+MIN_INDUCTION = 0.2  # a head this strong on repeated random tokens, and 5x the random-init model's best
+COINCIDE = 2  # checkpoint intervals between the two half-way steps
+
+
+def evaluate(run) -> None:
+    from iclab.analysis.heads_run import run_heads
+    from iclab.analysis.heads_training import over_training
+
+    if not (run.dir / "heads_reproduce.json").is_file():
+        run_heads(run.dir, tag="reproduce", top=2, n_random=5)
+    if not (run.dir / "heads_over_training.json").is_file():
+        over_training(run.dir)
+
+
+def seed_values(run) -> dict:
+    """The numbers of one seed the claim is about."""
+    res, ot = run.json("heads_reproduce.json"), run.json("heads_over_training.json")
+    late = [s["mean"]["late_loss"]["delta"] for s in res["random_sets"]]
+    steps = ot["steps"]
+    return {
+        "induction": max(r["induction"] for r in res["heads"]),
+        "top_heads": res["top_set"]["heads"],
+        "random_init": res["controls"]["random_init"]["induction"],
+        "in_context": res["headline"]["values"]["in_context"]["mean"],
+        "score_half_step": ot["score_half_step"],
+        "in_context_half_step": ot["in_context_half_step"],
+        "interval": steps[1] - steps[0] if len(steps) > 1 else None,
+        "top_late": res["top_set"]["mean"]["late_loss"]["delta"],
+        "random_late": statistics.fmean(late) if late else float("nan"),
+    }
+
+
+def decide(v: dict) -> dict[str, bool]:
+    """The three parts of the claim for one seed (all must hold on every seed)."""
+    gap = (
+        None
+        if v["score_half_step"] is None or v["in_context_half_step"] is None
+        else abs(v["score_half_step"] - v["in_context_half_step"])
+    )
+    return {
+        "form": v["induction"] >= max(MIN_INDUCTION, 5 * v["random_init"]),
+        "coincide": gap is not None and gap <= COINCIDE * v["interval"],
+        "ablation": v["top_late"] > v["random_late"],
+    }
+
+
+def check(runs) -> Verdict:
+    vals = [seed_values(r) for r in runs["char LM"]]
+    parts = [decide(v) for v in vals]
+    passed = all(all(p.values()) for p in parts)
+    held = {k: sum(p[k] for p in parts) for k in parts[0]}
+    n = len(vals)
+    col = {k: [v[k] for v in vals] for k in ("induction", "random_init", "top_late", "random_late", "in_context")}
+    return Verdict(
+        passed,
+        f"best induction score {fmt_ci(col['induction'])} (random init {fmt_ci(col['random_init'])}); "
+        f"late-loss increase when the top-2 induction heads are mean-ablated {fmt_ci(col['top_late'])} vs random "
+        f"pairs {fmt_ci(col['random_late'])}; seeds holding: form {held['form']}/{n}, coincide "
+        f"{held['coincide']}/{n}, ablation {held['ablation']}/{n}",
+        {**{k: statistics.fmean(c) for k, c in col.items()}, **{f"held_{k}": h for k, h in held.items()}},
+        [f"{k} per seed {per_seed(c)}" for k, c in col.items()]
+        + [
+            f"seed {r.seed}: top heads {v['top_heads']}, induction half-way at step {v['score_half_step']}, "
+            f"in-context score half-way at step {v['in_context_half_step']} (checkpoints every {v['interval']})"
+            for r, v in zip(runs["char LM"], vals)
+        ],
+    )
+
+
+def figure(runs, path):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1b = ax1.twinx()
+    for i, r in enumerate(runs["char LM"]):
+        ot = r.json("heads_over_training.json")
+        ax1.plot(
+            ot["steps"], ot["best"], "-o", ms=3, color="tab:blue", alpha=0.8, label="best induction" if not i else None
+        )
+        ax1b.plot(
+            ot["steps"],
+            ot["in_context"],
+            "-s",
+            ms=3,
+            color="tab:red",
+            alpha=0.8,
+            label="in-context score" if not i else None,
+        )
+    ax1.set(xlabel="training step", ylabel="best induction score (blue)")
+    ax1b.set_ylabel("in-context score: late - early loss, nats (red)")
+    ax1.set_title("formation over training (one line per seed)", fontsize=9)
+    ax1.grid(alpha=0.3)
+    vals = [seed_values(r) for r in runs["char LM"]]
+    for j, (key, label) in enumerate((("top_late", "top-2 induction heads"), ("random_late", "random pairs (mean)"))):
+        ys = [v[key] for v in vals]
+        ax2.bar(j, statistics.fmean(ys), color=("tab:blue", "tab:gray")[j], alpha=0.8)
+        ax2.plot([j] * len(ys), ys, "k.", ms=6)
+        ax2.text(j, 0, label, ha="center", va="bottom", fontsize=8, rotation=90)
+    ax2.set_xticks([0, 1], ["induction heads", "other heads"])
+    ax2.set_ylabel("late-context loss increase under mean ablation (nats)")
+    ax2.set_title("ablation (bars: mean over seeds; dots: seeds)", fontsize=9)
+    ax2.grid(alpha=0.3, axis="y")
+    save(fig, path)
+
+
+REPRODUCTIONS.register("heads-induction", help="induction heads form with in-context learning in the char LM")(
+    Entry(
+        name="heads-induction",
+        source="Olsson et al. 2022, In-context Learning and Induction Heads",
+        claim="In a small char-level language model, induction heads form during training, their formation coincides "
+        "with the drop of the loss at late context positions, and ablating them raises the late-position loss more "
+        "than ablating as many other heads.",
+        criterion=f"on every seed: the best induction score >= {MIN_INDUCTION:g} and >= 5x the random-init model's; "
+        f"the steps at which it and the in-context score first get half-way to their extremes are at most "
+        f"{COINCIDE} checkpoint intervals apart; mean-ablating the top-2 induction heads raises the late-context "
+        "loss more than the mean of 5 random pairs of other heads",
+        configs={"tiny": dict(CONFIGS)},
+        overrides={"tiny": KEEP},
+        check=check,
+        figure=figure,
+        evaluate=evaluate,
+        seeds={"tiny": 3},
+        minutes={"tiny": 20},
+    )
+)

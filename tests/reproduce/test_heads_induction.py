@@ -1,0 +1,52 @@
+"""The heads-induction entry's criterion against hand-made heads_reproduce.json / heads_over_training.json."""
+
+import json
+
+from iclab.registry import REPRODUCTIONS
+from iclab.reproduce.base import Run
+from iclab.reproduce.entries.heads_induction import decide, seed_values
+
+
+def _files(induction=0.6, rand_init=0.02, top_late=0.3, rand_late=0.05, icl_half=300, score_half=300):
+    heads = [{"label": "1.2", "induction": induction}, {"label": "0.0", "induction": 0.01}]
+    ab = {"mean": {"late_loss": {"delta": rand_late}}}
+    res = {
+        "heads": heads,
+        "top_set": {"heads": ["1.2", "0.0"], "mean": {"late_loss": {"delta": top_late}}},
+        "random_sets": [ab, ab],
+        "controls": {"random_init": {"induction": rand_init}},
+        "headline": {"values": {"in_context": {"mean": -0.4}}},
+    }
+    ot = {
+        "steps": [100, 200, 300, 400],
+        "best": [0.01, 0.02, induction, induction],
+        "in_context": [0.0, -0.1, -0.4, -0.4],
+        "score_half_step": score_half,
+        "in_context_half_step": icl_half,
+    }
+    return {"heads_reproduce.json": res, "heads_over_training.json": ot}
+
+
+def _runs(tmp_path, **kw):
+    runs = []
+    for s in range(2):
+        d = tmp_path / json.dumps(kw).replace('"', "").replace(" ", "") / f"seed{s}"
+        d.mkdir(parents=True, exist_ok=True)
+        for name, obj in _files(**kw).items():
+            (d / name).write_text(json.dumps(obj))
+        runs.append(Run("char LM", s, d, None))
+    return {"char LM": runs}
+
+
+def test_each_part_of_the_claim_can_fail(tmp_path):
+    entry = REPRODUCTIONS.get("heads-induction")
+    assert entry.check(_runs(tmp_path)).passed
+    assert not entry.check(_runs(tmp_path, induction=0.1)).passed  # no induction head formed
+    assert not entry.check(_runs(tmp_path, induction=0.3, rand_init=0.1)).passed  # not above the random model
+    assert not entry.check(_runs(tmp_path, icl_half=800, score_half=100)).passed  # far apart in time
+    assert entry.check(_runs(tmp_path, icl_half=400, score_half=200)).passed  # two checkpoint intervals
+    assert not entry.check(_runs(tmp_path, top_late=0.01)).passed  # other heads matter more
+    v = seed_values(_runs(tmp_path)["char LM"][0])
+    assert v["interval"] == 100 and decide(v) == {"form": True, "coincide": True, "ablation": True}
+    entry.figure(_runs(tmp_path), tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
