@@ -4,7 +4,8 @@ import json
 
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import Run
-from iclab.reproduce.entries.heads_induction import decide, seed_values
+from iclab.reproduce.entries.heads_induction import TESTS, gap_intervals, seed_values
+from iclab.reproduce.verdicts import judge
 
 
 def _files(induction=0.6, rand_init=0.02, top_late=0.3, rand_late=0.05, icl_half=300, score_half=300):
@@ -29,24 +30,29 @@ def _files(induction=0.6, rand_init=0.02, top_late=0.3, rand_late=0.05, icl_half
 
 def _runs(tmp_path, **kw):
     runs = []
-    for s in range(2):
+    for s in range(4):  # 4 seeds, each value jittered a little so the intervals have a width
         d = tmp_path / json.dumps(kw).replace('"', "").replace(" ", "") / f"seed{s}"
         d.mkdir(parents=True, exist_ok=True)
-        for name, obj in _files(**kw).items():
+        jit = {k: v * (1 + 0.02 * (s - 1.5)) if isinstance(v, float) else v for k, v in kw.items()}
+        for name, obj in _files(**jit).items():
             (d / name).write_text(json.dumps(obj))
         runs.append(Run("char LM", s, d, None))
     return {"char LM": runs}
 
 
+def _status(entry, runs):
+    return judge(entry.tests, entry.check(runs)).status
+
+
 def test_each_part_of_the_claim_can_fail(tmp_path):
     entry = REPRODUCTIONS.get("heads-induction")
-    assert entry.check(_runs(tmp_path)).passed
-    assert not entry.check(_runs(tmp_path, induction=0.1)).passed  # no induction head formed
-    assert not entry.check(_runs(tmp_path, induction=0.3, rand_init=0.1)).passed  # not above the random model
-    assert not entry.check(_runs(tmp_path, icl_half=800, score_half=100)).passed  # far apart in time
-    assert entry.check(_runs(tmp_path, icl_half=400, score_half=200)).passed  # two checkpoint intervals
-    assert not entry.check(_runs(tmp_path, top_late=0.01)).passed  # other heads matter more
+    assert _status(entry, _runs(tmp_path, induction=0.6)) == "SUPPORTED"
+    assert _status(entry, _runs(tmp_path, induction=0.1)) == "CONTRADICTED"  # no induction head formed
+    assert _status(entry, _runs(tmp_path, induction=0.3, rand_init=0.1)) == "CONTRADICTED"  # not 5x random init
+    assert _status(entry, _runs(tmp_path, icl_half=800, score_half=100)) == "CONTRADICTED"  # far apart in time
+    assert _status(entry, _runs(tmp_path, top_late=0.01)) == "CONTRADICTED"  # other heads matter more
     v = seed_values(_runs(tmp_path)["char LM"][0])
-    assert v["interval"] == 100 and decide(v) == {"form": True, "coincide": True, "ablation": True}
+    assert v["interval"] == 100 and gap_intervals(v) == 0.0
+    assert len(TESTS) == 4
     entry.figure(_runs(tmp_path), tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
