@@ -170,8 +170,8 @@ def project(starts: list[int], per_step: dict[int, float], total: int) -> float:
 def step_garg(dry: bool, slice_s: float, out_dir: Path) -> dict:
     import torch
 
-    from iclab.bench import sync
     from iclab.config import load_config
+    from iclab.experiments.throughput import sync
     from iclab.training.trainer import Trainer
 
     overrides = [f"training.steps={TOTAL_STEPS}", "logging.progress=false", "logging.tensorboard=false"]

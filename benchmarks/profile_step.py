@@ -18,7 +18,8 @@ import json
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from iclab.bench import _peak, resolve_cases
+from iclab.bench import resolve_cases
+from iclab.experiments.throughput import peak_flops
 from iclab.models.flops import seq_lens, train_step_flops
 from iclab.training.trainer import Trainer
 
@@ -79,7 +80,7 @@ def main() -> None:
             kind = next((k for k, keys in KINDS if any(x.lower() in e.key.lower() for x in keys)), "other")
             spent[kind] += e.self_cpu_time_total / 1e6 / n
         total = sum(spent.values())
-        peak = _peak(torch.device("cpu"), torch.float32)[0]
+        peak = peak_flops(torch.device("cpu"), torch.float32)[0]
         flops = train_step_flops(
             cfg.model, n_dims=cfg.task.n_dims, n_points=cfg.task.n_points, batch=cfg.training.batch_size
         )

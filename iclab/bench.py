@@ -40,20 +40,17 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
-import resource
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from iclab.config import Config, ConfigError, CurriculumConfig, load_config, validate
-from iclab.experiments.throughput import sync, time_steps
-from iclab.models.flops import predict_flops
+from iclab.bench_eval import BenchError, bench_eval
+from iclab.config import Config, CurriculumConfig, load_config, validate
+from iclab.experiments.throughput import MemoryMeter, device_name, peak_flops, time_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,10 +82,6 @@ EVAL_CONFIG = "garg_standard"  # the evaluation is timed on this model: 1,000 pr
 # `iclab bench --mfu`: the LM shape and the regression reference shapes, each in every supported precision,
 # eager and compiled (see `mfu_ablate` and `mfu_table`)
 MFU_SUITE = ["lm_char", "garg_standard", "looped_paper", "seed000_looped"]
-
-
-class BenchError(ConfigError):
-    pass
 
 
 def suite_path(name: str) -> Path:
@@ -185,89 +178,6 @@ def print_mfu_table(recs: list[dict]) -> None:
     Console(width=160).print(t)
 
 
-# --- device helpers ---------------------------------------------------------------------------------------------
-def measure_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 3) -> float:
-    """Matmul FLOP/s of an n x n x n matmul in `dtype` (median of `reps` after one warm-up)."""
-    return _peak(device, dtype, n, reps)[0]
-
-
-def _peak(device: torch.device, dtype: torch.dtype, n: int | None = None, reps: int = 3) -> tuple[float, float]:
-    """(FLOP per wall second, FLOP per second of process CPU time)."""
-    n = n or (2048 if device.type == "cpu" else 8192)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    wall, cpu = [], []
-    inner = 1 if device.type == "cpu" else 20
-    for _ in range(reps):
-        sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(inner):
-            a @ b
-        sync(device)
-        wall.append((time.perf_counter() - t0) / inner)
-        cpu.append((time.process_time() - c0) / inner)
-    return 2 * n**3 / statistics.median(wall), 2 * n**3 / max(statistics.median(cpu), 1e-9)
-
-
-class MemoryMeter:
-    """Peak memory of a stretch of work: CUDA allocator peak, or the process RSS high-water mark."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.kind = (
-            "cuda_max_memory_allocated"
-            if device.type == "cuda"
-            else ("rss_hwm_reset" if self._can_reset() else "ru_maxrss_process_lifetime")
-        )
-        self.base = 0
-
-    @staticmethod
-    def _can_reset() -> bool:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            return _vm_hwm() is not None
-        except OSError:
-            return False
-
-    def start(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-        elif self.kind == "rss_hwm_reset":
-            _malloc_trim()  # hand memory freed by earlier work back to the OS, so the RSS starts low
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.base = _vm_hwm()
-        else:
-            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def peak(self) -> int:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device)
-        if self.kind == "rss_hwm_reset":
-            return _vm_hwm()
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _malloc_trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _vm_hwm() -> int | None:
-    try:
-        m = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    except OSError:
-        return None
-    return int(m.group(1)) * 1024 if m else None
-
-
 # --- training-step benchmark ---------------------------------------------------------------------------------
 @dataclass
 class Case:
@@ -321,7 +231,7 @@ def record(case: Case, device: torch.device, mem_kind: str, peak: float) -> dict
     return {
         "name": case.name,
         "kind": "train",
-        "device": _device_name(device),
+        "device": device_name(device),
         "dtype": str(amp_dtype(case)).removeprefix("torch."),
         "threads": case.threads,
         "compile": c.training.compile and c.training.compile_scope,
@@ -368,117 +278,6 @@ def _impl(case: Case) -> str:
     return resolve_impl(spec, case.cfg.training.optimizer.impl, case.trainer.device)
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{os.cpu_count()}cores"
-
-
-# --- evaluation benchmark ------------------------------------------------------------------------------------
-def bench_eval(
-    cfg: Config,
-    n_prompts: int,
-    n_points: int,
-    mem: MemoryMeter,
-    threads: int,
-    peak_n: int | None = None,
-    peak: float | None = None,
-    whole: bool = True,
-    log=print,
-) -> dict:
-    """Time the evaluation of n_prompts prompts: sampling, the model's predictions and each of the config's
-    baselines, one by one on the same prompts in `evaluate`'s batches; with `whole`, also `evaluate`
-    itself (`eval_s`; otherwise eval_s is the sum of the parts).
-
-    Regression only, by design: it times the parts of the in-context regression evaluation (the suite's
-    EVAL_CONFIG), the model against the classical baselines on the same prompts. The model and the
-    function class come from the config's workload; the token workloads have no baselines to time, and
-    their evaluation is a forward pass per batch, which the training cases already time."""
-    from iclab.evaluation.baselines import resolve, resolve_baselines
-    from iclab.evaluation.regression import eval_generator, evaluate, model_predictions
-    from iclab.training.device import resolve_device
-    from iclab.workloads import make_workload
-    from iclab.workloads.regression.workload import RegressionWorkload
-
-    workload = make_workload(cfg)
-    if not isinstance(workload, RegressionWorkload):
-        raise BenchError(f"bench eval times an in-context regression evaluation; task {cfg.task.name} is not one")
-    device = resolve_device(cfg.training.device)
-    model = workload.build_model().to(device).eval()
-    task = workload.task
-    bs = cfg.eval.batch_size
-    entries = resolve_baselines(task, cfg.eval.baselines)
-    baselines = resolve(entries)
-    peak = peak or measure_peak(device, torch.float32, peak_n)
-    evaluate(
-        model, task, n_prompts=min(n_prompts, 20), n_points=n_points, baselines=entries, batch_size=bs, device=device
-    )  # warm-up
-    mem.start()
-    secs = {}
-
-    def timed(key, fn):
-        sync(device)
-        t0 = time.perf_counter()
-        out = fn()
-        sync(device)
-        secs[key] = time.perf_counter() - t0
-        return out
-
-    gen = eval_generator(cfg.eval.seed, device)
-    batches = timed(
-        "sample",
-        lambda: [
-            task.sample(min(bs, n_prompts - s), n_points, cfg.task.n_dims, gen, device) for s in range(0, n_prompts, bs)
-        ],
-    )
-    with torch.no_grad():
-        timed("model", lambda: [model_predictions(model, xs, ys) for xs, ys in batches])
-        for b in baselines:
-            timed(b.label, lambda b=b: [b(xs, ys, task) for xs, ys in batches])
-    total = sum(secs.values())
-    if whole:
-        timed(
-            "evaluate",
-            lambda: evaluate(
-                model, task, n_prompts=n_prompts, n_points=n_points, baselines=entries, batch_size=bs, device=device
-            ),
-        )
-        total = secs["evaluate"]
-    peak_mem = mem.peak()
-    flops = predict_flops(cfg.model, n_dims=cfg.task.n_dims, n_points=n_points, batch=n_prompts)
-    base = {b.label: secs[b.label] for b in baselines}
-    log(f"  eval: {total:.2f} s; model {secs['model']:.2f} s, " + ", ".join(f"{k} {v:.3f} s" for k, v in base.items()))
-    return {
-        "name": f"eval[{n_prompts}x{n_points}]",
-        "kind": "eval",
-        "device": _device_name(device),
-        "dtype": "float32",
-        "threads": threads,
-        "n_prompts": n_prompts,
-        "n_points": n_points,
-        "n_dims": cfg.task.n_dims,
-        "n_layer": cfg.model.n_layer,
-        "n_embd": cfg.model.n_embd,
-        "loops": cfg.model.loops,
-        "steps_per_s": 1 / total,
-        "tokens_per_s": n_prompts * 2 * n_points / total,
-        "flops_per_step": flops,
-        "achieved_flops": flops / secs["model"],
-        "peak_flops": peak,
-        "mfu": flops / secs["model"] / peak,
-        "peak_mem_bytes": peak_mem,
-        "base_mem_bytes": mem.base,
-        "mem_kind": mem.kind,
-        "eval_s": total,
-        "eval_s_kind": "evaluate()" if whole else "sum of parts",
-        "sample_s": secs["sample"],
-        "model_s": secs["model"],
-        "baselines_s": base,
-        "baselines_total_s": sum(base.values()),
-    }
-
-
-# --- the suite -------------------------------------------------------------------------------------------------
 def run_suite(
     names: list[str] | None = None,
     *,
@@ -522,7 +321,7 @@ def run_suite(
             log(f"round {r + 1}/{rounds}")
             for case in cases:
                 torch.set_num_threads(case.threads)
-                peak, peak_cpu = _peak(case.trainer.device, amp_dtype(case), peak_n)
+                peak, peak_cpu = peak_flops(case.trainer.device, amp_dtype(case), peak_n)
                 mem.start()
                 secs, cpu_s = _run_steps(case, case.steps)
                 case.rounds.append(

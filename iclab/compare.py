@@ -138,7 +138,7 @@ def measure_peak(cfg: Config) -> float:
     """The matmul FLOP/s of the runs' device, dtype and thread count, measured now (as `iclab bench` does)."""
     import torch
 
-    from iclab.bench import measure_peak as peak_of
+    from iclab.experiments.throughput import measure_peak as peak_of
     from iclab.training.device import resolve_amp_dtype, resolve_device
 
     device = resolve_device(cfg.training.device)

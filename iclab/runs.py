@@ -25,8 +25,18 @@ from filelock import FileLock, Timeout
 from iclab.config import Config, ConfigError, dump_config, validate
 from iclab.errors import IclabError
 from iclab.files import write_json, write_text
-from iclab.training.checkpoint import identity, list_checkpoints, load_checkpoint, load_weights, save_weights
+from iclab.training.checkpoint import (
+    INIT_WEIGHTS,
+    checkpoint_path,
+    identity,
+    list_checkpoints,
+    load_checkpoint,
+    load_weights,
+    read_metadata,
+    save_weights,
+)
 from iclab.training.device import run_device
+from iclab.training.optim import eval_weights_from_state
 from iclab.training.trainer import Trainer
 from iclab.workloads import make_workload
 
@@ -130,25 +140,47 @@ def train_run(
     return result
 
 
-def load_run_model(run_dir: Path, cfg: Config, device, workload=None):
-    """The final weights if training finished, else the latest checkpoint."""
-    workload = workload or make_workload(cfg, run_dir)
-    model = workload.build_model()
-    ident = identity(cfg, workload)
-    final = Path(run_dir) / "model.safetensors"
-    if final.is_file():
-        model.load_state_dict(load_weights(final, ident))
-    else:
-        ckpts = list_checkpoints(Path(run_dir) / "checkpoints")
+def run_state(run_dir: Path, cfg: Config, workload=None, step: int | None = None) -> tuple[dict, int]:
+    """(state dict, step) of a run's weights as they are evaluated. `step` None: the final weights if training
+    finished, else the latest checkpoint; 0: the initial weights (init.safetensors); else that checkpoint.
+    From a checkpoint of a schedule-free optimizer, the evaluation weights x (the checkpoint holds y)."""
+    run_dir, workload = Path(run_dir), workload or make_workload(cfg, run_dir)
+    ident, ckpt_dir = identity(cfg, workload), Path(run_dir) / "checkpoints"
+    final = run_dir / "model.safetensors"
+    if step is None and final.is_file():
+        return load_weights(final, ident), int(read_metadata(final).get("step", cfg.training.steps))
+    if step is None:
+        ckpts = list_checkpoints(ckpt_dir)
         if not ckpts:
             raise RunError(f"{run_dir} has neither model.safetensors nor a checkpoint")
-        state = load_checkpoint(ckpts[-1][1], ident)
-        model.load_state_dict(state["model"])
-        from iclab.training.optim import eval_weights_from_state
+        step = ckpts[-1][0]
+    if step == 0:
+        path = run_dir / INIT_WEIGHTS
+        if not path.is_file():
+            raise RunError(
+                f"{path} not found: the run was trained before iclab saved the initial weights "
+                "(--directions init and --checkpoint 0 need it); train it again"
+            )
+        return load_weights(path, ident), 0
+    path = checkpoint_path(ckpt_dir, step)
+    if not path.is_file():
+        have = [s for s, _ in list_checkpoints(ckpt_dir)]
+        raise RunError(
+            f"--checkpoint {step}: {path} does not exist; the run has steps 0 (init), "
+            f"{', '.join(map(str, have)) or 'no checkpoints'} and the final weights"
+        )
+    state = load_checkpoint(path, ident)
+    model = workload.build_model()
+    model.load_state_dict(state["model"])
+    eval_weights_from_state(model, cfg.training, state["optim"])  # schedule-free: evaluate x, not y
+    return model.state_dict(), step
 
-        eval_weights_from_state(
-            model, cfg.training, state["optim"]
-        )  # schedule-free: the checkpoint holds y; x is evaluated
+
+def load_run_model(run_dir: Path, cfg: Config, device, workload=None):
+    """The model of a run (the final weights if training finished, else the latest checkpoint), on `device`."""
+    workload = workload or make_workload(cfg, run_dir)
+    model = workload.build_model()
+    model.load_state_dict(run_state(run_dir, cfg, workload)[0])
     return model.to(device)
 
 

@@ -5,9 +5,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from iclab.bench import MemoryMeter, bench_config, bench_eval, measure_peak, resolve_cases, run_suite
+from iclab.bench import bench_config, resolve_cases, run_suite
+from iclab.bench_eval import bench_eval
 from iclab.cli import app
 from iclab.config import validate
+from iclab.experiments.throughput import MemoryMeter, measure_peak
 from iclab.models.flops import config_step_flops
 
 FIELDS = {

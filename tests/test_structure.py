@@ -10,8 +10,9 @@ the layers below it, never a layer above):
     3  workloads                                            what is trained and how it is scored
     4  training                                             the trainer and its parts, optimizers
     5  runs                                                 a run directory: create, train, load, evaluate
-    6  experiments, sweep, compare                          one engine for many runs
-    7  analysis, reproduce, optbench, report, bench, demos  built on runs and experiments
+    6  launch, experiments, sweep, compare                  multi-process launch; one engine for many runs
+    7  analysis, reproduce, optbench, report, bench, demos, built on runs and experiments
+       interop
     8  cli (and iclab/__main__.py)                          the command line
 
 (evaluation is the lower half of the issue's "workloads (+evaluation)" layer: the workloads compose it,
@@ -44,29 +45,13 @@ LAYERS = {
     "workloads": 3,
     "training": 4,
     "runs": 5,
-    **dict.fromkeys(("experiments", "sweep", "compare"), 6),
-    **dict.fromkeys(("analysis", "reproduce", "optbench", "report", "bench", "demos"), 7),
+    **dict.fromkeys(("launch", "experiments", "sweep", "compare"), 6),
+    **dict.fromkeys(("analysis", "reproduce", "optbench", "report", "bench", "bench_eval", "demos", "interop"), 7),
     **dict.fromkeys(("cli", "__main__"), 8),
 }
 
 # violations fixed by other engineers of issue 21 in parallel: entry -> who / why
-KNOWN = {
-    "up: iclab.config -> iclab.models.reflex_plan": "config.py (not in the evalcli area): the reflex check of "
-    "ModelConfig imports models; move it into models or a registry check",
-    "up: iclab.config -> iclab.evaluation.baselines": "config.py (not in the evalcli area): EvalConfig's "
-    "baselines validator imports evaluation; move it into the regression workload's check_config",
-    "up: iclab.training.distributed -> iclab.runs": "the training engineer: the launcher and train_rank move up",
-    "up: iclab.compare -> iclab.bench": "the experiments engineer (compare becomes a sweep; one throughput timer)",
-    "file circle: iclab.runs -> iclab.training.distributed -> iclab.training.trainer": "the training engineer",
-    "package circle: iclab.config <-> iclab.models": "config.py: see the first entry",
-    "package circle: iclab.runs <-> iclab.training": "the training engineer: see above",
-    "package circle: iclab.compare <-> iclab.sweep": "the experiments engineer",
-    "long: iclab/training/trainer.py": "the training engineer (the trainer in parts)",
-    "long: iclab/analysis/landscape.py": "landscape.run_weights should call runs.load_run_model (issue 21)",
-    "long: iclab/config.py": "config.py (not in the evalcli area)",
-    "long: iclab/bench.py": "the bench engineer (one throughput timer)",
-    "long: iclab/optbench/bench.py": "the optbench engineer (jobs through the experiments engine)",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _modules() -> dict[str, Path]:

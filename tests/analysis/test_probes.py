@@ -41,8 +41,8 @@ def test_penalty_is_the_validation_argmax_by_brute_force():
     mu, sd = Ht.mean(0), Ht.std(0)
     Hs, Hvs = (Ht - mu) / sd, (Hv - mu) / sd
     scores = []
-    for lam in lambdas:  # independent: solve the normal equations directly
-        B = np.linalg.solve(Hs.T @ Hs / len(Hs) + lam * np.eye(30), Hs.T @ (Yt - Yt.mean(0)) / len(Hs))
+    for penalty in lambdas:  # independent: solve the normal equations directly
+        B = np.linalg.solve(Hs.T @ Hs / len(Hs) + penalty * np.eye(30), Hs.T @ (Yt - Yt.mean(0)) / len(Hs))
         P = Hvs @ B + Yt.mean(0)
         scores.append(np.mean(1 - ((Yv - P) ** 2).sum(0) / ((Yv - Yv.mean(0)) ** 2).sum(0)))
     assert lam == lambdas[int(np.argmax(scores))] and lam > 1e-6

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from iclab.config import ConfigError, validate
-from iclab.workloads.sequence.corpus import CorpusError, load_prepared, prepare, read_corpus
+from iclab.workloads.sequence.corpus import load_prepared, prepare
+from iclab.workloads.sequence.corpus_sources import CorpusError, read_corpus
 
 datasets = pytest.importorskip("datasets")
 pa = pytest.importorskip("pyarrow")

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from iclab.config import validate
-from iclab.evaluation.multiple_choice import evaluate_multiple_choice
 from iclab.interop.hf_export import export_run
-from iclab.runs import train_run
+from iclab.runs import evaluate_multiple_choice, train_run
 
 transformers = pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[2]

@@ -41,7 +41,8 @@ from iclab.workloads.sequence.base import (
     summarize_metrics,
     token_cross_entropy,
 )
-from iclab.workloads.sequence.corpus import HF_PREFIX, iter_windows, load_prepared, prepare, sample_windows, windows_at
+from iclab.workloads.sequence.corpus import iter_windows, load_prepared, prepare, sample_windows, windows_at
+from iclab.workloads.sequence.corpus_sources import HF_PREFIX
 from iclab.workloads.sequence.tokenizers import tokenizer_from_json
 
 NGRAM_ORDERS = (1, 2, 3, 5)

@@ -7,14 +7,8 @@ import pytest
 import torch
 
 from iclab.workloads.sequence import corpus as corpus_mod
-from iclab.workloads.sequence.corpus import (
-    CorpusError,
-    iter_windows,
-    load_prepared,
-    prepare,
-    read_corpus,
-    sample_windows,
-)
+from iclab.workloads.sequence.corpus import iter_windows, load_prepared, prepare, sample_windows
+from iclab.workloads.sequence.corpus_sources import CorpusError, read_corpus
 from iclab.workloads.sequence.tokenizers import CharTokenizer
 
 TEXT = "".join(f"line {i}: héllo wörld ✓ {i * i % 97}\n" for i in range(300))
