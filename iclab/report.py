@@ -301,6 +301,10 @@ def build_report(paths: list[Path], title: str | None = None) -> str:
 
 def write_report(paths: list[Path], out: Path, title: str | None = None) -> Path:
     out = Path(out)
+    if out.is_dir():
+        raise ReportError(f"--out {out} is a directory: give the HTML file to write, e.g. {out / 'report.html'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ReportError(f"--out {out}: {out.parent} is not a directory")
     page = build_report(paths, title)  # everything is read before the file is touched
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, page)
