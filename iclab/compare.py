@@ -31,6 +31,7 @@ from iclab.config import Config
 from iclab.experiments import (
     ExperimentError,
     Job,
+    check_backend,
     config_axis,
     point_config,
     read_metrics,
@@ -38,8 +39,8 @@ from iclab.experiments import (
     training_clock,
     wall_seconds,
 )
+from iclab.experiments.intervals import ci95_of, ci_cell, ci_text
 from iclab.files import write_json, write_text
-from iclab.stats import t_interval
 
 
 class CompareError(ExperimentError):
@@ -63,6 +64,9 @@ def compare(
     if not seeds:
         raise CompareError("give at least one seed")
     out = Path(out)
+    check_backend(backend or "inline", workers)
+    if out.exists() and not out.is_dir():
+        raise CompareError(f"--out {out} exists and is not a directory")
     points = config_axis(configs)
     cfgs = {(p.name, s): point_config(p, s, overrides=overrides) for p in points for s in seeds}  # all checked first
     jobs = [Job(cfg, out / name / f"seed{s}") for (name, s), cfg in cfgs.items()]
@@ -122,7 +126,7 @@ def summarize_config(path: Path, cfgs: dict[int, Config], runs: Path) -> dict:
         "metric": metric,
         "lower_is_better": lower,
         "mean": statistics.fmean(values),
-        "ci95": t_interval(values),
+        "ci95": ci95_of(values),  # None for one seed: no interval
         "values": values,
         "seeds": list(per_seed),
         "params": count_params(wl.build_model()),
@@ -175,7 +179,7 @@ def _csv(res: dict) -> str:
                 name,
                 r["metric"],
                 r["mean"],
-                r["ci95"],
+                ci_cell(r["ci95"]),
                 " ".join(f"{v:.6g}" for v in r["values"]),
                 r["params"],
                 r["flops_per_step"],
@@ -198,7 +202,7 @@ def table(res: dict) -> str:
     for name, r in res.items():
         wall = f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"
         lines.append(
-            f"| {name} | {r['mean']:.4f} +- {r['ci95']:.4f} | {', '.join(f'{v:.4f}' for v in r['values'])} | "
+            f"| {name} | {r['mean']:.4f} +- {ci_text(r['ci95'])} | {', '.join(f'{v:.4f}' for v in r['values'])} | "
             f"{r['params']:,} | {r['flops_per_step'] / 1e9:.2f} | {r['steps_per_s']:.2f} | "
             f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] * r['steps_per_s'] / 1e9:.1f} | {r['mfu']:.1%} | {wall} |"
         )
@@ -232,7 +236,8 @@ def _plot_headline(ax, results: dict) -> None:
         seed_dots(ax, [i], [r], run_color(i))
     ax.set_xticks(range(len(results)), list(results), rotation=30, ha="right")
     first = next(iter(results.values()))
-    title = f"mean +- 95% CI over {len(first['values'])} seeds (dots: seeds)"
+    n = len(first["values"])
+    title = f"mean +- 95% CI over {n} seeds (dots: seeds)" if n > 1 else "1 seed (no interval)"
     if floor_at_zero(ax, list(results.values())):
         title += ", axis from 0"
     ax.set(ylabel=first["metric"], title=title)

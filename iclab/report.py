@@ -3,8 +3,15 @@
 Everything is inside the file: figures as base64 PNGs, the tables of metrics and baselines, each run's
 config, and the environment it was made in (package versions, device, git commit). A path may be a run
 directory (it has config.yaml), a result of `iclab reproduce` (result.json), of `iclab compare`
-(compare.json) or of `iclab sweep`, or any directory holding such things (searched recursively; runs
-are grouped by their parent directory, e.g. the seeds of one config).
+(compare.json) or of `iclab sweep` (sweep.json), or any directory holding such things (searched recursively;
+runs are grouped by their parent directory, e.g. the seeds of one config).
+
+Each part is a <section data-section=KIND>: reproduce (verdict: SUPPORTED / CONTRADICTED / INCONCLUSIVE,
+or PASS / FAIL from an older result.json's `passed`), compare, sweep (its table and figure), and per run
+evaluation (eval.json, eval_<tag>.json), shift (an evaluation with a `shift`), multiple-choice
+(eval_mc_*.json), surgery, probes, lens and analysis (any other result JSON), with every figure of the run.
+A figure wider than WIDE_PX spans the window instead of the text column; a click shows any figure at its
+natural size.
 
 When the page has loaded, a script writes `data-figures="loaded/total"` on <body>: the report's test
 renders the page in headless Chromium and reads it back, and checks the screenshot is not blank.
@@ -29,33 +36,73 @@ class ReportError(IclabError, ValueError):
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;background:#fff}
-h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em} h3{margin-top:1.4em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
+  padding:0 1em;color:#222;background:#fff}
+h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+h3{margin-top:1.4em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0} pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
+figure{margin:.6em 0} figure img{max-width:100%;border:1px solid #eee;cursor:zoom-in}
+figure.wide{width:calc(100vw - 3em);max-width:2400px;position:relative;left:50%;transform:translateX(-50%)}
+pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
+#zoom{display:none;position:fixed;inset:0;background:rgba(0,0,0,.85);overflow:auto;z-index:10;cursor:zoom-out}
+#zoom img{max-width:none;background:#fff;margin:1em}
 .pass{color:#fff;background:#2a7d2a;padding:.1em .5em;border-radius:4px;font-weight:bold}
 .fail{color:#fff;background:#b22;padding:.1em .5em;border-radius:4px;font-weight:bold}
-.unsure{color:#fff;background:#c80;padding:.1em .5em;border-radius:4px;font-weight:bold}
+.inconclusive{color:#222;background:#e8b400;padding:.1em .5em;border-radius:4px;font-weight:bold}
 .muted{color:#666;font-size:.9em}
 """
 
+# data-figures: loaded/total figures; data-wide: the narrowest rendered width (px) of a wide figure, and the
+# window's width; a click on a figure shows it at its natural size (scroll to pan), another click closes it.
 _SCRIPT = """
 window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
+  var imgs = Array.prototype.slice.call(document.querySelectorAll('figure img'));
   var ok = imgs.filter(function (im) { return im.complete && im.naturalWidth > 0; }).length;
   document.body.setAttribute('data-figures', ok + '/' + imgs.length);
+  var wide = Array.prototype.slice.call(document.querySelectorAll('figure.wide img'));
+  var w = wide.map(function (im) { return im.getBoundingClientRect().width; });
+  var narrowest = w.length ? Math.round(Math.min.apply(null, w)) : 0;
+  document.body.setAttribute('data-wide', narrowest + '/' + window.innerWidth);
+  var zoom = document.getElementById('zoom');
+  document.addEventListener('click', function (e) {
+    if (e.target.tagName === 'IMG' && e.target.closest('figure')) {
+      zoom.querySelector('img').src = e.target.src; zoom.style.display = 'block';
+    } else if (e.target.closest('#zoom')) { zoom.style.display = 'none'; }
+  });
 });
 """
+
+WIDE_PX = 1200  # a figure wider than this (e.g. compare's four panels) spans the window, not the text column
 
 
 def _e(x) -> str:
     return html.escape(str(x))
 
 
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from a PNG's header ((0, 0) when it is not a PNG)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return 0, 0
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def _img(path: Path, alt: str | None = None) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<figure><img alt="{_e(alt or path.name)}" src="data:image/png;base64,{data}"><figcaption class="muted">{_e(path.name)}</figcaption></figure>'
+    """A figure embedded as base64; a wide one spans the window; a click shows it at its natural size."""
+    raw = Path(path).read_bytes()
+    wide = " class='wide'" if png_size(raw)[0] > WIDE_PX else ""
+    data = base64.b64encode(raw).decode()
+    return (
+        f'<figure{wide}><img alt="{_e(alt or path.name)}" title="click to enlarge" '
+        f'src="data:image/png;base64,{data}"><figcaption class="muted">{_e(path.name)} (click to enlarge)'
+        "</figcaption></figure>"
+    )
+
+
+def _section(kind: str, body: str) -> str:
+    """A part of the page the report's test looks for: <section data-section=KIND>."""
+    return f"<section data-section='{kind}'>{body}</section>"
 
 
 def _fmt(v) -> str:
@@ -130,11 +177,21 @@ def environment() -> dict[str, str]:
 
 
 # --- sections -------------------------------------------------------------------------------------------
+def verdict_of(res: dict) -> str:
+    """A reproduction's verdict: its `verdict` (SUPPORTED / CONTRADICTED / INCONCLUSIVE) where it has one, else
+    PASS or FAIL from the older `passed`."""
+    if res.get("verdict"):
+        return str(res["verdict"]).upper()
+    return "PASS" if res.get("passed") else "FAIL"
+
+
+_BADGE = {"PASS": "pass", "SUPPORTED": "pass", "FAIL": "fail", "CONTRADICTED": "fail"}
+
+
 def _reproduce_section(d: Path) -> str:
     res = json.loads((d / "result.json").read_text())
-    verdict = res.get("verdict") or ("PASS" if res.get("passed") else "FAIL")  # "passed": a record before verdicts
-    css = {"SUPPORTED": "pass", "PASS": "pass", "CONTRADICTED": "fail", "FAIL": "fail"}.get(verdict, "unsure")
-    badge = f'<span class="{css}">{verdict}</span>'
+    v = verdict_of(res)
+    badge = f'<span class="{_BADGE.get(v, "inconclusive")}">{_e(v)}</span>'
     parts = [
         f"<h2>{_e(res['name'])} <span class='muted'>({_e(res['scale'])}, {res['seeds']} seed(s))</span> {badge}</h2>",
         f"<p><b>{_e(res['source'])}.</b> {_e(res['claim'])}</p>",
@@ -152,7 +209,7 @@ def _reproduce_section(d: Path) -> str:
     for fig in ("figure.png", "verdict.png"):
         if (d / fig).is_file():
             parts.append(_img(d / fig))
-    return "\n".join(parts)
+    return _section("reproduce", "\n".join(parts))
 
 
 def _compare_section(d: Path) -> str:
@@ -162,7 +219,24 @@ def _compare_section(d: Path) -> str:
         parts.append(_markdown_table(md.read_text()))
     for png in sorted(d.glob("*.png")):
         parts.append(_img(png))
-    return "\n".join(parts)
+    return _section("compare", "\n".join(parts))
+
+
+def _sweep_section(d: Path) -> str:
+    """A sweep (sweep.json): its grid, its table (table.md, written when it aggregated) and figure."""
+    plan = json.loads((d / "sweep.json").read_text())
+    parts = [
+        f"<h2>Sweep: {_e(d)}</h2>",
+        f"<p class='muted'>config {_e(plan.get('config'))}; grid {_e(' x '.join(plan.get('grid') or []) or '-')}; "
+        f"seeds {_e(', '.join(map(str, plan.get('seeds', []))))}"
+        + (f"; target {_e(plan['target'])}" if plan.get("target") else "")
+        + "</p>",
+    ]
+    md = d / "table.md"
+    parts.append(_markdown_table(md.read_text()) if md.is_file() else "<p>(no table yet: no run has finished)</p>")
+    if (d / "table.png").is_file():
+        parts.append(_img(d / "table.png"))
+    return _section("sweep", "\n".join(parts))
 
 
 def _markdown_table(text: str) -> str:
@@ -206,6 +280,95 @@ def _scalars(d: dict, prefix: str = "") -> list[list]:
     return out
 
 
+# files of a run that are not results
+_NOT_RESULTS = {"timing.json", "failed.json", "bench.json"}
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _eval_table(ev: dict) -> str:
+    if isinstance(ev.get("model"), dict) and "mean" in ev["model"]:
+        return _regression_table(ev)
+    return _table(["evaluation", "value"], _scalars(ev))
+
+
+def _mc_table(path: Path, rec: dict) -> str:
+    ci = lambda v: f"[{v[0]:.3f}, {v[1]:.3f}]" if isinstance(v, list) and len(v) == 2 else "n/a"  # noqa: E731
+    return _table(
+        ["questions", "accuracy", "95% interval (Wilson)", "length-normalized", "95% interval", "chance"],
+        [
+            [
+                rec.get("n_questions"),
+                rec.get("accuracy"),
+                ci(rec.get("accuracy_ci95")),
+                rec.get("accuracy_norm"),
+                ci(rec.get("accuracy_norm_ci95")),
+                rec.get("chance"),
+            ]
+        ],
+    )
+
+
+def _per_layer_table(rec: dict) -> str | None:
+    """An analysis record with a list of layer labels: one row per layer, a column per numeric list of the same
+    length (lens, probes); None when it has no such list."""
+    labels = rec.get("layers") or rec.get("blocks")
+    if not isinstance(labels, list) or not labels:
+        return None
+    cols = [
+        k
+        for k, v in rec.items()
+        if isinstance(v, list)
+        and len(v) == len(labels)
+        and all(isinstance(x, (int, float)) for x in v)
+        and k not in ("layers", "blocks")
+    ]
+    if not cols:
+        return None
+    return _table(["layer", *cols], [[lab, *(rec[c][i] for c in cols)] for i, lab in enumerate(labels)])
+
+
+def _results(run: Path) -> list[str]:
+    """Every result file of a run: eval.json and tagged evaluations, distribution shifts (eval_<tag>.json with
+    a `shift`), multiple-choice scores (eval_mc_*.json), analyses (surgery, probes, lens, sharpness, ...)."""
+    out = []
+    for path in sorted(run.glob("*.json")):
+        rec = _load(path)
+        if rec is None or path.name in _NOT_RESULTS:
+            continue
+        name = path.name
+        if name.startswith("eval_mc_"):
+            title = f"multiple choice: {rec.get('file') or name.removeprefix('eval_mc_').removesuffix('.json')}"
+            out.append(
+                _section(
+                    "multiple-choice",
+                    f"<h4>{_e(title)} <span class='muted'>({_e(name)})</span></h4>" + _mc_table(path, rec),
+                )
+            )
+        elif name.startswith("eval") and rec.get("shift") is not None:
+            title = f"distribution shift: {rec['shift']}" + (f" on {rec['eval_task']}" if rec.get("eval_task") else "")
+            out.append(
+                _section("shift", f"<h4>{_e(title)} <span class='muted'>({_e(name)})</span></h4>" + _eval_table(rec))
+            )
+        elif name.startswith("eval"):
+            out.append(
+                _section(
+                    "evaluation", f"<h4>evaluation <span class='muted'>({_e(name)})</span></h4>" + _eval_table(rec)
+                )
+            )
+        else:
+            kind = next((k for k in ("surgery", "probes", "lens") if name.startswith(k)), "analysis")
+            table = _per_layer_table(rec) or _table(["quantity", "value"], _scalars(rec)[:40])
+            out.append(_section(kind, f"<h4>{_e(path.stem)} <span class='muted'>({_e(name)})</span></h4>" + table))
+    return out
+
+
 def _run_section(run: Path, level: str = "h3") -> str:
     from iclab.runs import load_run_config
 
@@ -216,13 +379,7 @@ def _run_section(run: Path, level: str = "h3") -> str:
         f"{f', {cfg.model.loops} loops' if cfg.model.loops > 1 else ''}, {cfg.training.steps} steps of "
         f"{_e(cfg.training.optimizer.name)}, seed {cfg.seed}</p>",
     ]
-    ev_path = run / "eval.json"
-    if ev_path.is_file():
-        ev = json.loads(ev_path.read_text())
-        if "model" in ev and isinstance(ev["model"], dict) and "mean" in ev["model"]:
-            parts.append(_regression_table(ev))
-        else:
-            parts.append(_table(["evaluation", "value"], _scalars(ev)))
+    parts += _results(run)
     metrics = run / "metrics.jsonl"
     if metrics.is_file():
         lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
@@ -254,8 +411,8 @@ def _group_section(parent: Path, runs: list[Path]) -> str:
     return "\n".join(parts)
 
 
-def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], dict[Path, list[Path]]]:
-    results, compares, groups = [], [], {}
+def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], list[Path], dict[Path, list[Path]]]:
+    results, compares, sweeps, groups = [], [], [], {}
     seen = set()
 
     def visit(p: Path):
@@ -267,6 +424,8 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], dict[Path, list
             results.append(p)
         if (p / "compare.json").is_file():
             compares.append(p)
+        if (p / "sweep.json").is_file():
+            sweeps.append(p)
         if (p / "config.yaml").is_file():
             groups.setdefault(p.parent, []).append(p)
             return
@@ -280,35 +439,41 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], dict[Path, list
         if not p.is_dir():
             raise ReportError(f"{p} is not a directory (give run directories or directories holding them)")
         visit(p)
-    if not (results or compares or groups):
+    if not (results or compares or sweeps or groups):
         raise ReportError(
-            "no run (config.yaml), reproduction (result.json) or comparison (compare.json) under "
+            "no run (config.yaml), reproduction (result.json), comparison (compare.json) or sweep (sweep.json) under "
             + ", ".join(str(p) for p in paths)
         )
-    return results, compares, groups
+    return results, compares, sweeps, groups
 
 
 def build_report(paths: list[Path], title: str | None = None) -> str:
-    results, compares, groups = _collect([Path(p) for p in paths])
+    results, compares, sweeps, groups = _collect([Path(p) for p in paths])
     body = [f"<h1>{_e(title or 'iclab report')}</h1>"]
     if results:
-        verdicts = [json.loads((d / "result.json").read_text()) for d in results]
-        verdicts = [r.get("verdict") or ("PASS" if r.get("passed") else "FAIL") for r in verdicts]
+        verdicts = [verdict_of(json.loads((d / "result.json").read_text())) for d in results]
         counts = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
-        body.append(f"<p>{len(results)} reproduction(s): {counts}.</p>")
+        body.append(f"<p>{len(results)} reproduction(s): {_e(counts)}.</p>")
         body += [_reproduce_section(d) for d in results]
     body += [_compare_section(d) for d in compares]
+    body += [_sweep_section(d) for d in sweeps]
     body += [_group_section(parent, sorted(runs)) for parent, runs in groups.items()]
     env = environment()
     body.append("<h2>Environment</h2>" + _table(["", ""], [[k, v] for k, v in env.items()]))
     return (
         f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_e(title or 'iclab report')}</title>"
-        f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>\n"
+        + "\n".join(body)
+        + "\n<div id='zoom' title='click to close'><img alt='enlarged figure'></div>\n</body></html>\n"
     )
 
 
 def write_report(paths: list[Path], out: Path, title: str | None = None) -> Path:
     out = Path(out)
+    if out.is_dir():
+        raise ReportError(f"--out {out} is a directory: give the HTML file to write, e.g. {out / 'report.html'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ReportError(f"--out {out}: {out.parent} is not a directory")
     page = build_report(paths, title)  # everything is read before the file is touched
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, page)

@@ -111,12 +111,23 @@ def bench(
 
     import torch
 
-    from iclab.bench import MFU_SUITE, SUITE, mfu_ablate, print_mfu_table, print_table, run_suite, write_json
+    from iclab.bench import (
+        MFU_SUITE,
+        SUITE,
+        BenchError,
+        mfu_ablate,
+        print_mfu_table,
+        print_table,
+        run_suite,
+        write_json,
+    )
 
     if names == ["list"]:
         for n, (path, what) in SUITE.items():
             typer.echo(f"  {n:<22} {what}  ({path})")
         return
+    if out.is_dir():  # refused before minutes of timing, not after
+        raise BenchError(f"--out {out} is a directory: give the JSON file to write, e.g. {out / 'bench.json'}")
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if device != "cuda" and (threads or torch.get_num_threads()) > 1 and load > cores - 0.5:
         typer.secho(

@@ -16,7 +16,7 @@ config axis), `iclab sweep`, `iclab reproduce`, `iclab optbench`. From Python:
     # -> [JobResult(run_dir, state: "done" | "reused" | "failed" | "interrupted", error, wall_s)], in order
 """
 
-from iclab.experiments.backends import BACKENDS, run_many
+from iclab.experiments.backends import BACKENDS, check_backend, run_many
 from iclab.experiments.errors import ExperimentError, GridError
 from iclab.experiments.grid import Point, config_axis, expand, parse_grid, parse_seeds, parse_target, point_config
 from iclab.experiments.jobs import Job, JobResult, execute_job, is_done, run_state, wall_seconds
@@ -30,6 +30,7 @@ __all__ = [
     "JobResult",
     "Point",
     "TargetHit",
+    "check_backend",
     "config_axis",
     "execute_job",
     "expand",

@@ -10,7 +10,7 @@ unset.
 
 - inline: one job after another in this process (tests, debugging, `iclab compare` by default).
 - local: `workers` at a time (default: min(jobs, CPU cores)), each job in a fresh `python -m
-  iclab.experiments.jobs` process whose output goes to `<run_dir>.log`; threads per run default to
+  iclab.experiments.worker` process whose output goes to `<run_dir>.log`; threads per run default to
   cores // workers, so workers x threads = cores. A process that dies without a word (killed, out of
   memory) is recorded as failed with its exit code and the last line of its log.
 - pool: `workers` persistent processes (spawned once: each imports torch and iclab once, then trains job
@@ -21,6 +21,11 @@ unset.
   `executor.update_parameters` (e.g. slurm_partition, timeout_min, gpus_per_node, cpus_per_task), and
   `options["cluster"] = "local"` uses submitit's local executor (what the tests do). Logs under
   `options["folder"]` (default `<parent of the first run>/.submitit`).
+
+Progress: while jobs run, every `progress_s` seconds (when something changed) one line says how many runs
+have finished and, for each running one, the steps done of its total, read from its metrics.jsonl:
+`progress: 1/4 runs finished; lr=1e-3/seed1 step 120/500, lr=1e-3/seed2 step 80/500`. Any backend whose
+run directories this process can read (all of them on one machine or a shared file system).
 
 Interruption (inline, local, pool): once a job reports "interrupted" (Ctrl-C or SIGTERM reached its
 trainer, which checkpointed) or this process gets Ctrl-C, no further job starts; the ones not started come
@@ -39,10 +44,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from iclab.experiments.errors import ExperimentError
-from iclab.experiments.jobs import Job, JobResult, execute_job, mark_failed, precheck, run_state
+from iclab.experiments.jobs import Job, JobResult, execute_job, is_done, mark_failed, precheck, run_state
 
 BACKENDS = ("inline", "local", "pool", "ray", "slurm")
 NOT_STARTED = "not started (interrupted)"
+RESULT_PREFIX = "iclab-sweep-result "  # the worker's last line (iclab/experiments/worker.py, not imported here)
+PROGRESS_S = 30.0  # seconds between progress lines while runs train
 
 
 def cpu_cores() -> int:
@@ -56,15 +63,36 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cpu_cores() // max(1, workers))
 
 
-def run_many(
-    jobs: list[Job], backend: str = "local", workers: int | None = None, log=print, options: dict | None = None
-) -> list[JobResult]:
-    """Run every job (see the module docstring); never raises for a failed job."""
-    jobs = [j if isinstance(j, Job) else Job(j[0], Path(j[1])) for j in jobs]
+_EXTRAS = {  # backend: (the module it imports, what to install)
+    "ray": ("ray", "Ray: pip install 'iclab[ray]'"),
+    "slurm": ("submitit", "submitit: pip install 'iclab[slurm]'"),
+}
+
+
+def check_backend(backend: str, workers: int | None = None) -> None:
+    """Refuse an unknown backend, fewer than one worker, or a backend whose package is missing, before a
+    caller creates any file (run_many checks again; commands call this before their first write)."""
+    import importlib.util
+
     if backend not in BACKENDS:
         raise ExperimentError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if workers is not None and workers < 1:
         raise ExperimentError(f"--workers {workers}: give at least 1")
+    if backend in _EXTRAS and importlib.util.find_spec(_EXTRAS[backend][0]) is None:
+        raise ExperimentError(f"--backend {backend} needs {_EXTRAS[backend][1]}")
+
+
+def run_many(
+    jobs: list[Job],
+    backend: str = "local",
+    workers: int | None = None,
+    log=print,
+    options: dict | None = None,
+    progress_s: float | None = PROGRESS_S,
+) -> list[JobResult]:
+    """Run every job (see the module docstring); never raises for a failed job."""
+    jobs = [j if isinstance(j, Job) else Job(j[0], Path(j[1])) for j in jobs]
+    check_backend(backend, workers)
     dirs = [str(Path(j.run_dir).resolve()) for j in jobs]
     if len(set(dirs)) != len(dirs):
         raise ExperimentError("two jobs share a run directory: " + next(d for d in dirs if dirs.count(d) > 1))
@@ -82,9 +110,60 @@ def run_many(
     if todo:
         workers = min(workers or cpu_cores(), len(todo))
         run = {"inline": _run_inline, "local": _run_local, "pool": _run_pool, "ray": _run_ray, "slurm": _run_slurm}
-        for i, res in run[backend]([jobs[i] for i in todo], workers, log, dict(options or {})):
-            results[todo[i]] = res
+        monitor = _Progress(jobs, log, progress_s) if progress_s else None
+        try:
+            for i, res in run[backend]([jobs[i] for i in todo], workers, log, dict(options or {})):
+                results[todo[i]] = res
+        finally:
+            if monitor is not None:
+                monitor.stop()
     return results
+
+
+def _short(run_dir: Path) -> str:
+    run_dir = Path(run_dir)
+    return f"{run_dir.parent.name}/{run_dir.name}"
+
+
+def progress_line(jobs: list[Job]) -> str:
+    """How many of `jobs` have finished and, for each one that logged a step but has not finished, the last
+    logged step of its total (metrics.jsonl; training.steps)."""
+    from iclab.experiments.metrics import read_metrics
+
+    done, running = 0, []
+    for job in jobs:
+        if is_done(job.run_dir, job.evaluate):
+            done += 1
+            continue
+        steps = [r["step"] for r in read_metrics(job.run_dir) if isinstance(r.get("step"), int)]
+        if steps:
+            running.append(f"{_short(job.run_dir)} step {steps[-1]}/{job.config.training.steps}")
+    return f"progress: {done}/{len(jobs)} runs finished" + ("; " + ", ".join(running) if running else "")
+
+
+class _Progress:
+    """A daemon thread logging `progress_line(jobs)` every `every` seconds while it changes."""
+
+    def __init__(self, jobs: list[Job], log, every: float):
+        self.jobs, self.log, self.every = jobs, log, every
+        self._stop = threading.Event()
+        self._last = progress_line(jobs)
+        self._thread = threading.Thread(target=self._loop, name="iclab-progress", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                line = progress_line(self.jobs)
+            except Exception:  # noqa: BLE001  (a run directory being rewritten: skip this beat, never stop the runs)
+                continue
+            if line != self._last and not self._stop.is_set():
+                self._last = line
+                self.log(line)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _report(log, res: JobResult) -> JobResult:
@@ -140,14 +219,14 @@ def _local_one(job: Job, threads: int, log, stop: threading.Event) -> JobResult:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(log_path(run_dir), "ab") as out:
         proc = subprocess.run(
-            [sys.executable, "-m", "iclab.experiments.jobs", "-"],
+            [sys.executable, "-m", "iclab.experiments.worker", "-"],
             input=json.dumps(job.spec(threads)).encode(),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
         )
     for ln in reversed(log_path(run_dir).read_text(errors="replace").splitlines()):
-        if ln.startswith("iclab-sweep-result "):
+        if ln.startswith(RESULT_PREFIX):
             res = _report(log, JobResult.from_dict(json.loads(ln.split(" ", 1)[1])))
             if res.state == "interrupted":
                 stop.set()

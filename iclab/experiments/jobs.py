@@ -239,17 +239,3 @@ def execute_job(spec: dict) -> dict:
         except OSError:
             pass
         return result("failed", line)
-
-
-def main(argv=None) -> int:  # `python -m iclab.experiments.jobs [SPEC.json]`: one job in a fresh process
-    import sys
-
-    argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text() if argv and argv[0] != "-" else sys.stdin.read())
-    res = execute_job(spec)
-    print(f"iclab-sweep-result {json.dumps(res)}", flush=True)
-    return {"done": 0, "reused": 0, "interrupted": 130}.get(res["state"], 1)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

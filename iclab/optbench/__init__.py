@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iclab.experiments import BACKENDS
+from iclab.experiments import ExperimentError, check_backend
 from iclab.optbench.profiles import performance_ratios, profile, score, scores
 from iclab.optbench.spec import BenchSpec, OptbenchError, load_spec
 
@@ -64,8 +64,10 @@ def run_benchmark(
     from iclab.optbench import bench
     from iclab.optbench.report import report
 
-    if backend not in BACKENDS:
-        raise OptbenchError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    try:  # an unknown or missing backend, or no workers, is refused before anything is written
+        check_backend(backend, workers)
+    except ExperimentError as e:
+        raise OptbenchError(str(e)) from None
     spec, spec_dir = load_spec(spec_path)
     updates = {}
     for key, names, known in (("workloads", workloads, spec.workloads), ("submissions", submissions, spec.submissions)):
@@ -82,6 +84,8 @@ def run_benchmark(
         updates["workers"] = workers
     spec = spec.model_copy(update=updates)
     out = Path(out) if out is not None else Path("runs") / "optbench" / spec.name
+    if out.exists() and not out.is_dir():
+        raise OptbenchError(f"--out {out} exists and is not a directory")
     trial_list = bench.plan(spec, spec_dir, out, overrides)
     info = None
     if not report_only:

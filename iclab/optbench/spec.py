@@ -127,7 +127,8 @@ def load_spec(path: str | Path) -> tuple[BenchSpec, Path]:
         spec = BenchSpec.model_validate(data)
     except ValidationError as e:
         parts = [
-            f"{'.'.join(str(p) for p in err['loc'])}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc'])}: "
+            + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
             for err in e.errors()
         ]
         raise OptbenchError(f"invalid optbench spec {path}: " + "; ".join(parts)) from None

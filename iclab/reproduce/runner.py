@@ -131,6 +131,13 @@ def reproduce(
 ) -> dict:
     entry = get_entry(name)
     out = Path(out)
+    if workers < 1:
+        raise ReproduceError(f"--workers {workers}: give at least 1")
+    for p in [out, *out.parents]:  # a file where a directory is expected: refused before training
+        if p.exists():
+            if not p.is_dir():
+                raise ReproduceError(f"--out {out}: {p} exists and is not a directory")
+            break
     runs = plan(entry, scale, seeds, out, overrides)
     flat = [r for rs in runs.values() for r in rs]
     log(f"{entry.name} ({entry.source}), scale {scale}: {len(runs)} config(s) x {len(flat) // len(runs)} seed(s)")

@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 
 from iclab.experiments import read_metrics, time_to_target, wall_seconds
-from iclab.stats import t_interval
+from iclab.experiments.intervals import NO_CI, ci95_of, ci_cell
 
 _SKIP = {"step", "lr", "steps_per_s", "skipped"}
 
@@ -53,7 +53,8 @@ def run_summary(run_dir: Path, workload=None, target=None) -> dict:
 
 
 def _stat(vals: list[float]) -> dict:
-    return {"mean": statistics.fmean(vals), "ci95": t_interval(vals), "values": vals}
+    """Mean and 95% t-interval half-width over seeds; ci95 None for one value (no interval from one seed)."""
+    return {"mean": statistics.fmean(vals), "ci95": ci95_of(vals), "values": vals}
 
 
 def aggregate(points: list[dict], target=None) -> list[dict]:
@@ -89,7 +90,7 @@ def aggregate(points: list[dict], target=None) -> list[dict]:
 def _pm(m: dict | None, digits: int = 4) -> str:
     if m is None:
         return "-"
-    return f"{m['mean']:.{digits}g} +- {m['ci95']:.2g}"
+    return f"{m['mean']:.{digits}g} +- " + (NO_CI if m["ci95"] is None else f"{m['ci95']:.2g}")
 
 
 def metric_names(rows: list[dict]) -> list[str]:
@@ -133,11 +134,11 @@ def to_csv(rows: list[dict], target=None) -> str:
         cells = [r["name"], *[json.dumps(r["values"].get(k)) for k in keys], r["n_done"], r["n_runs"]]
         for n in names:
             m = r["metrics"].get(n)
-            cells += [m["mean"], m["ci95"]] if m else ["", ""]
+            cells += [m["mean"], ci_cell(m["ci95"])] if m else ["", ""]
         if target:
             t = r["target"]
             cells += [t["reached"]] + [
-                x for k in ("step", "seconds") for x in ((t[k]["mean"], t[k]["ci95"]) if t[k] else ("", ""))
+                x for k in ("step", "seconds") for x in ((t[k]["mean"], ci_cell(t[k]["ci95"])) if t[k] else ("", ""))
             ]
         w.writerow(cells)
     return buf.getvalue()
@@ -189,7 +190,8 @@ def _plot_metric(ax, rows: list[dict], main: str) -> None:
             ax.legend(fontsize=7)
     else:
         ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
-    title = "mean +- 95% CI over seeds (dots: seeds)"
+    n = max((len(r["metrics"][main]["values"]) for r in rows if main in r["metrics"]), default=0)
+    title = "mean +- 95% CI over seeds (dots: seeds)" if n > 1 else "1 seed (no interval)"
     if floor_at_zero(ax, [r["metrics"][main] for r in rows if main in r["metrics"]]):
         title += ", axis from 0"
     ax.set(ylabel=main.removeprefix("eval: "), title=title)

@@ -18,6 +18,7 @@ from iclab.experiments import (
     GridError,
     Job,
     Point,
+    check_backend,
     expand,
     parse_grid,
     parse_target,
@@ -88,8 +89,10 @@ def run_sweep(
     log=print,
     options: dict | None = None,
 ) -> dict:
-    """Plan, run what is missing, aggregate. Returns {"rows", "results", "plan"}."""
+    """Plan, run what is missing, aggregate. Returns {"rows", "results", "plan"}. Every argument and the
+    backend are checked before OUT is created."""
     out = Path(out)
+    check_backend(backend, workers)
     pl = plan(config, grid, seeds, out, overrides, target)
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} exists and is not a directory")
