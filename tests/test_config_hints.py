@@ -5,7 +5,8 @@ import warnings
 
 import pytest
 
-from iclab.config import ConfigError, ScheduleWarning, load_config
+from iclab.config import load_config
+from iclab.config_files import ConfigError, ScheduleWarning
 
 QS = "configs/quickstart.yaml"
 

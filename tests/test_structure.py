@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1] / "iclab"
 MAX_LINES = 450
 
 LAYERS = {
-    **dict.fromkeys(("errors", "files", "registry", "config", "stats", "plotting", "__init__"), 0),
+    **dict.fromkeys(("errors", "files", "registry", "config", "config_files", "stats", "plotting", "__init__"), 0),
     "models": 1,
     "evaluation": 2,
     "workloads": 3,

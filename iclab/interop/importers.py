@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from iclab.config import ModelConfig, apply_overrides, dump_config, validate
+from iclab.config import ModelConfig, dump_config, validate
+from iclab.config_files import apply_overrides
 from iclab.interop.common import InteropError
 from iclab.interop.layout import ACTIVATION_FROM_HF, LayoutError, from_hf_gpt2, from_nanogpt
 from iclab.models.reflex_plan import reflex_plan

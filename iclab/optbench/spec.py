@@ -33,7 +33,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from iclab.config import ConfigError, apply_overrides, read_yaml, validate
+from iclab.config import validate
+from iclab.config_files import ConfigError, apply_overrides, read_yaml
 
 
 class OptbenchError(ConfigError):
