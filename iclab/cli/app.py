@@ -77,8 +77,3 @@ app = typer.Typer(
     cls=_OneLineErrors,
     help="iclab: train and evaluate transformers on in-context learning of function classes and on token sequences.",
 )
-
-
-def _clean_errors(fn):
-    """No-op, kept until cli/sweep.py and cli/optbench.py drop it (the group above handles every error)."""
-    return fn

@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 @app.command()
-@_clean_errors
 def heads(
     run_dir: Path = typer.Argument(..., help="a run directory written by `iclab train`"),
     ablate: Optional[str] = typer.Option(
@@ -29,33 +28,28 @@ def heads(
     out_tag: Optional[str] = typer.Option(None, "--out-tag", help="write heads_TAG.json / heads_TAG.png"),
 ):
     """Score every head (patterns, induction, copying), ablate each, and run the controls; write heads.json/png."""
-    from iclab.analysis.heads import HeadsError
     from iclab.analysis.heads_run import run_heads, set_effect, top_rows
-    from iclab.runs import RunError
 
-    try:
-        if over_training:
-            from iclab.analysis.heads_training import over_training as run_over
+    if over_training:
+        from iclab.analysis.heads_training import over_training as run_over
 
-            rec = run_over(run_dir, n_sequences=n_sequences, seed=seed)
-            typer.echo(
-                f"{len(rec['steps'])} checkpoints; best {rec['score_key']} score {rec['best'][0]:.3f} -> "
-                f"{rec['best'][-1]:.3f}; {rec['in_context_label']} {rec['in_context'][0]:.3f} -> "
-                f"{rec['in_context'][-1]:.3f}\nhalf of the best score's rise first reached at step "
-                f"{rec['score_half_step'] or 'never (it did not rise)'}"
-                + (
-                    f", half of the in-context drop at step {rec['in_context_half_step']}"
-                    if rec["in_context_half_step"] is not None
-                    else ""
-                )
-                + f"\nwrote {rec['path']} and {rec['figure']}"
+        rec = run_over(run_dir, n_sequences=n_sequences, seed=seed)
+        typer.echo(
+            f"{len(rec['steps'])} checkpoints; best {rec['score_key']} score {rec['best'][0]:.3f} -> "
+            f"{rec['best'][-1]:.3f}; {rec['in_context_label']} {rec['in_context'][0]:.3f} -> "
+            f"{rec['in_context'][-1]:.3f}\nhalf of the best score's rise first reached at step "
+            f"{rec['score_half_step'] or 'never (it did not rise)'}"
+            + (
+                f", half of the in-context drop at step {rec['in_context_half_step']}"
+                if rec["in_context_half_step"] is not None
+                else ""
             )
-            return
-        res = run_heads(
-            run_dir, ablate_spec=ablate, n_sequences=n_sequences, seed=seed, top=top, n_random=n_random, tag=out_tag
+            + f"\nwrote {rec['path']} and {rec['figure']}"
         )
-    except HeadsError as e:
-        raise RunError(str(e)) from None
+        return
+    res = run_heads(
+        run_dir, ablate_spec=ablate, n_sequences=n_sequences, seed=seed, top=top, n_random=n_random, tag=out_tag
+    )
     key, metric = res["score_key"], res["headline"]["metric"]
     base = res["headline"]["values"][metric]
     lines = [f"{res['headline']['description']}: {base['mean']:.4f} +- {base['ci95']:.4f} ({res['n_sequences']} items)"]

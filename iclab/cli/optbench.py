@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 def _names(text: Optional[str]) -> Optional[list[str]]:
@@ -15,7 +15,6 @@ def _names(text: Optional[str]) -> Optional[list[str]]:
 
 
 @app.command()
-@_clean_errors
 def optbench(
     spec: Optional[Path] = typer.Argument(None, help="a benchmark spec (default: configs/optbench/<scale>.yaml)"),
     scale: str = typer.Option("default", help="default: the 2-core CPU suite; full: larger budgets, for a GPU"),

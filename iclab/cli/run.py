@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 @app.command()
@@ -148,7 +148,6 @@ def plot(
 
 
 @app.command()
-@_clean_errors
 def compare(
     configs: list[Path] = typer.Argument(..., help="YAML configs to compare"),
     seeds: str = typer.Option("3", "--seeds", help="a count (3 = seeds 0,1,2), a range (0-4) or a list (1,5,7)"),

@@ -9,11 +9,10 @@ from typing import Optional
 
 import typer
 
-from iclab.cli.app import _clean_errors, app
+from iclab.cli.app import app
 
 
 @app.command(context_settings={"help_option_names": ["--help", "-h"]})
-@_clean_errors
 def sweep(
     config: str = typer.Argument(..., help="YAML config, or `status` followed by a sweep directory"),
     sweep_dir: Optional[Path] = typer.Argument(None, help="(iclab sweep status SWEEP_DIR) the sweep to report on"),
@@ -41,36 +40,32 @@ def sweep(
 ):
     """Train CONFIG at every grid point x seed into one directory (finished runs reused, interrupted ones
     resumed), then tabulate each point's final metrics as mean +- 95% CI over seeds (table.md/csv/json/png)."""
-    from iclab.config import ConfigError
-    from iclab.experiments import ExperimentError, parse_seeds
+    from iclab.experiments import parse_seeds
     from iclab.sweep import SweepError, core
 
-    try:
-        if config == "status":
-            if sweep_dir is None:
-                raise SweepError("iclab sweep status SWEEP_DIR: give the sweep directory")
-            typer.echo(core.status_table(core.status(sweep_dir)), nl=False)
-            return
-        if sweep_dir is not None:
-            raise SweepError(f"unexpected argument {sweep_dir}: overrides for every run go in --set, grids in --grid")
-        options = backend_options(backend, slurm_option or [], ray_address)
-        cfg_path = Path(config)
-        out = out or Path("runs") / f"sweep-{cfg_path.stem}"
-        t0 = time.perf_counter()
-        res = core.run_sweep(
-            cfg_path,
-            grid or [],
-            parse_seeds(seeds),
-            out,
-            set_ or [],
-            backend=backend,
-            workers=workers,
-            target=target,
-            log=lambda m: typer.echo(m, err=True),
-            options=options,
-        )
-    except ExperimentError as e:
-        raise ConfigError(str(e)) from None
+    if config == "status":
+        if sweep_dir is None:
+            raise SweepError("iclab sweep status SWEEP_DIR: give the sweep directory")
+        typer.echo(core.status_table(core.status(sweep_dir)), nl=False)
+        return
+    if sweep_dir is not None:
+        raise SweepError(f"unexpected argument {sweep_dir}: overrides for every run go in --set, grids in --grid")
+    options = backend_options(backend, slurm_option or [], ray_address)
+    cfg_path = Path(config)
+    out = out or Path("runs") / f"sweep-{cfg_path.stem}"
+    t0 = time.perf_counter()
+    res = core.run_sweep(
+        cfg_path,
+        grid or [],
+        parse_seeds(seeds),
+        out,
+        set_ or [],
+        backend=backend,
+        workers=workers,
+        target=target,
+        log=lambda m: typer.echo(m, err=True),
+        options=options,
+    )
     from iclab.sweep.aggregate import table
 
     failed = [r for r in res["results"] if r.state == "failed"]
