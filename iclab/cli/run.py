@@ -114,9 +114,12 @@ def eval_(
     from iclab.runs import evaluate_multiple_choice, evaluate_run, load_run_config
     from iclab.workloads import make_workload
 
+    from iclab.files import options_tag
+
     if multiple_choice is not None:
         from iclab.evaluation.multiple_choice import summary_line
 
+        tag = tag or options_tag({"loops": loops}) or None
         typer.echo(summary_line(evaluate_multiple_choice(run_dir, multiple_choice, tag=tag, loops=loops)))
         return
     from iclab.evaluation.shift_eval import parse_options
@@ -129,10 +132,21 @@ def eval_(
         options["task_options"] = parse_options(task_option, "--task-option")
     if baselines is not None:
         options["baselines"] = [b.strip() for b in baselines.split(",") if b.strip()]
+    auto = ""
+    if tag is None and shift is None and task is None and baselines is None and not all_shifts:
+        auto = options_tag({k: options.get(k) for k in _NAMED})  # non-default options: their own file
+        options["tag"] = auto or None
     cfg = load_run_config(run_dir)
     workload = make_workload(cfg, run_dir)  # prepares (or reuses) a token workload's data once
     ev = evaluate_run(run_dir, cfg, workload=workload, **{k: v for k, v in options.items() if v is not None})
     typer.echo(workload.summary(ev))
+    if auto:
+        typer.echo(f"written: {run_dir / f'eval_{auto}.json'} (options other than the run's defaults; eval.json kept)")
+
+
+#: `iclab eval` options that name the result file when no --tag is given (eval_loops3_seed5.json)
+#: (--shift, --task and --baselines results are named after the shift and the task: eval_<shift>_on_<task>.json)
+_NAMED = ("n_prompts", "n_points", "seed", "loops", "max_loops", "seq_len")
 
 
 @app.command()
