@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from iclab.errors import IclabError
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -87,8 +89,6 @@ def options_tag(options: dict, defaults: dict | None = None) -> str:
 def check_replace(path: Path, record: dict, keys: tuple[str, ...], force: bool, tag_flag: str = "--tag") -> None:
     """Refuse (ResultExists) to replace the result at `path` with one whose `keys` differ from the stored record's,
     unless `force`: the earlier result would be lost without a word."""
-    from iclab.errors import IclabError
-
     path = Path(path)
     if force or not path.is_file():
         return
@@ -96,9 +96,10 @@ def check_replace(path: Path, record: dict, keys: tuple[str, ...], force: bool, 
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    diff = [k for k in keys if old.get(k) != record.get(k)]
+    value = lambda k: list(old[k]) if isinstance(old.get(k), dict) else old.get(k)  # noqa: E731  (a dict: its keys)
+    diff = [k for k in keys if value(k) != record.get(k)]
     if diff:
-        was = ", ".join(f"{k}={old.get(k)}" for k in diff)
+        was = ", ".join(f"{k}={value(k)}" for k in diff)
         now = ", ".join(f"{k}={record.get(k)}" for k in diff)
         raise IclabError(
             f"{path} holds a result with {was}; this one ({now}) would replace it: give {tag_flag} NAME to keep "
