@@ -160,11 +160,11 @@ def weights_step(run_dir: Path) -> int | None:
     if final.is_file():
         from safetensors import safe_open
 
-        with safe_open(str(final), "pt") as f:
-            meta = f.metadata() or {}
-        try:
+        try:  # an unreadable file: None here; loading the weights says what is wrong with it
+            with safe_open(str(final), "pt") as f:
+                meta = f.metadata() or {}
             step = json.loads(meta.get("iclab", "{}")).get("step")
-        except ValueError:
+        except Exception:
             step = None
         return int(step) if step is not None and str(step).isdigit() else None
     ckpts = list_checkpoints(Path(run_dir) / "checkpoints")

@@ -156,10 +156,15 @@ def plot(
     tag: Optional[str] = typer.Option(None, help="read eval_TAG.json instead of eval.json"),
     loops: bool = typer.Option(False, "--loops", help="plot error vs loop iterations (loops.json) instead"),
     title: Optional[str] = typer.Option(None, help="figure title"),
+    force: bool = typer.Option(False, "--force", help="replace an existing figure at --out"),
 ):
-    """Overlay several runs' error curves in one figure."""
+    """Overlay several runs' error curves in one figure (an existing --out is replaced only with --force)."""
+    from iclab.errors import IclabError
     from iclab.evaluation.plots import plot_error_curves, plot_loop_curves
     from iclab.runs import read_eval
+
+    if out.exists() and not force:
+        raise IclabError(f"--out {out} exists; give another --out to keep both figures, or --force to replace it")
 
     runs = [(d.name, read_eval(d, tag, "loops" if loops else "eval")) for d in run_dirs]
     (plot_loop_curves if loops else plot_error_curves)(runs, out, title)
