@@ -105,15 +105,15 @@ def test_cli_probe_and_lens_end_to_end(tiny_run):
     )
     assert r.exit_code == 0, r.output
     assert "gd_1_pred" in r.output and "random init" in r.output
-    rec = json.loads((tiny_run / "probes.json").read_text())
+    rec = json.loads((tiny_run / "probes_nprompts200.json").read_text())
     assert rec["layers"] == ["embed", "0", "1"] and rec["positions"] == list(range(1, 7))
     for key in ("trained", "random_init"):
         for t in ("true_w", "gd_1_pred", "newton_2"):
             assert len(rec[key][t]["r2"]) == 3 and all(np.isfinite(rec[key][t]["r2"]))
-    assert (tiny_run / "probes.png").stat().st_size > 1000
+    assert (tiny_run / "probes_nprompts200.png").stat().st_size > 1000
     r = CliRunner().invoke(app, ["lens", str(tiny_run), "--n-prompts", "100"])
     assert r.exit_code == 0, r.output
-    lens = json.loads((tiny_run / "lens.json").read_text())
+    lens = json.loads((tiny_run / "lens_nprompts100.json").read_text())
     assert len(lens["error_by_position"]) == 2 and len(lens["error_by_position"][0]) == 7
     np.testing.assert_allclose(lens["error_by_position"][-1], lens["model_error_by_position"], rtol=1e-5)
     assert (tiny_run / "lens.png").stat().st_size > 1000

@@ -37,5 +37,5 @@ def test_token_lens_last_layer_is_the_model(sort_run):
 def test_lens_cli_on_a_token_run(sort_run):
     r = CliRunner().invoke(app, ["lens", str(sort_run), "--n-prompts", "32"])
     assert r.exit_code == 0, r.output
-    assert json.loads((sort_run / "lens.json").read_text())["family"] == "sequence"
-    assert (sort_run / "lens.png").is_file()
+    assert json.loads((sort_run / "lens_nprompts32.json").read_text())["family"] == "sequence"
+    assert (sort_run / "lens_nprompts32.png").is_file()
