@@ -116,7 +116,7 @@ def test_cli_probe_and_lens_end_to_end(tiny_run):
     lens = json.loads((tiny_run / "lens_nprompts100.json").read_text())
     assert len(lens["error_by_position"]) == 2 and len(lens["error_by_position"][0]) == 7
     np.testing.assert_allclose(lens["error_by_position"][-1], lens["model_error_by_position"], rtol=1e-5)
-    assert (tiny_run / "lens.png").stat().st_size > 1000
+    assert (tiny_run / "lens_nprompts100.png").stat().st_size > 1000
 
 
 def test_cli_bad_target_and_task(tiny_run, tmp_path):
