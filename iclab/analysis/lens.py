@@ -37,7 +37,8 @@ from iclab.workloads.base import check_loops
 
 @torch.no_grad()
 def lens_predictions(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, batch: int = 500):
-    """(labels ["0", "1", ...] (looped: "0.0", ...), lens predictions (layers, B, n), the model's predictions (B, n))."""
+    """(labels ["0", "1", ...] (looped: "0.0", ...), lens predictions (layers, B, n), the model's predictions
+    (B, n))."""
     if model.cfg.drop_tokens:
         raise ProbeError("probes and the logit lens need a model without token dropping (model.drop_tokens=0)")
     model.eval()

@@ -127,7 +127,8 @@ def sample_linear(task, n_prompts: int, n_points: int, seed: int, device) -> tup
 
 @torch.no_grad()
 def hidden_states(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, batch: int = 500):
-    """(layer labels ["embed", "0", "1", ...] (looped: "0.0", "0.1", ...), states (layers, B, n, C) at the x tokens, float32 on the CPU,
+    """(layer labels ["embed", "0", "1", ...] (looped: "0.0", "0.1", ...),
+    states (layers, B, n, C) at the x tokens, float32 on the CPU,
     predictions (B, n) of the final iteration)."""
     if model.cfg.drop_tokens:
         raise ProbeError("probes and the logit lens need a model without token dropping (model.drop_tokens=0)")

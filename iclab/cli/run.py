@@ -111,10 +111,9 @@ def eval_(
     """Re-evaluate a saved run (more prompts, longer prompts, another seed, a distribution shift, another
     function class; token workloads: another length, a multiple-choice file) and draw its figure.
     The run's workload says which of these options it takes and writes the summary line."""
+    from iclab.files import options_tag
     from iclab.runs import evaluate_multiple_choice, evaluate_run, load_run_config
     from iclab.workloads import make_workload
-
-    from iclab.files import options_tag
 
     if multiple_choice is not None:
         from iclab.evaluation.multiple_choice import summary_line
