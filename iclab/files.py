@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from iclab.errors import IclabError
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -63,3 +65,43 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(rec, dict):
             out.append(rec)
     return out
+
+
+def options_tag(options: dict, defaults: dict | None = None) -> str:
+    """A file-name tag spelling the options that differ from their defaults (None counts as the default), e.g.
+    {"loops": 3, "seed": 5} -> "loops3_seed5"; "" when every option is at its default. Commands that write a
+    result into a run name it `<stem>_<tag>` with this tag when the user gave no --tag, so a result computed with
+    other options never replaces the default one in silence."""
+    defaults = defaults or {}
+    parts = []
+    for key, value in options.items():
+        if value is None or value is False or (key in defaults and value == defaults[key]):
+            continue
+        if isinstance(value, dict):
+            value = "+".join(f"{k}{v}" for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            value = "+".join(map(str, value))
+        text = key.replace("_", "") + ("" if value is True else str(value))
+        parts.append("".join(c if c.isalnum() or c in ".+-" else "-" for c in text))
+    return "_".join(parts)
+
+
+def check_replace(path: Path, record: dict, keys: tuple[str, ...], force: bool, tag_flag: str = "--tag") -> None:
+    """Refuse (ResultExists) to replace the result at `path` with one whose `keys` differ from the stored record's,
+    unless `force`: the earlier result would be lost without a word."""
+    path = Path(path)
+    if force or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    value = lambda k: list(old[k]) if isinstance(old.get(k), dict) else old.get(k)  # noqa: E731  (a dict: its keys)
+    diff = [k for k in keys if value(k) != record.get(k)]
+    if diff:
+        was = ", ".join(f"{k}={value(k)}" for k in diff)
+        now = ", ".join(f"{k}={record.get(k)}" for k in diff)
+        raise IclabError(
+            f"{path} holds a result with {was}; this one ({now}) would replace it: give {tag_flag} NAME to keep "
+            "both, or --force to replace it"
+        )

@@ -39,6 +39,7 @@ from iclab.training.device import run_device
 from iclab.training.optim import eval_weights_from_state
 from iclab.training.trainer import Trainer
 from iclab.workloads import make_workload
+from iclab.workloads.base import check_loops
 
 
 class RunError(IclabError, RuntimeError):
@@ -184,6 +185,24 @@ def load_run_model(run_dir: Path, cfg: Config, device, workload=None):
     return model.to(device)
 
 
+def weights_step(run_dir: Path) -> int | None:
+    """The training step of the weights `load_run_model` loads: model.safetensors' recorded step, else the
+    latest checkpoint's (None when neither says)."""
+    final = Path(run_dir) / "model.safetensors"
+    if final.is_file():
+        from safetensors import safe_open
+
+        try:  # an unreadable file: None here; loading the weights says what is wrong with it
+            with safe_open(str(final), "pt") as f:
+                meta = f.metadata() or {}
+            step = json.loads(meta.get("iclab", "{}")).get("step")
+        except Exception:
+            step = None
+        return int(step) if step is not None and str(step).isdigit() else None
+    ckpts = list_checkpoints(Path(run_dir) / "checkpoints")
+    return ckpts[-1][0] if ckpts else None
+
+
 def open_run(run_dir: Path, cfg: Config | None = None, model=None, n_points: int | None = None, workload=None):
     """(config, device, model, evaluation prompt length) of a saved run; the workload checks the length
     when it evaluates."""
@@ -204,6 +223,8 @@ def evaluate_run(run_dir: Path, cfg: Config | None = None, model=None, *, worklo
     cfg = cfg or load_run_config(run_dir)
     workload = workload or make_workload(cfg, run_dir)
     workload.check_eval_options(options)
+    if options.get("step") is None and model is None:  # a re-evaluation: the step of the weights it loads
+        options["step"] = weights_step(run_dir)
     cfg, device, model, _ = open_run(run_dir, cfg, model, options.get("n_points"), workload)
     return workload.evaluate(run_dir, model, device, **options)
 
@@ -224,6 +245,7 @@ def evaluate_multiple_choice(
         raise mc.MultipleChoiceError(
             f"task {cfg.task.name} has no text tokenizer; multiple choice needs a language-model run"
         )
+    check_loops(cfg, loops)
     questions = mc.read_questions(file)  # before loading the model: a bad file fails fast
     device = run_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)

@@ -16,26 +16,29 @@ Writes RUN_DIR/lens.json and lens.png.
 
 Token workloads (language model, sorting, modular arithmetic): the LM head's own path, logits =
 ln_f(u) @ wte^T, on the workload's fixed analysis batches (`SequenceWorkload.fixed_batches`, as layer surgery): the
-cross-entropy (nats per counted token) and the token accuracy of every layer; the last block of the last
+cross-entropy (nats and bits per counted token) and the token accuracy of every layer; the last block of the last
 iteration reproduces the model's own numbers.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
-from iclab.analysis.probes import ProbeError
+from iclab.analysis.probes import LAYER_AXIS, ProbeError, layer_labels
 from iclab.files import write_json
 from iclab.runs import load_run_config, load_run_model
 from iclab.training.device import run_device
 from iclab.workloads import make_workload
+from iclab.workloads.base import check_loops
 
 
 @torch.no_grad()
 def lens_predictions(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, batch: int = 500):
-    """(labels ["1.1", ...], lens predictions (layers, B, n), the model's predictions (B, n))."""
+    """(labels ["0", "1", ...] (looped: "0.0", ...), lens predictions (layers, B, n), the model's predictions
+    (B, n))."""
     if model.cfg.drop_tokens:
         raise ProbeError("probes and the logit lens need a model without token dropping (model.drop_tokens=0)")
     model.eval()
@@ -44,29 +47,46 @@ def lens_predictions(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | Non
         with model.tapped() as taps:
             preds.append(model.predict(xs[s : s + batch], ys[s : s + batch], loops=loops))
         lens.append(torch.stack([model._read_out(model.ln_f(u[:, 0::2])) for _, _, u in taps]))
-        labels = [f"{t + 1}.{j + 1}" for t, j, _ in taps]
+        labels = layer_labels(taps)
     return labels, torch.cat(lens, 1), torch.cat(preds)
+
+
+#: prompts of the regression lens by default; sequences of the token lens by default and at most
+N_PROMPTS, TOKEN_CAP = 2000, 512
 
 
 def logit_lens(
     run_dir: Path,
-    n_prompts: int = 2000,
+    n_prompts: int | None = None,
     seed: int = 0,
     loops: int | None = None,
     min_examples: int | None = None,
     write: bool = True,
+    tag: str | None = None,
 ) -> dict:
+    """The lens record of a run; written to RUN/lens[_TAG].json and lens[_TAG].png (the record's "path")."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    check_loops(cfg, loops)
     workload = make_workload(cfg, run_dir)
+    suffix = f"_{tag}" if tag else ""
+    if workload.family != "regression":
+        if n_prompts is not None and n_prompts > TOKEN_CAP:
+            raise ProbeError(
+                f"--n-prompts {n_prompts}: the logit lens of a token workload reads at most {TOKEN_CAP} sequences"
+            )
+        n = n_prompts or TOKEN_CAP
+        device = run_device(cfg.training.device)
+        model = load_run_model(run_dir, cfg, device, workload)
+        record = token_lens(model, workload, device, n=n, seed=seed, loops=loops)
+        record |= {"n_prompts": n, "seed": seed}
+        if write:
+            write_json(run_dir / f"lens{suffix}.json", record)
+            plot_token_lens(record, run_dir / f"lens{suffix}.png")
+        return record | {"path": str(run_dir / f"lens{suffix}.json")}
+    n_prompts = n_prompts or N_PROMPTS
     device = run_device(cfg.training.device)
     model = load_run_model(run_dir, cfg, device, workload)
-    if workload.family != "regression":
-        record = token_lens(model, workload, device, n=min(n_prompts, 512), seed=seed, loops=loops)
-        if write:
-            write_json(run_dir / "lens.json", record)
-            plot_token_lens(record, run_dir / "lens.png")
-        return record
     n, d = cfg.eval.n_points or cfg.task.n_points, cfg.task.n_dims
     min_examples = d if min_examples is None else min_examples
     if not 0 <= min_examples < n:
@@ -92,9 +112,9 @@ def logit_lens(
         "model_error_by_position": model_pos.tolist(),
     }
     if write:
-        write_json(run_dir / "lens.json", record)
-        plot_lens(record, run_dir / "lens.png")
-    return record
+        write_json(run_dir / f"lens{suffix}.json", record)
+        plot_lens(record, run_dir / f"lens{suffix}.png")
+    return record | {"path": str(run_dir / f"lens{suffix}.json")}
 
 
 def plot_lens(record: dict, path: Path) -> Path:
@@ -105,7 +125,7 @@ def plot_lens(record: dict, path: Path) -> Path:
     ax1.plot(xs, record["error"], marker="o", lw=2, label=f"mean over >= {record['min_examples']} examples")
     ax1.plot(xs, record["error_last"], marker="s", lw=1.5, ls="--", label=f"at {record['n_points'] - 1} examples")
     ax1.set_xticks(xs, record["layers"])
-    ax1.set(xlabel="layer (loop iteration . block)", ylabel="normalized squared error", title="logit lens vs layer")
+    ax1.set(xlabel=LAYER_AXIS, ylabel="normalized squared error", title="logit lens vs layer")
     ax1.set_yscale("log")
     cmap = plt.cm.viridis
     pos = list(range(record["n_points"]))
@@ -147,7 +167,7 @@ def token_lens(model, workload, device, *, n: int, seed: int, loops: int | None 
             lg = model.lm_head(model.ln_f(u))[k].float()
             ls.append(F.cross_entropy(lg, t[k], reduction="sum").item())
             rs.append((lg.argmax(-1) == t[k]).sum().item())
-        labels = [f"{t + 1}.{j + 1}" for t, j, _ in taps]
+        labels = layer_labels(taps)
         loss_sum = ls if loss_sum is None else [a + b for a, b in zip(loss_sum, ls)]
         right = rs if right is None else [a + b for a, b in zip(right, rs)]
         counted += int(keep.sum())
@@ -158,8 +178,10 @@ def token_lens(model, workload, device, *, n: int, seed: int, loops: int | None 
         "n_tokens": counted,
         "loops": loops or model.cfg.loops,
         "loss": [v / counted for v in loss_sum],
+        "bits": [v / counted / math.log(2) for v in loss_sum],
         "token_accuracy": [v / counted for v in right],
         "model_loss": model_loss / counted,
+        "model_bits": model_loss / counted / math.log(2),
     }
 
 
@@ -171,11 +193,13 @@ def plot_token_lens(record: dict, path: Path) -> Path:
     ax1.plot(xs, record["loss"], marker="o", lw=2)
     ax1.axhline(record["model_loss"], color="k", ls=":", label="model")
     ax1.set(ylabel="cross-entropy (nats per counted token)", title="logit lens: loss vs layer")
+    bits = ax1.secondary_yaxis("right", functions=(lambda v: v / math.log(2), lambda v: v * math.log(2)))
+    bits.set_ylabel("bits per counted token")
     ax2.plot(xs, record["token_accuracy"], marker="o", lw=2, color="tab:red")
     ax2.set(ylabel="token accuracy", title="logit lens: accuracy vs layer", ylim=(0, 1.02))
     for ax in (ax1, ax2):
         ax.set_xticks(xs, record["layers"])
-        ax.set_xlabel("layer (loop iteration . block)")
+        ax.set_xlabel(LAYER_AXIS)
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=8)
     fig.suptitle(f"{record['task']}: {record['n_tokens']:,} tokens")

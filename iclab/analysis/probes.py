@@ -21,7 +21,9 @@ Controls in the same run: the same probes on a randomly initialized model of the
 (torch.manual_seed(seed), workload.build_model()), and on the read-in embedding e = read_in(x) of the query
 token alone ("embed", layer 0), which holds x_{i+1} and nothing about the prompt.
 
-Writes RUN_DIR/probes.json and probes.png (R^2 vs layer "t.j" = block j of loop iteration t, both 1-based).
+Writes RUN_DIR/probes.json and probes.png (R^2 vs layer: block j, or "t.j" = block j of loop iteration t in a
+looped model, both 0-based as in `iclab surgery`); with options other than the defaults, probes_<options>.json
+(or probes_TAG.json with --tag).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from iclab.files import write_json
 from iclab.runs import RunError, load_run_config, load_run_model
 from iclab.training.device import run_device
 from iclab.workloads import make_workload
+from iclab.workloads.base import check_loops
 
 LAMBDAS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -88,6 +91,17 @@ def predict(W: np.ndarray, H: np.ndarray) -> np.ndarray:
     return np.asarray(H, np.float64) @ W[:-1] + W[-1]
 
 
+def layer_labels(pairs) -> list[str]:
+    """Labels of (iteration t, block j) pairs, 0-based as everywhere in iclab (`iclab surgery` ops): "j" for a
+    single iteration, "t.j" when the model loops."""
+    pairs = [(t, j) for t, j, *_ in pairs]
+    looped = len({t for t, _ in pairs}) > 1
+    return [f"{t}.{j}" if looped else str(j) for t, j in pairs]
+
+
+LAYER_AXIS = "layer (block, from 0; looped: iteration.block)"
+
+
 # --- hidden states ------------------------------------------------------------------------------------
 
 
@@ -113,7 +127,8 @@ def sample_linear(task, n_prompts: int, n_points: int, seed: int, device) -> tup
 
 @torch.no_grad()
 def hidden_states(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None = None, batch: int = 500):
-    """(layer labels ["embed", "1.1", ...], states (layers, B, n, C) at the x tokens, float32 on the CPU,
+    """(layer labels ["embed", "0", "1", ...] (looped: "0.0", "0.1", ...),
+    states (layers, B, n, C) at the x tokens, float32 on the CPU,
     predictions (B, n) of the final iteration)."""
     if model.cfg.drop_tokens:
         raise ProbeError("probes and the logit lens need a model without token dropping (model.drop_tokens=0)")
@@ -128,7 +143,7 @@ def hidden_states(model, xs: torch.Tensor, ys: torch.Tensor, loops: int | None =
         e = model.read_in(interleave(x, y))
         chunks.append(torch.stack([e[:, 0::2]] + [u[:, 0::2] for _, _, u in taps]).float().cpu())
         if s == 0:
-            labels += [f"{t + 1}.{j + 1}" for t, j, _ in taps]
+            labels += layer_labels(taps)
     return labels, torch.cat(chunks, 1), torch.cat(preds)
 
 
@@ -167,12 +182,14 @@ def run_probes(
     ridge_lam: float = 0.1,
     lambdas=LAMBDAS,
     write: bool = True,
+    tag: str | None = None,
 ) -> dict:
     """Probe every (iteration, layer) of a linear-regression run for each target; see the module docstring."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     workload = make_workload(cfg, run_dir)
     check_linear_task(workload, targets)
+    check_loops(cfg, loops)
     try:
         compute_targets(targets, torch.zeros(1, 1, 1), torch.zeros(1, 1), torch.zeros(1, 1))  # names, before any work
     except TargetError as e:
@@ -206,8 +223,9 @@ def run_probes(
         record["layers"] = outs[0][0]
         record[key] = _probe_model([o[1] for o in outs], tg, positions, lambdas)
     if write:
-        write_json(run_dir / "probes.json", record)
-        plot_probes(record, run_dir / "probes.png")
+        suffix = f"_{tag}" if tag else ""
+        write_json(run_dir / f"probes{suffix}.json", record)
+        plot_probes(record, run_dir / f"probes{suffix}.png")
     return record
 
 
@@ -237,7 +255,7 @@ def plot_probes(record: dict, path: Path) -> Path:
     ax.plot([], [], color="gray", marker="s", ls="none", label="embed (read-in)")
     ax.set_xticks(xs, record["layers"])
     ax.axhline(0, color="gray", lw=0.8, alpha=0.6)
-    ax.set_xlabel("layer (loop iteration . block)")
+    ax.set_xlabel(LAYER_AXIS)
     ax.set_ylabel("held-out R$^2$ of a linear probe")
     low = np.nanmin([record[k][t]["r2"] for k in ("trained", "random_init") for t in record["targets"]])
     ax.set_ylim(max(min(-0.1, float(low) - 0.05), -1.0), 1.05)

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from iclab.errors import IclabError
-from iclab.files import write_json
+from iclab.files import check_replace, write_json
 
 
 class SurgeryError(IclabError, ValueError):
@@ -266,7 +266,12 @@ def plot_surgery(res: dict, path: Path, title: str | None = None) -> Path:
 
 # --- the run-level entry point ---------------------------------------------------------------------------
 def run_surgery(
-    run_dir: Path, ops: list[str], n_prompts: int | None = None, seed: int | None = None, tag: str | None = None
+    run_dir: Path,
+    ops: list[str],
+    n_prompts: int | None = None,
+    seed: int | None = None,
+    tag: str | None = None,
+    force: bool = False,
 ) -> dict:
     """Evaluate every variant of a saved run on the same data; write surgery[_TAG].json and .png into it.
     Returns the record, with "path" and "figure" added."""
@@ -280,6 +285,10 @@ def run_surgery(
     if seed is not None and not 0 <= seed < 2**63:
         raise SurgeryError(f"--seed {seed}: must be in 0..2^63-1")
     variants = parse_ops(ops, cfg.model.n_layer, cfg.eval.loops or cfg.model.loops)  # fail before loading
+    suffix = f"_{tag}" if tag else ""
+    check_replace(  # another set of ops into the same file: refused (an earlier result is never lost in silence)
+        run_dir / f"surgery{suffix}.json", {"variants": [v.name for v in variants]}, ("variants",), force, "--out-tag"
+    )
     workload = make_workload(cfg, run_dir)
     cfg, device, model, n_points = open_run(run_dir, cfg, workload=workload)
     model.eval()
@@ -306,7 +315,6 @@ def run_surgery(
         "seed": seed,
         **res,
     }
-    suffix = f"_{tag}" if tag else ""
     write_json(run_dir / f"surgery{suffix}.json", res)
     fig = plot_surgery(res, run_dir / f"surgery{suffix}.png", title=f"layer surgery: {run_dir.name}")
     return {**res, "path": str(run_dir / f"surgery{suffix}.json"), "figure": str(fig)}

@@ -25,12 +25,23 @@ def surgery(
     seed: Optional[int] = typer.Option(
         None, min=0, max=2**63 - 1, help="seed of the evaluation data (default: eval.seed)"
     ),
-    out_tag: Optional[str] = typer.Option(None, "--out-tag", help="write surgery_TAG.json / surgery_TAG.png"),
+    out_tag: Optional[str] = typer.Option(
+        None,
+        "--out-tag",
+        "--tag",
+        help="write surgery_TAG.json / .png (default: surgery.json, or surgery_<options>.json when options differ)",
+    ),
+    force: bool = typer.Option(False, "--force", help="replace an existing result made with other ops"),
 ):
-    """Layer surgery: evaluate the trained model with its blocks duplicated, dropped, swapped or shuffled."""
-    from iclab.analysis.surgery import run_surgery, summary_rows
+    """Layer surgery: evaluate the trained model with its blocks (numbered from 0) duplicated, dropped, swapped or
+    shuffled."""
+    from iclab.analysis.surgery import SurgeryError, run_surgery, summary_rows
+    from iclab.files import options_tag
 
-    res = run_surgery(run_dir, list(op or []), n_prompts=n_prompts, seed=seed, tag=out_tag)
+    if not op:
+        raise SurgeryError("give at least one --op (e.g. --op duplicate:0, --op swap:0,1, --op loops:2); see --help")
+    tag = out_tag or options_tag({"n_prompts": n_prompts, "seed": seed}) or None
+    res = run_surgery(run_dir, list(op), n_prompts=n_prompts, seed=seed, tag=tag, force=force)
     what = (
         f"normalized squared error at k={res['summary_position']}"
         if res["family"] == "regression"

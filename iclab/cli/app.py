@@ -10,6 +10,7 @@ Commands therefore raise the library's errors as they are; none converts or catc
 
 from __future__ import annotations
 
+import difflib
 import sys
 import warnings
 
@@ -34,8 +35,26 @@ def _interrupted(e: KeyboardInterrupt) -> None:
         typer.secho("interrupted", fg="yellow", err=True)
 
 
+#: commands whose first argument may be a word naming a sub-action (`iclab sweep status DIR`): a mistyped
+#: word close to one of them is a usage error with a suggestion, not a config file that does not exist
+_SUB_ACTIONS = {"sweep": ("status",)}
+
+
 class _OneLineErrors(TyperGroup):
     """Every expected failure of every command: one line on stderr and a non-zero exit code."""
+
+    def resolve_command(self, ctx, args):
+        """click suggests close command names itself; this adds the sub-actions of `_SUB_ACTIONS`."""
+        name, cmd, rest = super().resolve_command(ctx, args)
+        words = _SUB_ACTIONS.get(name or "", ())
+        first = next((a for a in rest if not a.startswith("-")), None)
+        if words and first is not None and first not in words and "." not in first and "/" not in first:
+            close = difflib.get_close_matches(first, words, n=1, cutoff=0.6)
+            if close:
+                from click.exceptions import UsageError
+
+                raise UsageError(f"no such action {first!r} of `iclab {name}`; did you mean {close[0]!r}?", ctx)
+        return name, cmd, rest
 
     def invoke(self, ctx):
         """Run the command: the library's errors, an interruption and warnings (what a command raises)."""
@@ -77,3 +96,20 @@ app = typer.Typer(
     cls=_OneLineErrors,
     help="iclab: train and evaluate transformers on in-context learning of function classes and on token sequences.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from iclab import __version__
+
+        typer.echo(f"iclab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_version, help="print the version of iclab and exit"
+    ),
+):
+    pass

@@ -106,12 +106,14 @@ def eval_(
     """Re-evaluate a saved run (more prompts, longer prompts, another seed, a distribution shift, another
     function class; token workloads: another length, a multiple-choice file) and draw its figure.
     The run's workload says which of these options it takes and writes the summary line."""
+    from iclab.files import options_tag
     from iclab.runs import evaluate_multiple_choice, evaluate_run, load_run_config
     from iclab.workloads import make_workload
 
     if multiple_choice is not None:
         from iclab.evaluation.multiple_choice import summary_line
 
+        tag = tag or options_tag({"loops": loops}) or None
         typer.echo(summary_line(evaluate_multiple_choice(run_dir, multiple_choice, tag=tag, loops=loops)))
         return
     from iclab.evaluation.shift_eval import parse_options
@@ -124,10 +126,21 @@ def eval_(
         options["task_options"] = parse_options(task_option, "--task-option")
     if baselines is not None:
         options["baselines"] = [b.strip() for b in baselines.split(",") if b.strip()]
+    auto = ""
+    if tag is None and shift is None and task is None and baselines is None and not all_shifts:
+        auto = options_tag({k: options.get(k) for k in _NAMED})  # non-default options: their own file
+        options["tag"] = auto or None
     cfg = load_run_config(run_dir)
     workload = make_workload(cfg, run_dir)  # prepares (or reuses) a token workload's data once
     ev = evaluate_run(run_dir, cfg, workload=workload, **{k: v for k, v in options.items() if v is not None})
     typer.echo(workload.summary(ev))
+    if auto:
+        typer.echo(f"written: {run_dir / f'eval_{auto}.json'} (options other than the run's defaults; eval.json kept)")
+
+
+#: `iclab eval` options that name the result file when no --tag is given (eval_loops3_seed5.json)
+#: (--shift, --task and --baselines results are named after the shift and the task: eval_<shift>_on_<task>.json)
+_NAMED = ("n_prompts", "n_points", "seed", "loops", "max_loops", "seq_len")
 
 
 @app.command()
@@ -137,10 +150,15 @@ def plot(
     tag: Optional[str] = typer.Option(None, help="read eval_TAG.json instead of eval.json"),
     loops: bool = typer.Option(False, "--loops", help="plot error vs loop iterations (loops.json) instead"),
     title: Optional[str] = typer.Option(None, help="figure title"),
+    force: bool = typer.Option(False, "--force", help="replace an existing figure at --out"),
 ):
-    """Overlay several runs' error curves in one figure."""
+    """Overlay several runs' error curves in one figure (an existing --out is replaced only with --force)."""
+    from iclab.errors import IclabError
     from iclab.evaluation.plots import plot_error_curves, plot_loop_curves
     from iclab.runs import read_eval
+
+    if out.exists() and not force:
+        raise IclabError(f"--out {out} exists; give another --out to keep both figures, or --force to replace it")
 
     runs = [(d.name, read_eval(d, tag, "loops" if loops else "eval")) for d in run_dirs]
     (plot_loop_curves if loops else plot_error_curves)(runs, out, title)

@@ -144,16 +144,27 @@ def plot_lm_eval(run_dir: Path, ev: dict, out: Path) -> None:
     for name, b in ev["baselines"].items():
         for ax in (ax1, ax2):
             ax.axhline(b["bits"], color=NGRAM_COLORS.get(name), ls="--", lw=1, label=name)
-    ax1.set(xlabel="training step", ylabel=f"validation bits per {unit}", title="validation loss during training")
+    if ev.get("step") is not None:  # the final evaluation (whole val split), where the logged curve ends
+        ax1.plot([ev["step"]], [ev["bits"]], "*", ms=11, color=run_color(0), label="evaluation (whole val split)")
+    ax1.set(
+        xlabel="training step",
+        ylabel=f"validation bits per {unit}",
+        title="validation loss during training (logged on fixed windows)",
+    )
+    ax2.axhline(ev["bits"], color=run_color(0), ls=":", lw=1.2, label=f"model, mean over positions {ev['bits']:.3f}")
     ax2.set(
         xlabel="position in the context (tokens before it)",
         ylabel=f"bits per {unit}",
-        title=f"after training: {ev['bits']:.3f} bits per {unit} overall",
+        title=f"after training: {ev['bits']:.3f} bits per {unit} = {ev['loss']:.3f} nats (mean over positions)",
     )
+    for ax in (ax1, ax2):  # the same quantity in nats, as the progress bar and the logit lens show it
+        nats = ax.secondary_yaxis("right", functions=(lambda v: v * math.log(2), lambda v: v / math.log(2)))
+        nats.set_ylabel(f"nats per {'token' if unit == 'token' else 'char (= token)'}")
     ax2.set_xscale("symlog", linthresh=1)
     ax2.set_xlim(left=0)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

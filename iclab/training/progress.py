@@ -3,6 +3,15 @@ left. Disabled (every call a no-op) with `logging.progress=false` and on data-pa
 
 from __future__ import annotations
 
+import math
+
+
+def loss_text(loss: float, nats: bool = False) -> str:
+    """The loss as the bar shows it: a cross-entropy with its units (nats, and bits per token as eval.json)."""
+    if nats:
+        return f"loss {loss:.4f} nats = {loss / math.log(2):.4f} bits per token"
+    return f"loss {loss:.4f}"
+
 
 class ProgressBar:
     """A context manager; `advance()` after each step, `set_loss()` at each log."""
@@ -34,9 +43,10 @@ class ProgressBar:
         if self.bar:
             self.bar.advance(self.task)
 
-    def set_loss(self, loss: float) -> None:
+    def set_loss(self, loss: float, nats: bool = False) -> None:
+        """`nats`: a cross-entropy (token workloads), shown in nats and in bits per token."""
         if self.bar:
-            self.bar.update(self.task, loss=f"loss {loss:.4f}")
+            self.bar.update(self.task, loss=loss_text(loss, nats))
 
     def close(self) -> None:
         if self.bar:

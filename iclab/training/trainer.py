@@ -219,7 +219,7 @@ class Trainer:
         if cfg.training.nonfinite == "skip":
             rec["skipped"] = self.skipped
         writer.log(rec)
-        progress.set_loss(rec["loss"])
+        progress.set_loss(rec["loss"], nats=self.workload.family == "sequence")
         if on_log:
             on_log(rec)
         window.reset()

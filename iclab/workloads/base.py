@@ -61,6 +61,17 @@ def shard_batch(batch, rank: int, world: int, even: bool = True):
     )
 
 
+def check_loops(cfg, loops: int | None, flag: str = "--loops") -> None:
+    """Refuse a loop count for a model that is not looped (model.loops = 1): applying the trunk again is not the
+    model that was trained, and would silently change its numbers (layer surgery's `loops:N` op is the way to
+    ask for that on purpose)."""
+    if loops not in (None, 1) and cfg.model.loops == 1:
+        raise EvalError(
+            f"{flag} {loops}: the model is not looped (model.loops=1); use `iclab surgery RUN --op loops:{loops}` "
+            "to run its trunk several times on purpose"
+        )
+
+
 class Workload:
     """Base class of workloads; `cfg` is the run's `iclab.config.Config`."""
 
@@ -128,6 +139,8 @@ class Workload:
                 f"{', '.join(map(flag, extra))}: not an evaluation option of task {self.cfg.task.name} "
                 f"({self.family}); it takes {', '.join(takes)}"
             )
+        check_loops(self.cfg, options.get("loops"))
+        check_loops(self.cfg, options.get("max_loops"), "--max-loops")
 
     def summary(self, ev: dict) -> str:
         """One line for the terminal about an evaluation record."""

@@ -80,7 +80,7 @@ def test_lens_of_last_layer_is_the_model_prediction(tiny_run):
     model = load_run_model(tiny_run, cfg, "cpu")
     xs, ys = torch.randn(50, 7, 3), torch.randn(50, 7)
     labels, lens, preds = lens_predictions(model, xs, ys, batch=20)
-    assert labels == ["1.1", "1.2"] and lens.shape == (2, 50, 7)
+    assert labels == ["0", "1"]  # 0-based, as surgery numbers blocks and lens.shape == (2, 50, 7)
     torch.testing.assert_close(lens[-1], preds, rtol=0, atol=1e-6)
     assert (lens[0] - preds).abs().max() > 1e-4
 
@@ -105,18 +105,18 @@ def test_cli_probe_and_lens_end_to_end(tiny_run):
     )
     assert r.exit_code == 0, r.output
     assert "gd_1_pred" in r.output and "random init" in r.output
-    rec = json.loads((tiny_run / "probes.json").read_text())
-    assert rec["layers"] == ["embed", "1.1", "1.2"] and rec["positions"] == list(range(1, 7))
+    rec = json.loads((tiny_run / "probes_nprompts200.json").read_text())
+    assert rec["layers"] == ["embed", "0", "1"] and rec["positions"] == list(range(1, 7))
     for key in ("trained", "random_init"):
         for t in ("true_w", "gd_1_pred", "newton_2"):
             assert len(rec[key][t]["r2"]) == 3 and all(np.isfinite(rec[key][t]["r2"]))
-    assert (tiny_run / "probes.png").stat().st_size > 1000
+    assert (tiny_run / "probes_nprompts200.png").stat().st_size > 1000
     r = CliRunner().invoke(app, ["lens", str(tiny_run), "--n-prompts", "100"])
     assert r.exit_code == 0, r.output
-    lens = json.loads((tiny_run / "lens.json").read_text())
+    lens = json.loads((tiny_run / "lens_nprompts100.json").read_text())
     assert len(lens["error_by_position"]) == 2 and len(lens["error_by_position"][0]) == 7
     np.testing.assert_allclose(lens["error_by_position"][-1], lens["model_error_by_position"], rtol=1e-5)
-    assert (tiny_run / "lens.png").stat().st_size > 1000
+    assert (tiny_run / "lens_nprompts100.png").stat().st_size > 1000
 
 
 def test_cli_bad_target_and_task(tiny_run, tmp_path):

@@ -28,7 +28,7 @@ def sort_run(tmp_path_factory):
 
 def test_token_lens_last_layer_is_the_model(sort_run):
     rec = logit_lens(sort_run, n_prompts=64, seed=3, write=False)
-    assert rec["layers"] == ["1.1", "1.2", "2.1", "2.2"]  # every block of both loop iterations
+    assert rec["layers"] == ["0.0", "0.1", "1.0", "1.1"]  # every block of both loop iterations, 0-based
     assert rec["loss"][-1] == pytest.approx(rec["model_loss"], rel=1e-5)
     assert rec["n_tokens"] == 64 * 6  # the sorted halves only
     assert all(0 <= a <= 1 for a in rec["token_accuracy"])
@@ -37,5 +37,5 @@ def test_token_lens_last_layer_is_the_model(sort_run):
 def test_lens_cli_on_a_token_run(sort_run):
     r = CliRunner().invoke(app, ["lens", str(sort_run), "--n-prompts", "32"])
     assert r.exit_code == 0, r.output
-    assert json.loads((sort_run / "lens.json").read_text())["family"] == "sequence"
-    assert (sort_run / "lens.png").is_file()
+    assert json.loads((sort_run / "lens_nprompts32.json").read_text())["family"] == "sequence"
+    assert (sort_run / "lens_nprompts32.png").is_file()

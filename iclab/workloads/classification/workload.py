@@ -118,6 +118,7 @@ class ClassificationWorkload(Workload):
 
     family = "classification"
     Options = ClassificationOptions
+    eval_options = ("tag", "step")  # the fixed validation set
 
     def __init__(self, cfg, run_dir=None):
         super().__init__(cfg)

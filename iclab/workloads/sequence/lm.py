@@ -86,6 +86,7 @@ class LanguageModel(SequenceWorkload):
     """next-token prediction on a text corpus (char, byte or GPT-2 BPE); n-gram baselines"""
 
     Options = LMOptions
+    eval_options = ("loops", "tag", "step", "seq_len")  # the whole val split: no prompts, no seed
     default_seq_len = 128
 
     def __init__(self, cfg, run_dir=None):

@@ -113,6 +113,7 @@ class ModularArithmeticWorkload(SequenceWorkload):
     """Modular arithmetic a o b = c (mod p) with a held-out half of the table (grokking)."""
 
     Options = ModularOptions
+    eval_options = ("loops", "tag", "step", "seq_len")  # exhaustive: no prompts, no seed
     default_seq_len = 4
 
     def __init__(self, cfg, run_dir=None):

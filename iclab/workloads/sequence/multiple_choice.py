@@ -80,6 +80,7 @@ class MultipleChoice(SequenceWorkload):
     """Multiple-choice questions (ARC JSONL): loss on the correct answer's tokens, scored by log-likelihood."""
 
     Options = MultipleChoiceOptions
+    eval_options = ("loops", "tag", "step")  # the question file: no prompts, no seed
 
     def __init__(self, cfg, run_dir=None):
         super().__init__(cfg, run_dir)
