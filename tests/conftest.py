@@ -1,17 +1,41 @@
+import copy
+import shutil
+
 import pytest
 import torch
 
 torch.set_num_threads(1)
 
+TINY_CFG = {  # a config that trains in a second or two on the CPU
+    "seed": 0,
+    "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
+    "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
+    "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
+    "eval": {"n_prompts": 50, "batch_size": 25},
+    "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False},
+}
+
 
 @pytest.fixture
 def tiny_cfg_dict():
-    """A config that trains in a second or two on the CPU."""
-    return {
-        "seed": 0,
-        "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
-        "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
-        "eval": {"n_prompts": 50, "batch_size": 25},
-        "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False},
-    }
+    """A config that trains in a second or two on the CPU (a fresh copy per test)."""
+    return copy.deepcopy(TINY_CFG)
+
+
+@pytest.fixture(scope="session")
+def _tiny_trained(tmp_path_factory):
+    from iclab.config import validate
+    from iclab.runs import train_run
+
+    run = tmp_path_factory.mktemp("tiny-trained") / "run"
+    train_run(validate(copy.deepcopy(TINY_CFG)), run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(_tiny_trained, tmp_path_factory):
+    """A finished, evaluated run of TINY_CFG, trained once per test process and copied per test module (so a
+    module may write into it)."""
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    shutil.copytree(_tiny_trained, run)
+    return run

@@ -28,18 +28,8 @@ def _refused(args, needle):
 
 
 @pytest.fixture(scope="module")
-def reg_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("vocab") / "reg"
-    cfg = {
-        "seed": 0,
-        "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
-        "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
-        "eval": {"n_prompts": 50, "batch_size": 25},
-        "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False},
-    }
-    train_run(validate(cfg), run)
-    return run
+def reg_run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

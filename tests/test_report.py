@@ -8,24 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from iclab.cli import app
-from iclab.config import validate
 from iclab.report import ReportError, build_report, write_report
-from iclab.runs import train_run
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("report") / "run"
-    cfg = {
-        "seed": 0,
-        "task": {"name": "linear_regression", "n_dims": 3, "n_points": 7},
-        "model": {"n_embd": 16, "n_layer": 2, "n_head": 2, "n_positions": 32},
-        "training": {"steps": 20, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
-        "eval": {"n_prompts": 50, "batch_size": 25},
-        "logging": {"log_every": 5, "ckpt_every": 10, "tensorboard": False, "progress": False},
-    }
-    train_run(validate(cfg), d)
-    return d
+def run_dir(tiny_run):
+    return tiny_run
 
 
 def test_the_page_embeds_figures_tables_config_and_environment(run_dir):
