@@ -293,7 +293,11 @@ def run_suite(
     log=print,
 ) -> list[dict]:
     """Benchmark `names` (suite names or YAML paths; default the whole suite); returns the records.
-    target_s: seconds of timed steps per configuration and round (default 8; --quick 2)."""
+    target_s: seconds of timed steps per configuration and round (default 8; --quick 2).
+
+    Length: the suite's loop (build, warm up, time, record, free) per case with its memory meter; splitting it
+    would pass the same six values around.
+    """
     if threads is not None:
         torch.set_num_threads(threads)
     # one process compiles many configurations (and variants); Dynamo's cache is per code object, so

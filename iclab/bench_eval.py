@@ -34,7 +34,11 @@ def bench_eval(
     Regression only, by design: it times the parts of the in-context regression evaluation (the suite's
     EVAL_CONFIG), the model against the classical baselines on the same prompts. The model and the
     function class come from the config's workload; the token workloads have no baselines to time, and
-    their evaluation is a forward pass per batch, which the training cases already time."""
+    their evaluation is a forward pass per batch, which the training cases already time.
+
+    Length: each timed part of the evaluation is a few lines in the order `evaluate` runs them, followed by
+    the record; they share the prompts and the timer.
+    """
     from iclab.evaluation.baselines import resolve, resolve_baselines
     from iclab.evaluation.regression import eval_generator, evaluate, model_predictions
     from iclab.training.device import resolve_device

@@ -21,10 +21,9 @@ it never imports them.) A new top-level module or package must be placed in LAYE
 Besides, no circle between files and none between packages (iclab.X), and no module above MAX_LINES
 lines unless its docstring says why in a line starting with "Length:".
 
-Violations outside the area of the change that introduced this test (issue 21, worked on in parallel)
-are listed in KNOWN with who fixes them; `test_imports_point_down` and `test_no_circles` ignore those
-and fail on anything else, and `test_known_violation_is_gone` (xfail, not strict) reports each one
-that is fixed. After merging, the lead deletes the fixed entries of KNOWN (and the marks with them).
+Likewise no function body above MAX_FUNCTION_LINES lines unless its docstring says why ("Length:").
+KNOWN lists accepted exceptions with the reason (none today); `test_known_violation_is_gone` reports one that
+has been fixed, so its entry can go.
 """
 
 from __future__ import annotations
@@ -197,3 +196,27 @@ def test_modules_are_short_or_say_why():
 @pytest.mark.xfail(strict=False, reason="fixed in parallel by another engineer of issue 21 (see KNOWN)")
 def test_known_violation_is_gone(entry):
     assert entry not in set(upward_imports()) | set(circles()) | set(long_modules()), KNOWN[entry]
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions() -> list[str]:
+    """Functions whose body (after the docstring) runs past MAX_FUNCTION_LINES lines, unless their docstring
+    says why in a line starting with "Length:"."""
+    out = []
+    for p in MODULES.values():
+        for n in ast.walk(ast.parse(p.read_text())):
+            if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            doc = ast.get_docstring(n) or ""
+            body = n.body[1:] if doc else n.body
+            if body and n.end_lineno - body[0].lineno + 1 > MAX_FUNCTION_LINES:
+                if not re.search(r"^\s*Length:\s*\S", doc, re.M):
+                    out.append(f"long function: {p.relative_to(ROOT.parent)}:{n.lineno} {n.name}")
+    return sorted(out)
+
+
+def test_functions_are_short_or_say_why():
+    bad = long_functions()
+    assert not bad, f"functions above {MAX_FUNCTION_LINES} lines without a 'Length:' line:\n" + "\n".join(bad)

@@ -95,7 +95,11 @@ def run_heads(
     tag: str | None = None,
     write: bool = True,
 ) -> dict:
-    """Score, ablate and control every head of a saved run; write heads[_TAG].json and .png into it."""
+    """Score, ablate and control every head of a saved run; write heads[_TAG].json and .png into it.
+
+    Length: scores, ablations, controls and the record of one run on shared batches, in the order heads.json
+    lists them.
+    """
     from iclab.analysis.heads_controls import planted_control, random_init_control
     from iclab.runs import load_run_config, open_run
     from iclab.workloads import make_workload

@@ -42,6 +42,11 @@ def first_reaching(steps: list[int], values: list[float], frac: float = 0.5, low
 
 @torch.no_grad()
 def over_training(run_dir: Path, n_sequences: int | None = None, seed: int = 0, write: bool = True) -> dict:
+    """The phase change of a run: the head scores and the in-context score at every kept checkpoint.
+
+    Length: one pass over the kept checkpoints computing every score of the phase-change figure on the same
+    batches; most lines are the record it writes.
+    """
     from iclab.analysis.heads_run import _kind, analysis_data
     from iclab.runs import load_run_config
     from iclab.training.checkpoint import identity, list_checkpoints, load_checkpoint

@@ -218,7 +218,11 @@ def landscape(
     seed: int = 0,
     write: bool = True,
 ) -> dict:
-    """Compute one run's landscape (see the module docstring); write its JSON and figure into the run."""
+    """Compute one run's landscape (see the module docstring); write its JSON and figure into the run.
+
+    Length: a third of it checks the options before any work (one line each, naming the option); the rest is
+    directions, grid evaluation and the record, in order.
+    """
     if directions not in DIRECTIONS:
         raise LandscapeError(f"--directions {directions!r}: expected one of {', '.join(DIRECTIONS)}")
     if dims not in (1, 2):

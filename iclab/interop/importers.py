@@ -190,7 +190,11 @@ def import_model(
     overrides: list[str] | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Import SRC (ckpt.pt or an HF directory) into the run directory OUT; returns import.json's record."""
+    """Import SRC (ckpt.pt or an HF directory) into the run directory OUT; returns import.json's record.
+
+    Length: checks every input before anything is written, then writes the run directory in one atomic step;
+    the checks are one line each.
+    """
     src, out = Path(src), Path(out)
     if not src.exists():
         raise InteropError(f"{src}: no such file or directory")

@@ -111,7 +111,11 @@ def _fmt(x: float, log: bool) -> str:
 
 
 def decide(test: Test, per_seed: dict) -> dict:
-    """The outcome of one test: {'test', 'status', 'line', 'n', ...effect and interval}."""
+    """The outcome of one test: {'test', 'status', 'line', 'n', ...effect and interval}.
+
+    Length: one decision read top to bottom: missing values, non-finite seeds, the plateau filter, then the
+    test of each kind; split, the order of these checks would be hidden.
+    """
     out = {
         "test": test.describe(),
         "status": INCONCLUSIVE,

@@ -61,7 +61,11 @@ def lasso_lars(
     """Exact Lasso solutions of many problems min 1/2 w'Gw - c'w + alpha |w|_1 by the LARS-lasso homotopy,
     batched. G (P, d, d) positive semi-definite, c (P, d); max_active (P,): the rank of G (the sample count of
     a Gram matrix of fewer points than dims): no variable enters a full active set (where, exactly, all
-    inactive correlations vanish and only rounding could let one in). Returns (w (P, d), finished (P,) bool)."""
+    inactive correlations vanish and only rounding could let one in). Returns (w (P, d), finished (P,) bool).
+
+    Length: the LARS-lasso homotopy is one loop whose steps (direction, step to the next event, drop or add a
+    variable) share every batched tensor; it reads as the algorithm does.
+    """
     P, d = c.shape
     dev, dt = c.device, c.dtype
     max_steps = max_steps or 8 * d + 8
