@@ -74,6 +74,16 @@ def test_eval_with_other_options_keeps_both_results_and_records_the_step(reg_run
     assert json.loads((reg_run / "eval.json").read_text())["step"] == 20
 
 
+def test_eval_on_another_task_with_other_options_keeps_both(reg_run):
+    """--task/--shift evaluations are named by the task and shift, and by any other non-default option."""
+    _ok(["eval", reg_run, "--task", "sparse_linear_regression"])
+    _ok(["eval", reg_run, "--task", "sparse_linear_regression", "--seed", "3"])
+    names = sorted(p.name for p in reg_run.glob("eval_*sparse_linear_regression*.json"))
+    assert len(names) == 2 and any(n.endswith("_seed3.json") for n in names), names
+    seeds = {json.loads((reg_run / n).read_text())["seed"] for n in names}
+    assert len(seeds) == 2 and 3 in seeds
+
+
 def test_lens_twice_with_different_options_keeps_both(reg_run):
     _ok(["lens", reg_run])
     _ok(["lens", reg_run, "--seed", "2"])

@@ -117,9 +117,9 @@ def test_cli_shift_task_and_all_shifts(pooled_run):
 
     r = runner.invoke(app, ["eval", str(pooled_run), "--all-shifts", "--n-prompts", "6"])
     assert r.exit_code == 0, r.output
-    assert (pooled_run / "shifts.png").stat().st_size > 10000
+    assert (pooled_run / "shifts_nprompts6.png").stat().st_size > 10000  # a non-default option names the files
     for name in ("standard", "skewed", "orthants", "orthogonal_query", "train_pool"):
-        assert json.loads((pooled_run / f"eval_{name}.json").read_text())["n_prompts"] == 6
+        assert json.loads((pooled_run / f"eval_{name}_nprompts6.json").read_text())["n_prompts"] == 6
 
 
 @pytest.mark.parametrize(

@@ -146,15 +146,14 @@ def test_the_rank_that_died_is_blamed_not_the_one_that_lost_it():
     assert _first_failure({0: F(exitcode=1, timestamp=t + 1), 1: F(exitcode=-9, timestamp=t)})[0] == 1
 
 
-def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
-    steps = 160
+def _one_vs_two(tmp_path, steps: int):
+    """Train the same config in this process (batch 8) and on 2 ranks (batch 4 each); check the logged losses
+    and the final weights agree; return (config path, the 2-rank run, its weights)."""
     d = _cfg(steps=steps)
     d["logging"].update(log_every=10, ckpt_every=30)
     cfg_path = write_yaml(tmp_path / "c.yaml", d)
-    # 1 process x batch 8, in this process
     one = tmp_path / "one"
     train_run(validate(d), one, evaluate_after=False)
-    # 2 processes x batch 4, uninterrupted
     p = _launch([str(cfg_path), "--out", "two", "--no-eval"], tmp_path)
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
@@ -171,6 +170,18 @@ def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
         if k.endswith("attn.c_attn.bias"):
             a[16:32] = b[16:32] = 0
         assert torch.allclose(a, b, rtol=0, atol=2e-5), (k, (a - b).abs().max())
+    return cfg_path, two, w2
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    """The fast sibling of the slow test below: one 2-rank launch of 40 steps equals one process."""
+    _one_vs_two(tmp_path, steps=40)
+
+
+@pytest.mark.slow  # two more 2-process launches; the fast sibling above checks the 2-rank == 1-process part
+def test_two_ranks_match_one_process_resume_and_a_killed_rank(tmp_path):
+    steps = 160
+    cfg_path, two, w2 = _one_vs_two(tmp_path, steps)
     # 2 processes again; kill rank 1 once the first checkpoint exists
     tag = uuid.uuid4().hex
     p = _launch([str(cfg_path), "--out", "killed", "--no-eval"], tmp_path, tag)

@@ -23,7 +23,7 @@ from iclab.evaluation.plots import plot_error_curves, plot_loop_curves
 from iclab.evaluation.regression import evaluate, evaluate_loops
 from iclab.evaluation.shift_eval import evaluate_shift, plot_shift_grid, shift_tag
 from iclab.evaluation.shifts import DEFAULT_SHIFTS, SHIFTS, make_shift
-from iclab.files import write_json
+from iclab.files import options_tag, write_json
 from iclab.models import make_model
 from iclab.models.flops import config_step_flops
 from iclab.registry import BASELINES, FUNCTIONS, TASKS
@@ -272,7 +272,18 @@ class RegressionWorkload(Workload):
             eval_task=task_name or cfg.task.name,
             trained_task=cfg.task.name,
         )
-        tag = tag or shift_tag(shift, shift_options, task_name)
+        if tag is None:  # options other than the config's name the file, so no earlier result is replaced
+            given = {"n_prompts": n_prompts, "n_points": n_points, "seed": seed, "loops": loops}
+            defaults = {
+                "n_prompts": cfg.eval.n_prompts,
+                "n_points": self._eval_points(None),
+                "seed": cfg.eval.seed,
+                "loops": cfg.eval.loops or cfg.model.loops,
+            }
+            if baselines is not None:
+                given["baselines"] = [b if isinstance(b, str) else b.get("label") or b["name"] for b in baselines]
+            extra = options_tag(given, defaults)
+            tag = shift_tag(shift, shift_options, task_name) + (f"_{extra}" if extra else "")
         write_json(run_dir / f"eval_{tag}.json", ev)
         if write_figure:
             title = f"{ev['eval_task']}, shift: {shift}\n(model trained on {cfg.task.name})"
@@ -282,7 +293,8 @@ class RegressionWorkload(Workload):
     def evaluate_all_shifts(
         self, run_dir: Path, model, device, task_name=None, task_options=None, shifts=DEFAULT_SHIFTS, **kw
     ) -> dict:
-        """Every applicable shift: eval_<shift>.json each and one summary figure shifts[_on_<task>].png.
+        """Every applicable shift: eval_<shift>[_<options>].json each and one summary figure
+        shifts[_on_<task>][_<options>].png (options: those that differ from the config's, as `evaluate_shift`).
         The record: {"shifts": {shift: its record}, "figure": the figure's path}."""
         cfg, run_dir = self.cfg, Path(run_dir)
         name = task_name or cfg.task.name
@@ -297,7 +309,21 @@ class RegressionWorkload(Workload):
             results[shift] = self.evaluate_shift(
                 run_dir, model, device, shift, None, task_name, task_options, write_figure=False, **kw
             )
-        out = run_dir / (f"shifts_on_{task_name}.png" if task_name else "shifts.png")
+        given = {
+            "n_prompts": kw.get("n_prompts"),
+            "n_points": kw.get("n_points"),
+            "seed": kw.get("seed"),
+            "loops": kw.get("loops"),
+        }
+        defaults = {
+            "n_prompts": cfg.eval.n_prompts,
+            "n_points": self._eval_points(None),
+            "seed": cfg.eval.seed,
+            "loops": cfg.eval.loops or cfg.model.loops,
+        }
+        extra = options_tag(given, defaults)
+        stem = f"shifts_on_{task_name}" if task_name else "shifts"
+        out = run_dir / f"{stem}{'_' + extra if extra else ''}.png"
         plot_shift_grid(results, out, title=f"{name}, model trained on {cfg.task.name} ({run_dir.name})")
         return {"shifts": results, "figure": str(out)}
 
