@@ -40,6 +40,7 @@ from iclab.experiments import (
     wall_seconds,
 )
 from iclab.experiments.intervals import ci95_of, ci_cell, ci_text
+from iclab.experiments.reference import check_reference, reference_text, vs_reference
 from iclab.files import write_json, write_text
 
 
@@ -55,10 +56,12 @@ def compare(
     log=print,
     backend: str | None = None,
     workers: int | None = None,
+    reference: str | None = None,
 ) -> dict:
     """A sweep over a config axis: every (config, seed) run through the engine (`backend`: inline, the
     default, one after another in this process; local | pool | ray | slurm, `workers` at a time), then the
-    table and the figure."""
+    table and the figure. With `reference` (a config's name): each config's paired difference to it, by seed
+    (iclab/experiments/reference.py)."""
     if not configs:
         raise CompareError("give at least one config")
     if not seeds:
@@ -68,6 +71,7 @@ def compare(
     if out.exists() and not out.is_dir():
         raise CompareError(f"--out {out} exists and is not a directory")
     points = config_axis(configs)
+    check_reference(reference, [p.name for p in points])
     cfgs = {(p.name, s): point_config(p, s, overrides=overrides) for p in points for s in seeds}  # all checked first
     jobs = [Job(cfg, out / name / f"seed{s}") for (name, s), cfg in cfgs.items()]
     log(f"compare: {len(points)} config(s) x {len(seeds)} seed(s) into {out}")
@@ -84,9 +88,16 @@ def compare(
     for r in res.values():
         r["peak_flops"] = peak
         r["mfu"] = r["flops_per_step"] * r["steps_per_s"] / peak
+    if reference is not None:
+        by_seed = {k: {s: v["value"] for s, v in r["per_seed"].items()} for k, r in res.items()}
+        for k, d in vs_reference(by_seed, reference).items():
+            res[k]["vs_reference"] = d
     out.mkdir(parents=True, exist_ok=True)
     slim = {k: {kk: vv for kk, vv in r.items() if kk != "per_seed"} for k, r in res.items()}
-    write_json(out / "compare.json", {"seeds": seeds, "overrides": overrides or [], "configs": slim})
+    write_json(
+        out / "compare.json",
+        {"seeds": seeds, "overrides": overrides or [], "reference": reference, "configs": slim},
+    )
     write_text(out / "compare.csv", _csv(slim))
     write_text(out / "compare.md", table(slim))
     plot_compare(res, out / "compare.png")
@@ -171,6 +182,10 @@ def _csv(res: dict) -> str:
             "tokens_per_s",
             "mfu",
             "wall_s",
+            "diff_vs_reference",
+            "diff_lo",
+            "diff_hi",
+            "p_paired_t",
         ]
     )
     for name, r in res.items():
@@ -187,6 +202,11 @@ def _csv(res: dict) -> str:
                 r["tokens_per_s"],
                 r["mfu"],
                 r["wall_s"],
+                *(
+                    ["", "", "", ""]
+                    if not r.get("vs_reference")
+                    else [r["vs_reference"][k] for k in ("diff", "lo", "hi", "p")]
+                ),
             ]
         )
     return buf.getvalue()
@@ -194,16 +214,19 @@ def _csv(res: dict) -> str:
 
 def table(res: dict) -> str:
     metric = next(iter(res.values()))["metric"]
+    ref = next((r["vs_reference"]["reference"] for r in res.values() if r.get("vs_reference")), None)
+    extra = f" {metric} - {ref} (paired by seed, 95% CI) | p (paired t) |" if ref else ""
     lines = [
-        f"| config | {metric} (mean +- 95% CI) | per seed | parameters | GFLOP/step | steps/s | tokens/s | "
+        f"| config | {metric} (mean +- 95% CI) | per seed |{extra} parameters | GFLOP/step | steps/s | tokens/s | "
         "GFLOP/s | MFU | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|" + ("---|---|" if ref else "") + "---|---|---|---|---|---|---|",
     ]
     for name, r in res.items():
         wall = f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"
         lines.append(
             f"| {name} | {r['mean']:.4f} +- {ci_text(r['ci95'])} | {', '.join(f'{v:.4f}' for v in r['values'])} | "
-            f"{r['params']:,} | {r['flops_per_step'] / 1e9:.2f} | {r['steps_per_s']:.2f} | "
+            + (" | ".join(reference_text(r.get("vs_reference"))) + " | " if ref else "")
+            + f"{r['params']:,} | {r['flops_per_step'] / 1e9:.2f} | {r['steps_per_s']:.2f} | "
             f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] * r['steps_per_s'] / 1e9:.1f} | {r['mfu']:.1%} | {wall} |"
         )
     return "\n".join(lines) + "\n"

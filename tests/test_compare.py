@@ -71,6 +71,29 @@ def test_compare_trains_each_pair_once_and_tabulates(tmp_path):
     r2 = CliRunner().invoke(app, args)  # a second time: nothing is trained again
     assert r2.exit_code == 0 and "finished, reused" in r2.output
     assert (out / "a" / "seed0" / "model.safetensors").stat().st_mtime_ns == stamp
+    # --reference a: b's paired difference to a, by seed, against scipy's paired t-test
+    from scipy import stats as sps
+
+    r3 = CliRunner().invoke(app, [*args, "--reference", "a"])
+    assert r3.exit_code == 0, r3.output
+    res = json.loads((out / "compare.json").read_text())
+    assert res["reference"] == "a" and res["configs"]["a"]["vs_reference"] is None
+    d = res["configs"]["b"]["vs_reference"]
+    diffs = [vb - va for va, vb in zip(res["configs"]["a"]["values"], res["configs"]["b"]["values"])]
+    half = sps.t.ppf(0.975, 1) * statistics.stdev(diffs) / 2**0.5
+    assert d["diff"] == pytest.approx(statistics.fmean(diffs)) and d["n"] == 2
+    assert [d["lo"], d["hi"]] == pytest.approx([statistics.fmean(diffs) - half, statistics.fmean(diffs) + half])
+    assert d["p"] == pytest.approx(sps.ttest_rel(res["configs"]["b"]["values"], res["configs"]["a"]["values"]).pvalue)
+    assert " - a (paired by seed, 95% CI) | p (paired t) |" in (out / "compare.md").read_text()
+    assert "| a |" in (out / "compare.md").read_text() and "reference" in (out / "compare.md").read_text()
+
+
+def test_an_unknown_reference_is_refused_before_anything_is_written(tmp_path):
+    a = write_yaml(tmp_path / "a.yaml", _cfg())
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(app, ["compare", str(a), "--seeds", "2", "--out", str(out), "--reference", "nope"])
+    assert r.exit_code == 2 and "--reference 'nope' is not one of the compared names: a" in r.output
+    assert not out.exists()
 
 
 def test_loop_loss_last_trains_only_the_final_iteration():

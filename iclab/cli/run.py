@@ -180,6 +180,12 @@ def compare(
         "local (process pool) | pool (persistent workers) | ray | slurm",
     ),
     workers: Optional[int] = typer.Option(None, "--workers", help="with --backend: runs at a time"),
+    reference: Optional[str] = typer.Option(
+        None,
+        "--reference",
+        help="a config's name (its file name without .yaml): add each config's paired difference to it, by seed, "
+        "with its 95%% interval and p-value",
+    ),
 ):
     """Train every config at every seed (reusing finished runs) and tabulate the headline metric, mean +- 95% CI."""
     from iclab.compare import compare as run_compare
@@ -196,6 +202,7 @@ def compare(
             log=lambda m: typer.echo(m, err=True),
             backend=backend,
             workers=workers,
+            reference=reference,
         )
     except ExperimentError as e:
         raise ConfigError(str(e)) from None

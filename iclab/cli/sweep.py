@@ -37,6 +37,12 @@ def sweep(
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Ray cluster to join (default: start a local one)"
     ),
+    reference: Optional[str] = typer.Option(
+        None,
+        "--reference",
+        help="a grid point's name (e.g. training.lr=1e-3): add each point's paired difference to it in the main "
+        "metric, by seed, with its 95%% interval and p-value",
+    ),
 ):
     """Train CONFIG at every grid point x seed into one directory (finished runs reused, interrupted ones
     resumed), then tabulate each point's final metrics as mean +- 95% CI over seeds (table.md/csv/json/png)."""
@@ -65,6 +71,7 @@ def sweep(
         target=target,
         log=lambda m: typer.echo(m, err=True),
         options=options,
+        reference=reference,
     )
     from iclab.sweep.aggregate import table
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from iclab.experiments import read_metrics, time_to_target, wall_seconds
 from iclab.experiments.intervals import NO_CI, ci95_of, ci_cell
+from iclab.experiments.reference import reference_text
 
 _SKIP = {"step", "lr", "steps_per_s", "skipped"}
 
@@ -104,14 +105,18 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 def table(rows: list[dict], target=None) -> str:
     names = metric_names(rows)
+    ref = next((r["vs_reference"] for r in rows if r.get("vs_reference")), None)
     head = (
         ["point", "seeds done"]
         + names
+        + ([f"{ref['metric']} - {ref['reference']} (paired by seed, 95% CI)", "p (paired t)"] if ref else [])
         + ([f"step to {''.join(map(str, target))}", "seconds to target"] if target else [])
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["name"], f"{r['n_done']}/{r['n_runs']}"] + [_pm(r["metrics"].get(k)) for k in names]
+        if ref:
+            cells += list(reference_text(r.get("vs_reference")))
         if target:
             t = r["target"]
             cells += [f"{_pm(t['step'], 5)} ({t['reached']}/{t['of']} reached)", _pm(t["seconds"], 3)]

@@ -28,6 +28,7 @@ from iclab.experiments import (
     run_state,
 )
 from iclab.experiments.jobs import failure
+from iclab.experiments.reference import check_reference, vs_reference
 from iclab.files import write_json, write_text
 from iclab.sweep import aggregate as agg
 
@@ -88,12 +89,16 @@ def run_sweep(
     target: str | None = None,
     log=print,
     options: dict | None = None,
+    reference: str | None = None,
 ) -> dict:
     """Plan, run what is missing, aggregate. Returns {"rows", "results", "plan"}. Every argument and the
-    backend are checked before OUT is created."""
+    backend are checked before OUT is created. `reference`: a grid point's name; the table adds each point's
+    paired difference to it in the main metric (iclab/experiments/reference.py)."""
     out = Path(out)
     check_backend(backend, workers)
     pl = plan(config, grid, seeds, out, overrides, target)
+    check_reference(reference, [p["name"] for p in pl["points"]])
+    pl["reference"] = reference
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
@@ -135,6 +140,11 @@ def summarize(out: Path, pl: dict | None = None) -> list[dict]:
             curves.setdefault(p["name"], []).append([(r["step"], r["loss"]) for r in read_metrics(run) if "loss" in r])
         points.append({"name": p["name"], "values": p["values"], "runs": runs})
     rows = agg.aggregate(points, target)
+    if pl.get("reference") is not None and any(r["n_done"] for r in rows):
+        main = agg.metric_names(rows)[0]
+        by_seed = {p["name"]: {s: r[main] for s, r in p["runs"].items() if r is not None and main in r} for p in points}
+        for row, d in zip(rows, (vs_reference(by_seed, pl["reference"])[p["name"]] for p in points)):
+            row["vs_reference"] = None if d is None else {**d, "metric": main}
     write_json(
         out / "table.json",
         {
@@ -143,6 +153,7 @@ def summarize(out: Path, pl: dict | None = None) -> list[dict]:
             "seeds": pl["seeds"],
             "overrides": pl["overrides"],
             "target": pl.get("target"),
+            "reference": pl.get("reference"),
             "points": rows,
         },
     )

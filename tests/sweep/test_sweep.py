@@ -227,3 +227,29 @@ def test_time_to_target_prefers_logged_train_seconds():
     hit = time_to_target(recs, "loss", "<=", 1.0)
     assert (hit.step, hit.seconds) == (20, 1.25)
     assert not time_to_target(recs, "loss", ">=", 3.0).reached
+
+
+def test_reference_adds_paired_differences_checked_against_scipy(tmp_path):
+    from scipy import stats as sps
+
+    cfg = _write(tmp_path)
+    out = tmp_path / "s"
+    base = ["sweep", str(cfg), "--grid", "training.lr=1e-3,3e-2", "--seeds", "0-2", "--backend", "inline"]
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "refused"), "--reference", "training.lr=9"])
+    assert r.exit_code == 2 and "--reference 'training.lr=9' is not one of" in r.output
+    assert not (tmp_path / "refused").exists()
+    r = CliRunner().invoke(app, [*base, "--out", str(out), "--reference", "training.lr=1e-3"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((out / "table.json").read_text())["points"]
+    ref, other = rows
+    assert ref["vs_reference"] is None
+    d = other["vs_reference"]
+    main = d["metric"]
+    a, b = other["metrics"][main]["values"], ref["metrics"][main]["values"]  # seeds 0, 1, 2 in order
+    diffs = [x - y for x, y in zip(a, b)]
+    half = sps.t.ppf(0.975, 2) * statistics.stdev(diffs) / math.sqrt(3)
+    assert d["n"] == 3 and d["diff"] == pytest.approx(statistics.fmean(diffs))
+    assert [d["lo"], d["hi"]] == pytest.approx([statistics.fmean(diffs) - half, statistics.fmean(diffs) + half])
+    assert d["p"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    md = (out / "table.md").read_text()
+    assert f"{main} - training.lr=1e-3 (paired by seed, 95% CI)" in md and "| reference | - |" in md
