@@ -273,17 +273,9 @@ class RegressionWorkload(Workload):
             trained_task=cfg.task.name,
         )
         if tag is None:  # options other than the config's name the file, so no earlier result is replaced
-            given = {"n_prompts": n_prompts, "n_points": n_points, "seed": seed, "loops": loops}
-            defaults = {
-                "n_prompts": cfg.eval.n_prompts,
-                "n_points": self._eval_points(None),
-                "seed": cfg.eval.seed,
-                "loops": cfg.eval.loops or cfg.model.loops,
-            }
-            if baselines is not None:
-                given["baselines"] = [b if isinstance(b, str) else b.get("label") or b["name"] for b in baselines]
-            extra = options_tag(given, defaults)
-            tag = shift_tag(shift, shift_options, task_name) + (f"_{extra}" if extra else "")
+            extra = self._options_suffix(n_prompts=n_prompts, n_points=n_points, seed=seed, loops=loops,
+                                         baselines=baselines)  # fmt: skip
+            tag = shift_tag(shift, shift_options, task_name) + extra
         write_json(run_dir / f"eval_{tag}.json", ev)
         if write_figure:
             title = f"{ev['eval_task']}, shift: {shift}\n(model trained on {cfg.task.name})"
@@ -309,23 +301,21 @@ class RegressionWorkload(Workload):
             results[shift] = self.evaluate_shift(
                 run_dir, model, device, shift, None, task_name, task_options, write_figure=False, **kw
             )
-        given = {
-            "n_prompts": kw.get("n_prompts"),
-            "n_points": kw.get("n_points"),
-            "seed": kw.get("seed"),
-            "loops": kw.get("loops"),
-        }
-        defaults = {
-            "n_prompts": cfg.eval.n_prompts,
-            "n_points": self._eval_points(None),
-            "seed": cfg.eval.seed,
-            "loops": cfg.eval.loops or cfg.model.loops,
-        }
-        extra = options_tag(given, defaults)
         stem = f"shifts_on_{task_name}" if task_name else "shifts"
-        out = run_dir / f"{stem}{'_' + extra if extra else ''}.png"
+        out = run_dir / f"{stem}{self._options_suffix(**kw)}.png"
         plot_shift_grid(results, out, title=f"{name}, model trained on {cfg.task.name} ({run_dir.name})")
         return {"shifts": results, "figure": str(out)}
+
+    def _options_suffix(self, n_prompts=None, n_points=None, seed=None, loops=None, baselines=None, **_) -> str:
+        """ "_<options>" naming an evaluation's file by the options that differ from the config's ("" if none)."""
+        cfg = self.cfg
+        given = {"n_prompts": n_prompts, "n_points": n_points, "seed": seed, "loops": loops}
+        defaults = {"n_prompts": cfg.eval.n_prompts, "n_points": self._eval_points(None), "seed": cfg.eval.seed,
+                    "loops": cfg.eval.loops or cfg.model.loops}  # fmt: skip
+        if baselines is not None:
+            given["baselines"] = [b if isinstance(b, str) else b.get("label") or b["name"] for b in baselines]
+        extra = options_tag(given, defaults)
+        return f"_{extra}" if extra else ""
 
     def headline(self, ev):
         k = min(2 * ev["n_dims"], ev["n_points"] - 1)
