@@ -6,11 +6,16 @@
 Steps (each records its command, exit status, seconds and output tail; a failing step does not stop the
 others, the script's exit status is 1 if any failed):
 
-1. tests     the CUDA-only tests: pytest -m "" -k "cuda or bf16 or bfloat16 or nccl or distributed" (they skip
-             without CUDA; dry: the CUDA-dtype resolution test only).
-2. bench     `iclab bench --mfu`: the LM shape (lm_char) and the regression reference shapes (garg_standard,
-             looped_paper, seed000_looped) in fp32/bf16 x eager/compiled, against the measured matmul peak;
+1. tests     the CUDA tests: pytest -m "" -k "cuda or bf16 or bfloat16 or nccl": tests/cuda/test_on_device.py
+             (every workload's loss and gradients against the CPU, samplers on the device, train/checkpoint/
+             resume/evaluate, bf16 autocast, inductor) and the CUDA cases elsewhere; they skip without CUDA
+             (dry: the CUDA-dtype resolution test only). The gloo DDP tests are CPU tests: CI runs them.
+2. bench     what `iclab bench --mfu` measures, in two calls (eager here, compiled as the last step, so a slow
+             compile loses none of the other numbers): the LM shape (lm_char) and the regression reference shapes
+             (garg_standard, looped_paper, seed000_looped) in fp32/bf16, against the measured matmul peak;
              the records and the MFU table (dry: quickstart at batch 4, fp32 eager, one short round).
+2b. lm       with --nanogpt PATH (nanoGPT's model.py): benchmarks/lm_vs_nanogpt.py on the device, iclab fp32/
+             bf16 against nanoGPT's train.py step (fp32, bf16 autocast, compiled bf16 = its CUDA defaults).
 3. ddp       with two or more GPUs: `torchrun --standalone --nproc_per_node 2 -m iclab train
              configs/quickstart.yaml` (NCCL), its wall time and final loss (dry, and on one GPU: skipped).
 4. garg      the Garg et al. reference training (configs/garg/linear_regression.yaml: 12 layers, width 256,
@@ -80,39 +85,60 @@ def machine() -> dict:
     return info
 
 
-def step_tests(dry: bool, py: str) -> dict:
-    k = "dtype_resolution_on_cuda" if dry else "cuda or bf16 or bfloat16 or nccl or distributed"
+def step_tests(dry: bool, py: str, timeout: float = 900) -> dict:
+    k = "dtype_resolution_on_cuda" if dry else "cuda or bf16 or bfloat16 or nccl"
     where = "tests/training/test_speed_switches.py" if dry else "tests"  # dry: collect one file, not the suite
     cmd = [py, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist", "-m", "", "-k", k, where]
-    rec = run_cmd("tests", cmd, timeout=300 if dry else 1800)
+    rec = run_cmd("tests", cmd, timeout=300 if dry else timeout)
     last = [ln for ln in rec["output_tail"].splitlines() if ln.strip()]
     rec["summary"] = last[-1] if last else ""
     return rec
 
 
-def step_bench(dry: bool, py: str, out_dir: Path) -> dict:
-    path = out_dir / "bench.json"
+def step_bench(
+    dry: bool, py: str, out_dir: Path, rounds: int = 3, seconds: float = 8.0, compiled: bool = False, timeout=1200
+) -> dict:
+    """Eager (compiled=False) or compiled: one `iclab bench` call over the MFU suite x float32/bfloat16."""
     if dry:
         args = ["quickstart", "--quick", "--device", "cpu", "--threads", "1", "--no-eval", "--seconds", "0.05"]
-        args += [
-            "--set",
-            "training.batch_size=4",
-            "--ablate",
-            "training.dtype=float32",
-            "--ablate",
-            "training.compile=false",
-        ]
+        args += ["--set", "training.batch_size=4", "--ablate", "training.dtype=float32"]
+        calls = {"eager": args + ["--ablate", "training.compile=false"]}
     else:
-        args = ["--mfu", "--device", "cuda"]
-    rec = run_cmd("bench", [py, "-m", "iclab", "bench", *args, "--out", str(path)], timeout=600 if dry else 3600)
-    if path.is_file():
+        from iclab.bench import MFU_SUITE
+
+        args = [*MFU_SUITE, "--device", "cuda", "--no-eval", "--rounds", str(rounds), "--seconds", str(seconds)]
+        args += ["--ablate", "training.dtype=float32,bfloat16"]
+        mode = "compiled" if compiled else "eager"
+        calls = {mode: args + ["--ablate", f"training.compile={str(compiled).lower()}"]}
+    rec = {"step": "bench_compiled" if compiled else "bench", "calls": {}, "records": []}
+    for mode, a in calls.items():
+        path = out_dir / f"bench-{mode}.json"
+        r = run_cmd(
+            f"bench {mode}", [py, "-m", "iclab", "bench", *a, "--out", str(path)], timeout=600 if dry else timeout
+        )
+        if path.is_file():
+            rec["records"] += json.loads(path.read_text())
+        elif r["ok"]:
+            r.update(ok=False, error=f"{path} was not written")
+        rec["calls"][mode] = r
+    rec["ok"] = all(r["ok"] for r in rec["calls"].values())
+    if rec["records"]:
         from iclab.bench import mfu_table
 
-        recs = json.loads(path.read_text())
-        rec["records"] = recs
-        rec["mfu_table"] = mfu_table(recs)
-    elif rec["ok"]:
-        rec.update(ok=False, error=f"{path} was not written")
+        rec["mfu_table"] = mfu_table(rec["records"])
+    return rec
+
+
+def step_lm(py: str, nanogpt: Path, out_dir: Path) -> dict:
+    path = out_dir / "lm_vs_nanogpt.json"
+    cmd = [py, "benchmarks/lm_vs_nanogpt.py", str(nanogpt), "--device", "cuda", "--batch", "64", "--rounds", "3"]
+    cmd += ["--steps", "10", "--warmup", "3", "--variant", "fp32:training.dtype=float32"]
+    cmd += ["--variant", "bf16:training.dtype=bfloat16", "--variant", "bf16_compile:training.dtype=bfloat16;"]
+    cmd[-1] += "training.compile=true"
+    cmd += ["--nanogpt", "fp32", "--nanogpt", "bf16", "--nanogpt", "bf16_compile", "--out", str(path)]
+    rec = run_cmd("lm", cmd, timeout=900)
+    if path.is_file():
+        rec["result"] = json.loads(path.read_text())
     return rec
 
 
@@ -244,7 +270,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dry", action="store_true", default=os.environ.get("GPU_CHECK_DRY") == "1")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--slice-s", type=float, default=None, help="seconds of Garg training (default 600; dry 4)")
-    ap.add_argument("--skip", action="append", default=[], choices=["tests", "bench", "ddp", "garg"])
+    ap.add_argument("--skip", action="append", default=[], choices=["tests", "bench", "lm", "ddp", "garg"])
+    ap.add_argument("--bench-rounds", type=int, default=3, help="iclab bench --rounds (GPU)")
+    ap.add_argument("--bench-seconds", type=float, default=8.0, help="iclab bench --seconds (GPU)")
+    ap.add_argument("--tests-timeout", type=float, default=900, help="seconds for the tests step")
+    ap.add_argument("--compiled-timeout", type=float, default=1200, help="seconds for the compiled bench call")
+    ap.add_argument("--nanogpt", type=Path, default=None, help="nanoGPT's model.py: adds the LM side-by-side (GPU)")
     args = ap.parse_args(argv)
     import torch
 
@@ -260,19 +291,26 @@ def main(argv=None) -> int:
         name = "dry" if args.dry else torch.cuda.get_device_name(0).replace(" ", "_")
         args.out = (Path(tempfile.gettempdir()) if args.dry else REPO / "benchmarks/results") / f"gpu-check-{name}.json"
     result = {"dry": args.dry, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
-    steps = []
-    if "tests" not in args.skip:
-        steps.append(step_tests(args.dry, py))
-    if "bench" not in args.skip:
-        steps.append(step_bench(args.dry, py, work))
-    if "ddp" not in args.skip:
-        steps.append(step_ddp(args.dry, py, work))
-    if "garg" not in args.skip:
-        steps.append(step_garg(args.dry, slice_s, work))
-    result["steps"] = steps
-    result["ok"] = all(s.get("ok") for s in steps)
+    steps = result["steps"] = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=str))
+
+    def done(rec: dict) -> None:  # the JSON is rewritten after every step: a run cut short keeps what it measured
+        steps.append(rec)
+        result["ok"] = all(s.get("ok") for s in steps)
+        args.out.write_text(json.dumps(result, indent=1, default=str))
+
+    if "tests" not in args.skip:
+        done(step_tests(args.dry, py, args.tests_timeout))
+    if "bench" not in args.skip:
+        done(step_bench(args.dry, py, work, args.bench_rounds, args.bench_seconds))
+    if "lm" not in args.skip and args.nanogpt is not None and not args.dry:
+        done(step_lm(py, args.nanogpt, work))
+    if "ddp" not in args.skip:
+        done(step_ddp(args.dry, py, work))
+    if "garg" not in args.skip:
+        done(step_garg(args.dry, slice_s, work))
+    if "bench" not in args.skip and not args.dry:  # last: compiling 8 configurations is the slowest part
+        done(step_bench(False, py, work, args.bench_rounds, args.bench_seconds, True, args.compiled_timeout))
     print(f"gpu_check: {'ok' if result['ok'] else 'FAILED: ' + ', '.join(s['step'] for s in steps if not s.get('ok'))}")
     print(f"wrote {args.out}")
     tmp.cleanup()

@@ -68,7 +68,7 @@ def write_corpus(root: Path, n_chars: int = 300_000, seed: int = 0) -> Path:
     return path
 
 
-def iclab_config(corpus: Path, data_dir: Path, batch: int, overrides: list[str]):
+def iclab_config(corpus: Path, data_dir: Path, batch: int, overrides: list[str], device: str = "cpu"):
     base = [
         f"task.options.corpus={corpus}",
         f"task.options.data_dir={data_dir}",
@@ -79,7 +79,7 @@ def iclab_config(corpus: Path, data_dir: Path, batch: int, overrides: list[str])
         "training.grad_clip=1.0",
         "model.activation=gelu",
         "model.dropout=0.0",
-        "training.device=cpu",
+        f"training.device={device}",
     ]
     return bench_config(load_config(REPO / "benchmarks/configs/lm_char.yaml", base + overrides))
 
@@ -99,14 +99,18 @@ def copy_weights(iclab_model, gpt) -> None:
 
 
 class NanoGPTSide:
-    def __init__(self, mod, model_src, train_ids: torch.Tensor, batch: int, mode: str, seed: int = 0):
+    """nanoGPT's train.py loop. Modes: fp32 (train.py on the CPU), bf16 (autocast, what train.py does on CUDA),
+    compile (torch.compile, fp32), bf16_compile (train.py's defaults on a CUDA GPU with bf16)."""
+
+    def __init__(self, mod, model_src, train_ids, batch: int, mode: str, seed: int = 0, device: str = "cpu"):
         conf = mod.GPTConfig(**SHAPE, vocab_size=VOCAB, dropout=0.0, bias=True)
         self.model = mod.GPT(conf)
         copy_weights(model_src, self.model)
-        self.model.train()
-        self.opt = self.model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+        self.device = torch.device(device)
+        self.model.to(self.device).train()
+        self.opt = self.model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), self.device.type)  # fused on CUDA
         self.data, self.batch, self.mode = train_ids, batch, mode
-        self.forward = torch.compile(self.model) if mode == "compile" else self.model
+        self.forward = torch.compile(self.model) if mode.endswith("compile") else self.model
         self.gen = torch.Generator().manual_seed(seed)
 
     def get_batch(self):
@@ -114,11 +118,13 @@ class NanoGPTSide:
         ix = torch.randint(len(self.data) - L, (self.batch,), generator=self.gen)
         x = torch.stack([self.data[i : i + L] for i in ix])
         y = torch.stack([self.data[i + 1 : i + 1 + L] for i in ix])
+        if self.device.type == "cuda":  # as train.py: pinned host memory, asynchronous copy
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
         return x, y
 
     def step(self):
         x, y = self.get_batch()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.mode == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mode.startswith("bf16")):
             _, loss = self.forward(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -152,13 +158,14 @@ def timed(side, n: int) -> tuple[float, float]:
 def check_logits(iclab_model, gpt, ids: torch.Tensor) -> float:
     iclab_model.eval()
     gpt.eval()
+    ids = ids.to(next(gpt.parameters()).device)
     with torch.no_grad():
         a = iclab_model.logits(ids)
         b, _ = gpt(ids, ids)  # with targets nanoGPT returns the logits of every position
     iclab_model.train()
     gpt.train()
     diff = (a - b).abs().max().item()
-    if diff > 1e-4:
+    if diff > (1e-4 if ids.device.type == "cpu" else 1e-3):  # CUDA: other kernels, other rounding
         raise SystemExit(f"logits differ by {diff:.3g}: the two models are not the same function")
     return diff
 
@@ -183,8 +190,13 @@ def main(argv=None) -> dict:
         help="iclab contestant LABEL:key=value;key=value (config overrides); default eager:",
     )
     ap.add_argument(
-        "--nanogpt", action="append", default=None, choices=["fp32", "bf16", "compile"], help="default fp32"
+        "--nanogpt",
+        action="append",
+        default=None,
+        choices=["fp32", "bf16", "compile", "bf16_compile"],
+        help="default fp32",
     )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: both sides train there")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -202,13 +214,17 @@ def main(argv=None) -> dict:
         for label, ov in variants:
             torch.manual_seed(0)
             t0 = time.perf_counter()
-            contestants[f"iclab[{label}]"] = IclabSide(iclab_config(corpus, tmp / "data", args.batch, ov), tmp / label)
+            contestants[f"iclab[{label}]"] = IclabSide(
+                iclab_config(corpus, tmp / "data", args.batch, ov, args.device), tmp / label
+            )
             build_s[f"iclab[{label}]"] = time.perf_counter() - t0
         first = next(iter(contestants.values())).trainer
         assert first.workload.vocab_size == VOCAB, first.workload.vocab_size
         train_ids = torch.from_numpy(first.workload.data.train.astype("int64"))
         for mode in modes:
-            contestants[f"nanoGPT[{mode}]"] = NanoGPTSide(mod, first.model, train_ids, args.batch, mode)
+            contestants[f"nanoGPT[{mode}]"] = NanoGPTSide(
+                mod, first.model, train_ids, args.batch, mode, device=args.device
+            )
         gpt = contestants["nanoGPT[fp32]"]
         diff = check_logits(first.model, gpt.model, train_ids[: 2 * SHAPE["block_size"]].view(2, -1))
         print(f"logits of iclab and nanoGPT at the same weights: max |diff| = {diff:.2e}")
@@ -250,6 +266,7 @@ def main(argv=None) -> dict:
     result = {
         "shape": {**SHAPE, "vocab_size": VOCAB, "batch": args.batch},
         "threads": args.threads,
+        "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
         "steps_per_round": args.steps,
         "rounds": args.rounds,
         "logits_max_abs_diff": diff,

@@ -45,7 +45,7 @@ def test_dry_mode_runs_every_step(tmp_path, monkeypatch):
 
     def fake_run(name, cmd, timeout, env=None):
         calls.append(cmd)
-        if name == "bench":  # the real command line, in-process: `python -m iclab bench ARGS`
+        if name.startswith("bench"):  # the real command line, in-process: `python -m iclab bench ARGS`
             i = cmd.index("bench")
             res = CliRunner().invoke(app, cmd[i:])
             return {"step": name, "cmd": cmd, "rc": res.exit_code, "ok": res.exit_code == 0, "output_tail": res.output}
