@@ -177,13 +177,16 @@ class Trunk(nn.Module):
             raise ValueError(f"a sequence of {n_tok} tokens exceeds n_positions={cfg.n_positions}")
         pos = self.wpe(torch.arange(n_tok, device=e.device))
         restart = cfg.drop_positions == "restart"
-        h = {"add": torch.zeros_like, "mul": torch.ones_like, "none": lambda e: e}[cfg.injection](e)
-        outs = []
+        h, outs = None, []
         for t in range(b):
             with torch.set_grad_enabled(torch.is_grad_enabled() and t >= b - T):
                 L = self.seq_len(t, n_tok)
-                h, e_t = h[:, -L:], e[:, -L:]
-                u = h + e_t if cfg.injection == "add" else h * e_t if cfg.injection == "mul" else h
+                e_t = e if L == n_tok else e[:, -L:]
+                if h is None:  # the first iteration's input is e itself under every injection: 0 + e, 1 * e, e
+                    u = e_t
+                else:
+                    h = h if h.shape[1] == L else h[:, -L:]
+                    u = h + e_t if cfg.injection == "add" else h * e_t if cfg.injection == "mul" else h
                 if cfg.pos_embedding == "every_loop" or t == 0:
                     u = u + (pos[:L] if restart else pos[-L:])
                 u = self.drop(u)

@@ -18,13 +18,16 @@ from iclab.training import distributed
 from iclab.training.device import TrainingError
 
 
-def grad_norm(model: torch.nn.Module, clip: float | None) -> torch.Tensor:
-    """The total 2-norm of the gradients before clipping (clipped to `clip` when set), on the device as an
-    ordinary tensor (FSDP's DTensor gathered; no host sync)."""
+def grad_norm(params: torch.nn.Module | list[torch.Tensor], clip: float | None) -> torch.Tensor:
+    """The total 2-norm of the gradients of a model (or of a list of its parameters: the trainer keeps one,
+    since `Module.parameters()` walks every submodule on every call) before clipping (clipped to `clip` when
+    set), on the device as an ordinary tensor (FSDP's DTensor gathered; no host sync)."""
+    if isinstance(params, torch.nn.Module):
+        params = list(params.parameters())
     if clip is not None:
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        norm = torch.nn.utils.clip_grad_norm_(params, clip)
     else:
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return torch.zeros(())
         if hasattr(torch.nn.utils, "get_total_norm"):

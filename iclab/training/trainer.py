@@ -68,6 +68,7 @@ class Trainer:
         self.sharded = self.dist.parallel and cfg.training.fsdp  # FSDP2: parameters/optimizer state split over ranks
         wrapped = distributed.wrap(self.model, self.dist, self.device, fsdp=self.sharded)  # DDP, FSDP or the model
         self.opt = make_optimizer(self.model, cfg.training)
+        self.params = list(self.model.parameters())  # for the gradient norm, every step
         self.curriculum = Curriculum(cfg)
         self.guard = NonFiniteGuard(cfg.training, self.run_dir, self.device)
         self.checkpoints = Checkpointer(
@@ -137,13 +138,14 @@ class Trainer:
             batch = self.workload.shard(batch, self.dist.rank, self.dist.world)
             torch.manual_seed(distributed.step_seed(cfg.seed, step, self.dist.rank))
         set_lr(self.opt, lr_factor(cfg.training, step))
-        self.model.train()
+        if not self.model.training:  # Module.train() walks every submodule: ~0.7 ms of host time per step
+            self.model.train()
         train_mode(self.opt)  # schedule-free optimizers step at y (no-op for the others)
         with autocast(self.device, self.amp_dtype):
             loss = self.workload.loss(self.forward, batch, cur)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = grad_norm(self.model, cfg.training.grad_clip)
+        gnorm = grad_norm(self.params, cfg.training.grad_clip)
         ok = self.guard.observe(step, loss, gnorm)
         if not self.guard.skip(step, ok, loss, gnorm):
             self.opt.step()
