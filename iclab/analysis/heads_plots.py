@@ -130,20 +130,26 @@ def plot_over_training(rec: dict, path: Path, title: str | None = None) -> Path:
         ax.plot(steps, rec["repeat_gain"], "s--", color="tab:orange", ms=3, label="repeated block: 2nd - 1st copy loss")
         ax.legend(fontsize=7)
     ax.axhline(0, color="gray", lw=0.7)
-    ax.set_ylabel(rec["in_context_label"], fontsize=8)
+    ax.set_ylabel("loss difference (nats)" if rec.get("repeat_gain") else rec["in_context_label"], fontsize=8)
     ax = axes[2]
-    for vals in rec["per_head"].values():
-        ax.plot(steps, vals, lw=0.6, alpha=0.5)
+    for i, vals in enumerate(rec["per_head"].values()):
+        ax.plot(steps, vals, lw=0.6, alpha=0.5, label="each head (thin)" if i == 0 else None)
     ax.plot(steps, rec["best"], "o-", color="tab:blue", lw=2, ms=3, label=f"best head ({rec['score_key']})")
     if "uniform" in rec:
         ax.axhline(rec["uniform"], color="gray", ls="--", lw=1, label="evenly spread attention")
     ax.set_ylabel(f"{rec['score_key']} score per head")
     ax.set_xlabel("training step")
     ax.legend(fontsize=7)
-    for ax in axes:
+    marks = [  # the half-way steps (heads_training.first_reaching), named in the top panel's legend
+        (rec.get("score_half_step"), ":", f"best {rec['score_key']} score half-way"),
+        (rec.get("in_context_half_step"), "--", "in-context score half-way"),
+    ]
+    for i, ax in enumerate(axes):
         ax.grid(alpha=0.3)
-        for s in rec.get("marks", []):
-            ax.axvline(s, color="tab:purple", ls=":", lw=1)
+        for s, ls, what in marks:
+            if s is not None:
+                ax.axvline(s, color="tab:purple", ls=ls, lw=1, label=f"{what} (step {s})" if i == 0 else None)
+    axes[0].legend(fontsize=7)
     fig.suptitle(title or "phase change over training", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
