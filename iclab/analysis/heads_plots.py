@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from iclab.analysis.heads import attention_calls
+from iclab.analysis.heads import attention_calls, induction_summary
 
 
 def _grid(res: dict, key: str) -> tuple[np.ndarray, list[str]]:
@@ -20,13 +21,17 @@ def _grid(res: dict, key: str) -> tuple[np.ndarray, list[str]]:
     return grid, [f"it {t} L{L}" if looped else f"L{L}" for t, L in rows]
 
 
-def _heatmap(ax, grid, rows, title, res, cmap="viridis", center=False, fmt="{:.2f}"):
+def _heatmap(ax, grid, rows, title, res, cmap="viridis", center=False, fmt="{:.2f}", floor=None):
+    """floor: a score map's no-preference level; the colour scale then runs from 0 to at least twice it, so
+    scores that are all near that level do not look like structure."""
     import matplotlib.colors as mcolors
     import matplotlib.patheffects as pe
 
     stroke = [pe.withStroke(linewidth=1.5, foreground="k")]
 
     norm = None
+    if floor is not None and np.isfinite(grid).any():
+        norm = mcolors.Normalize(vmin=0.0, vmax=max(float(np.nanmax(grid)), 2 * floor))
     if center:
         lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
         norm = mcolors.TwoSlopeNorm(vcenter=0.0, vmin=-lim - 1e-12, vmax=lim + 1e-12)
@@ -34,9 +39,12 @@ def _heatmap(ax, grid, rows, title, res, cmap="viridis", center=False, fmt="{:.2
     reads = {(r["iteration"], r["layer"], r["head"]): r["reads"] for r in res["heads"]}
     keys = sorted({(r["iteration"], r["layer"]) for r in res["heads"]})
     small = grid.size <= 64
+    wide = grid.shape[1] > 4  # narrow cells: drop the leading zero (+.044) so neighbours do not overlap
     for i, (t, L) in enumerate(keys):
         for h in range(grid.shape[1]):
             txt = "" if np.isnan(grid[i, h]) or not small else fmt.format(grid[i, h])
+            if wide:
+                txt = txt.replace("0.", ".", 1)
             if reads.get((t, L, h), L) != L:
                 txt += f"\n<-L{reads[(t, L, h)]}"  # a Reflex cross head: the layer whose K/V it reads
             ax.text(h, i, txt, ha="center", va="center", fontsize=6, color="w", path_effects=stroke)
@@ -53,13 +61,22 @@ def plot_heads(res: dict, model, data: dict, path: Path, title: str | None = Non
     from iclab.evaluation.plots import plt
 
     key, metric = res["score_key"], res["headline"]["metric"]
-    fig = plt.figure(figsize=(13, 7.5))
+    fig = plt.figure(figsize=(13 + 0.9 * max(0, res["n_head"] - 4), 7.5))
     gs = fig.add_gridspec(2, 3, height_ratios=[1, 1])
     label = {"induction": "induction score (repeated random tokens)", "x_to_x": "attention x -> earlier x"}[key]
+    if key == "induction":  # the level of evenly spread attention on the repeated blocks
+        T = data["repeated"].shape[1]
+        P0 = torch.ones(T, T).tril()
+        floor = float(induction_summary((P0 / P0.sum(-1, keepdim=True))[None, None])["induction"][0])
+    else:
+        floor = res["uniform"][key]
     g, rows = _grid(res, key)
-    _heatmap(fig.add_subplot(gs[0, 0]), g, rows, label, res)
+    _heatmap(fig.add_subplot(gs[0, 0]), g, rows, f"{label}\n(evenly spread attention: {floor:.3f})", res, floor=floor)
     g2, _ = _grid(res, "prev_token")
-    _heatmap(fig.add_subplot(gs[0, 1]), g2, rows, "attention to the previous token", res)
+    u = res["uniform"]["prev_token"]
+    _heatmap(
+        fig.add_subplot(gs[0, 1]), g2, rows, f"attention to the previous token\n(evenly spread: {u:.3f})", res, floor=u
+    )
     abl = np.full((res["n_layer"], res["n_head"]), np.nan)
     for lab, a in res["ablation"].items():
         L, H = (int(v) for v in lab.split("."))
