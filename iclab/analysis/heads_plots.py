@@ -55,44 +55,19 @@ def _heatmap(ax, grid, rows, title, res, cmap="viridis", center=False, fmt="{:.2
     ax.figure.colorbar(im, ax=ax, fraction=0.046)
 
 
-def plot_heads(res: dict, model, data: dict, path: Path, title: str | None = None) -> Path:
+def _floor(res: dict, data: dict, key: str) -> float:
+    """The score of evenly spread attention: on the repeated blocks for the induction score, else heads.json's."""
+    if key != "induction":
+        return res["uniform"][key]
+    T = data["repeated"].shape[1]
+    P = torch.ones(T, T).tril()
+    return float(induction_summary((P / P.sum(-1, keepdim=True))[None, None])["induction"][0])
+
+
+def _example_patterns(fig, gs, res: dict, model, data: dict, key: str) -> None:
+    """The bottom row of heads.png: the attention patterns of the three best heads on one sequence."""
     from matplotlib.ticker import MaxNLocator
 
-    from iclab.evaluation.plots import plt
-
-    key, metric = res["score_key"], res["headline"]["metric"]
-    fig = plt.figure(figsize=(13 + 0.9 * max(0, res["n_head"] - 4), 7.5))
-    gs = fig.add_gridspec(2, 3, height_ratios=[1, 1])
-    label = {"induction": "induction score (repeated random tokens)", "x_to_x": "attention x -> earlier x"}[key]
-    if key == "induction":  # the level of evenly spread attention on the repeated blocks
-        T = data["repeated"].shape[1]
-        P0 = torch.ones(T, T).tril()
-        floor = float(induction_summary((P0 / P0.sum(-1, keepdim=True))[None, None])["induction"][0])
-    else:
-        floor = res["uniform"][key]
-    g, rows = _grid(res, key)
-    _heatmap(fig.add_subplot(gs[0, 0]), g, rows, f"{label}\n(evenly spread attention: {floor:.3f})", res, floor=floor)
-    g2, _ = _grid(res, "prev_token")
-    u = res["uniform"]["prev_token"]
-    _heatmap(
-        fig.add_subplot(gs[0, 1]), g2, rows, f"attention to the previous token\n(evenly spread: {u:.3f})", res, floor=u
-    )
-    abl = np.full((res["n_layer"], res["n_head"]), np.nan)
-    for lab, a in res["ablation"].items():
-        L, H = (int(v) for v in lab.split("."))
-        abl[L, H] = a["mean"][metric]["delta"]
-    sub = {**res, "heads": [r for r in res["heads"] if r["iteration"] == 0], "loops": 1}
-    _heatmap(
-        fig.add_subplot(gs[0, 2]),
-        abl,
-        [f"L{L}" for L in range(res["n_layer"])],
-        f"mean ablation: change of {res['headline']['description']}",
-        sub,
-        cmap="RdBu_r",
-        center=True,
-        fmt="{:+.3f}",
-    )
-    # example patterns of the three best heads on one sequence
     tops, seen = [], set()
     for r in sorted(res["heads"], key=lambda r: -r[key]):
         if (r["iteration"], r["layer"], r["head"]) not in seen:
@@ -119,6 +94,39 @@ def plot_heads(res: dict, model, data: dict, path: Path, title: str | None = Non
         ax.set_ylabel("query position")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_heads(res: dict, model, data: dict, path: Path, title: str | None = None) -> Path:
+    from iclab.evaluation.plots import plt
+
+    key, metric = res["score_key"], res["headline"]["metric"]
+    fig = plt.figure(figsize=(13 + 0.9 * max(0, res["n_head"] - 4), 7.5))
+    gs = fig.add_gridspec(2, 3, height_ratios=[1, 1])
+    label = {"induction": "induction score (repeated random tokens)", "x_to_x": "attention x -> earlier x"}[key]
+    floor = _floor(res, data, key)
+    g, rows = _grid(res, key)
+    _heatmap(fig.add_subplot(gs[0, 0]), g, rows, f"{label}\n(evenly spread attention: {floor:.3f})", res, floor=floor)
+    g2, _ = _grid(res, "prev_token")
+    u = res["uniform"]["prev_token"]
+    _heatmap(
+        fig.add_subplot(gs[0, 1]), g2, rows, f"attention to the previous token\n(evenly spread: {u:.3f})", res, floor=u
+    )
+    abl = np.full((res["n_layer"], res["n_head"]), np.nan)
+    for lab, a in res["ablation"].items():
+        L, H = (int(v) for v in lab.split("."))
+        abl[L, H] = a["mean"][metric]["delta"]
+    sub = {**res, "heads": [r for r in res["heads"] if r["iteration"] == 0], "loops": 1}
+    _heatmap(
+        fig.add_subplot(gs[0, 2]),
+        abl,
+        [f"L{L}" for L in range(res["n_layer"])],
+        f"mean ablation: change of {res['headline']['description']}",
+        sub,
+        cmap="RdBu_r",
+        center=True,
+        fmt="{:+.3f}",
+    )
+    _example_patterns(fig, gs, res, model, data, key)
     fig.suptitle(title or f"heads: {res['task']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
