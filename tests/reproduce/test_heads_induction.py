@@ -56,3 +56,20 @@ def test_each_part_of_the_claim_can_fail(tmp_path):
     assert len(TESTS) == 4
     entry.figure(_runs(tmp_path), tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_scales_plan_the_char_induction_runs(tmp_path):
+    """tiny and small both train configs/lm/char_induction.yaml with checkpoints kept every 250 steps (the
+    interval the coincidence test counts in), small twice as long; nothing is trained."""
+    from iclab.reproduce.runner import plan
+
+    entry = REPRODUCTIONS.get("heads-induction")
+    steps = {}
+    for scale in ("tiny", "small"):
+        runs = plan(entry, scale, None, tmp_path)["char LM"]
+        assert [r.seed for r in runs] == [0, 1, 2]
+        cfg = runs[0].cfg
+        assert cfg.task.name == "language_model" and cfg.model.n_layer == 2 and cfg.task.seq_len == 256
+        assert cfg.logging.milestone_every == 250 and cfg.logging.ckpt_every == 250
+        steps[scale] = cfg.training.steps
+    assert steps == {"tiny": 4500, "small": 9000}
