@@ -51,7 +51,7 @@ def test_noise_floor_constant_steps_stall_and_decaying_steps_do_not(tmp_path):
 
 def test_heavy_tail_sgd_stalls_on_rare_classes_and_adam_does_not(tmp_path):
     r = run_demo(
-        "heavy-tail", tmp_path, seed=0, options={"classes": "200", "examples": "4000", "steps": "300", "dim": "32"}
+        "heavy-tail", tmp_path, seed=0, options={"classes": "100", "examples": "2000", "steps": "150", "dim": "32"}
     )
     assert (tmp_path / "heavy-tail.png").is_file()
     sgd, adam = r["final_bucket_loss"]["sgd"], r["final_bucket_loss"]["adam"]
