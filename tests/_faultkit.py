@@ -110,23 +110,28 @@ def crash_after(run_dir: Path, step: int) -> None:
 class CliProcess:
     """A forked `iclab ARGS` with the part of subprocess.Popen's interface the fault tests use."""
 
-    def __init__(self, args: list[str], step_sleep: float):
+    def __init__(
+        self, args: list[str], step_sleep: float = 0.0, cwd: Path = REPO, env: dict | None = None, merge: bool = False
+    ):
+        """`merge`: stderr into stdout (communicate() then returns (both, ""), as with stderr=STDOUT); `env`:
+        variables set in the child (and so in the processes it starts)."""
         self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         self.returncode: int | None = None
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover  (the child: never returns)
-            self._child(args, step_sleep)
+            self._child(args, step_sleep, cwd, env or {}, merge)
 
-    def _child(self, args: list[str], step_sleep: float) -> None:
+    def _child(self, args: list[str], step_sleep: float, cwd: Path, env: dict, merge: bool) -> None:
         code = 1
         try:
             os.dup2(self._out.fileno(), 1)
-            os.dup2(self._err.fileno(), 2)
+            os.dup2(self._out.fileno() if merge else self._err.fileno(), 2)
             sys.stdout = open(1, "w", closefd=False)
             sys.stderr = open(2, "w", closefd=False)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.chdir(REPO)
+            os.chdir(cwd)
+            os.environ.update(env)
             import iclab.training.trainer as t
             from iclab.cli import app
 
@@ -136,7 +141,8 @@ class CliProcess:
                 time.sleep(step_sleep)
                 return step(self, i)
 
-            t.Trainer.train_step = slow
+            if step_sleep:
+                t.Trainer.train_step = slow
             app(args, prog_name="iclab")
             code = 0
         except SystemExit as e:
@@ -184,7 +190,7 @@ class CliProcess:
 
 
 def launch_cli(args: list[str], step_sleep: float = 0.02) -> CliProcess:
-    return CliProcess(args, step_sleep)
+    return CliProcess(args, step_sleep, env={"OMP_NUM_THREADS": "1"})
 
 
 def wait_for_checkpoint(proc: CliProcess, run_dir: Path, step: int, timeout: float = 120.0) -> None:
