@@ -39,7 +39,7 @@ def test_trajectories_every_method_descends_and_gd_solves_the_quadratic(tmp_path
 
 
 def test_noise_floor_constant_steps_stall_and_decaying_steps_do_not(tmp_path):
-    r = run_demo("noise-floor", tmp_path, seed=0, options={"steps": "3000", "runs": "8"})
+    r = run_demo("noise-floor", tmp_path, seed=0, options={"steps": "1500", "runs": "8"})
     assert json.loads((tmp_path / "noise-floor.json").read_text())["tail_mean_gap"] == r["tail_mean_gap"]
     tail = r["tail_mean_gap"]
     big, small = tail[f"constant 1/L = {1 / r['L']:.3f}"], tail[f"constant 0.1/L = {0.1 / r['L']:.4f}"]
