@@ -2,9 +2,17 @@ import copy
 import shutil
 
 import pytest
-import torch
 
-torch.set_num_threads(1)
+
+def pytest_configure(config):
+    """One torch thread in every process that runs tests; the xdist controller runs none and skips torch's
+    ~1.5 s import."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    import torch
+
+    torch.set_num_threads(1)
+
 
 TINY_CFG = {  # a config that trains in a second or two on the CPU
     "seed": 0,
@@ -26,6 +34,8 @@ def _matmul_peak_measured_once():
     measure, seen = throughput.measure_peak, {}
 
     def once(device, dtype, n=None, reps=3):
+        import torch
+
         key = (str(device), dtype, n, reps, torch.get_num_threads())
         if key not in seen:
             seen[key] = measure(device, dtype, n, reps)
