@@ -27,11 +27,16 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+# bytecode caches on even where PYTHONDONTWRITEBYTECODE is set: without them every test process and every
+# `python -m iclab` a test starts recompiles iclab and re-rewrites the tests' asserts (~2 s of CPU each);
+# worksteal: a worker left with one long test hands the rest of its queue to the idle one
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist worksteal
+
 test: install lint docs
-	$(BIN)/python -m pytest -q -n 2
+	$(PYTEST)
 
 test-all: install
-	$(BIN)/python -m pytest -q -n 2 -m ""
+	$(PYTEST) -m ""
 
 bench: install
 	$(BIN)/iclab bench --quick --out runs/bench.json

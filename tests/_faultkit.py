@@ -5,9 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -99,37 +102,98 @@ def crash_after(run_dir: Path, step: int) -> None:
         f.write('{"step": 99999, "loss": 0.')  # a line cut short by the crash
 
 
-# --- subprocesses ---------------------------------------------------------------------------------------
-# The CLI, exactly as `python -m iclab.cli`, but each training step sleeps `ICLAB_TEST_STEP_SLEEP` seconds
-# so a test can reliably signal it between two checkpoints. The sleep changes no number.
-_BOOT = """
-import os, runpy, sys, time
-import torch
-torch.set_num_threads(1)
-import iclab.training.trainer as t
-_step = t.Trainer.train_step
-def _slow(self, step):
-    time.sleep(float(os.environ["ICLAB_TEST_STEP_SLEEP"]))
-    return _step(self, step)
-t.Trainer.train_step = _slow
-sys.argv = ["iclab"] + sys.argv[1:]
-runpy.run_module("iclab.cli", run_name="__main__")
-"""
+# --- a CLI process --------------------------------------------------------------------------------------------
+# The CLI (`iclab ARGS`, the entry's own error, interrupt and exit-code handling), in a child forked from the
+# test process: it starts with torch and iclab already imported (a fresh `python -m iclab` spends ~3 s of CPU
+# on imports), and each training step sleeps `step_sleep` seconds so a test can reliably signal it between two
+# checkpoints. The sleep changes no number. (tests/test_docs.py runs the real `python -m iclab` entry.)
+class CliProcess:
+    """A forked `iclab ARGS` with the part of subprocess.Popen's interface the fault tests use."""
+
+    def __init__(
+        self, args: list[str], step_sleep: float = 0.0, cwd: Path = REPO, env: dict | None = None, merge: bool = False
+    ):
+        """`merge`: stderr into stdout (communicate() then returns (both, ""), as with stderr=STDOUT); `env`:
+        variables set in the child (and so in the processes it starts)."""
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover  (the child: never returns)
+            self._child(args, step_sleep, cwd, env or {}, merge)
+
+    def _child(self, args: list[str], step_sleep: float, cwd: Path, env: dict, merge: bool) -> None:
+        code = 1
+        try:
+            os.dup2(self._out.fileno(), 1)
+            os.dup2(self._out.fileno() if merge else self._err.fileno(), 2)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.chdir(cwd)
+            os.environ.update(env)
+            import iclab.training.trainer as t
+            from iclab.cli import app
+
+            step = t.Trainer.train_step
+
+            def slow(self, i):
+                time.sleep(step_sleep)
+                return step(self, i)
+
+            if step_sleep:
+                t.Trainer.train_step = slow
+            app(args, prog_name="iclab")
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:  # noqa: BLE001  (reported on the child's stderr, like an uncaught error)
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _reap(self, flags: int) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, flags)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self._reap(os.WNOHANG)
+
+    def wait(self, timeout: float | None = None) -> int:
+        t0 = time.monotonic()
+        while self.poll() is None:
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                raise subprocess.TimeoutExpired(f"iclab (pid {self.pid})", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        texts = []
+        for f in (self._out, self._err):  # the child's fds 1 and 2 shared these files' offsets
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+        return texts[0], texts[1]
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+        self.wait()
 
 
-def launch_cli(args: list[str], step_sleep: float = 0.02) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO), ICLAB_TEST_STEP_SLEEP=str(step_sleep), OMP_NUM_THREADS="1")
-    return subprocess.Popen(
-        [sys.executable, "-c", _BOOT, *args],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def launch_cli(args: list[str], step_sleep: float = 0.02) -> CliProcess:
+    return CliProcess(args, step_sleep, env={"OMP_NUM_THREADS": "1"})
 
 
-def wait_for_checkpoint(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 120.0) -> None:
+def wait_for_checkpoint(proc: CliProcess, run_dir: Path, step: int, timeout: float = 120.0) -> None:
     target = Path(run_dir) / "checkpoints" / f"step_{step:09d}.safetensors"
     t0 = time.monotonic()
     while not target.exists():

@@ -2,6 +2,7 @@
 `iclab ...` command line in README.md and docs/ names a real subcommand and only options it has, and the
 short ones run."""
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from iclab.cli import app
 
@@ -67,29 +69,37 @@ def test_every_documented_command_names_a_real_subcommand_and_real_options(page,
     assert not unknown, f"{page}: `{line}`: iclab {name} has no option(s) {unknown}"
 
 
-def test_the_config_reference_is_up_to_date():
-    r = subprocess.run(
-        [sys.executable, "scripts/config_reference.py", "--check"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr
+def _iclab(args: list[str], monkeypatch) -> None:
+    """`iclab ARGS` in this process, from the repository root as the docs run it (the console entry itself:
+    test_the_console_entry_runs)."""
+    monkeypatch.chdir(ROOT)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, f"`iclab {' '.join(args)}`: {r.output[-2000:]} {r.exception!r}"
+
+
+def test_the_config_reference_is_up_to_date(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("config_reference", ROOT / "scripts" / "config_reference.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(sys, "argv", ["config_reference.py", "--check"])
+    assert script.main() == 0, capsys.readouterr().err
+
+
+def test_the_console_entry_runs():
+    """`python -m iclab` as a process (the other documented commands run in this process)."""
+    r = subprocess.run([sys.executable, "-m", "iclab", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and "train" in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize("args", [["list", "tasks"], ["list", "optimizers"], ["--help"]])
-def test_short_documented_commands_run(args):
-    r = subprocess.run([sys.executable, "-m", "iclab", *args], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def test_short_documented_commands_run(args, monkeypatch):
+    _iclab(args, monkeypatch)
 
 
-def test_a_documented_curriculum_command_runs(tmp_path):
+def test_a_documented_curriculum_command_runs(tmp_path, monkeypatch):
     line = next(line for _, line in COMMANDS if line.startswith("iclab curriculum configs/"))
     words = [w for w in line.split()[1:] if not w.startswith("[")]
-    r = subprocess.run(
-        [sys.executable, "-m", "iclab", *words[:2], "--out", str(tmp_path / "c.png")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr
+    _iclab([*words[:2], "--out", str(tmp_path / "c.png")], monkeypatch)
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
@@ -110,7 +120,7 @@ QUICKSTART_LINES = sorted(
     "line",
     [pytest.param(line, marks=[pytest.mark.slow] if i >= 2 else []) for i, line in enumerate(QUICKSTART_LINES)],
 )
-def test_documented_quickstart_trainings_run_on_tiny_settings(line, tmp_path):
+def test_documented_quickstart_trainings_run_on_tiny_settings(line, tmp_path, monkeypatch):
     """Each one-line `iclab train configs/quickstart.yaml ...` of the docs, cut to 3 steps (the first two in the
     default suite, all of them with -m slow)."""
     words = line.split()[1:]
@@ -118,10 +128,5 @@ def test_documented_quickstart_trainings_run_on_tiny_settings(line, tmp_path):
         j = words.index("--out")
         words = words[:j] + words[j + 2 :]
     tiny = ["training.steps=3", "training.warmup_steps=1", "logging.log_every=1", "logging.progress=false"]
-    r = subprocess.run(
-        [sys.executable, "-m", "iclab", *words, *tiny, "--no-eval", "--out", str(tmp_path / "run")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, f"`{line}`: {r.stderr[-2000:]}"
+    _iclab([*words, *tiny, "--no-eval", "--out", str(tmp_path / "run")], monkeypatch)
+    assert (tmp_path / "run" / "model.safetensors").is_file()

@@ -39,7 +39,7 @@ def test_trajectories_every_method_descends_and_gd_solves_the_quadratic(tmp_path
 
 
 def test_noise_floor_constant_steps_stall_and_decaying_steps_do_not(tmp_path):
-    r = run_demo("noise-floor", tmp_path, seed=0, options={"steps": "3000", "runs": "8"})
+    r = run_demo("noise-floor", tmp_path, seed=0, options={"steps": "1500", "runs": "8"})
     assert json.loads((tmp_path / "noise-floor.json").read_text())["tail_mean_gap"] == r["tail_mean_gap"]
     tail = r["tail_mean_gap"]
     big, small = tail[f"constant 1/L = {1 / r['L']:.3f}"], tail[f"constant 0.1/L = {0.1 / r['L']:.4f}"]
@@ -51,7 +51,7 @@ def test_noise_floor_constant_steps_stall_and_decaying_steps_do_not(tmp_path):
 
 def test_heavy_tail_sgd_stalls_on_rare_classes_and_adam_does_not(tmp_path):
     r = run_demo(
-        "heavy-tail", tmp_path, seed=0, options={"classes": "200", "examples": "4000", "steps": "300", "dim": "32"}
+        "heavy-tail", tmp_path, seed=0, options={"classes": "100", "examples": "2000", "steps": "150", "dim": "32"}
     )
     assert (tmp_path / "heavy-tail.png").is_file()
     sgd, adam = r["final_bucket_loss"]["sgd"], r["final_bucket_loss"]["adam"]

@@ -2,6 +2,7 @@
 choice: offline, from local files; the same preparation and hashing as file corpora; bad input in one line."""
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from iclab.config import ConfigError, validate
 from iclab.workloads.sequence.corpus import load_prepared, prepare
 from iclab.workloads.sequence.corpus_sources import CorpusError, read_corpus
 
-datasets = pytest.importorskip("datasets")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
+# `datasets` takes ~0.7 s to import: not at collection (every test process collects every module), only here
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="needs datasets (the hf extra)")
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ["def f(x):\n    return x", "naïve café", "for i in range(3): pass"]
@@ -22,6 +24,8 @@ DOCS = ["def f(x):\n    return x", "naïve café", "for i in range(3): pass"]
 
 @pytest.fixture(autouse=True)
 def _local_cache(tmp_path, monkeypatch):
+    import datasets
+
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
 
 
@@ -54,6 +58,8 @@ def test_json_and_save_to_disk_layouts_and_another_text_field(tmp_path):
     (j / "train.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in DOCS))
     assert read_corpus(f"hf:{j}", text_field="body")[0] == "\n\n".join(DOCS)
     s = tmp_path / "saved"
+    import datasets
+
     datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": DOCS})}).save_to_disk(str(s))
     assert read_corpus(f"hf:{s}")[0] == "\n\n".join(DOCS)
 

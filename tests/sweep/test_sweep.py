@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ from iclab.config import validate
 from iclab.experiments import Job, expand, parse_grid, parse_target, run_many, time_to_target
 from iclab.stats import t_interval
 from iclab.sweep.core import status, summarize
+from iclab.training.checkpoint import load_weights
 
 TINY = {
     "seed": 0,
@@ -86,10 +88,12 @@ def test_bad_seeds_backend_target_are_one_line(tmp_path):
 
 
 def test_local_backend_runs_in_parallel_and_a_restart_runs_only_what_is_missing(tmp_path):
+    """The sweep trains in this process (inline), is "killed", and the restart runs the two missing runs as two
+    local-backend processes at the same time (a resume and a fresh run); the two finished ones are reused."""
     cfg = _write(tmp_path)
     out = tmp_path / "s"
-    args = ["sweep", str(cfg), "--grid", "training.lr=1e-3,3e-3", "--seeds", "0-1", "--workers", "4", "--out", str(out)]
-    r = CliRunner().invoke(app, args)
+    args = ["sweep", str(cfg), "--grid", "training.lr=1e-3,3e-3", "--seeds", "0-1", "--out", str(out)]
+    r = CliRunner().invoke(app, [*args, "--backend", "inline"])
     assert r.exit_code == 0, r.output
     runs = sorted(out.glob("training.lr=*/seed*[0-9]"))
     assert [p.relative_to(out).as_posix() for p in runs] == [
@@ -98,12 +102,11 @@ def test_local_backend_runs_in_parallel_and_a_restart_runs_only_what_is_missing(
         "training.lr=3e-3/seed0",
         "training.lr=3e-3/seed1",
     ]
-    t = [json.loads((p / "timing.json").read_text()) for p in runs]
-    assert max(x["started"] for x in t) < min(x["ended"] for x in t)  # all four ran at the same time
     assert yaml.safe_load((runs[2] / "config.yaml").read_text())["training"]["lr"] == 3e-3
     assert yaml.safe_load((runs[3] / "config.yaml").read_text())["seed"] == 1
     for f in ("table.md", "table.csv", "table.json", "table.png", "sweep.json"):
         assert (out / f).is_file()
+    finished = {p: load_weights(p / "model.safetensors") for p in runs}
     # the sweep is "killed": one run lost its end (final weights, eval, last checkpoint), one never started
     stamp = {p: (p / "model.safetensors").stat().st_mtime_ns for p in runs}
     for f in ("model.safetensors", "eval.json", "checkpoints/step_000000020.safetensors"):
@@ -111,15 +114,21 @@ def test_local_backend_runs_in_parallel_and_a_restart_runs_only_what_is_missing(
     shutil.rmtree(runs[3])
     states = {(s["point"], s["seed"]): s["state"] for s in status(out)}
     assert states[("training.lr=1e-3", 1)] == "interrupted" and states[("training.lr=3e-3", 1)] == "pending"
-    r = CliRunner().invoke(app, args)
+    r = CliRunner().invoke(app, [*args, "--backend", "local", "--workers", "2"])
     assert r.exit_code == 0, r.output
     assert (
         r.output.count("finished, reused") == 2
         and f"{runs[1]}: resuming" in r.output
         and f"{runs[3]}: training" in r.output
+        and "local backend: 2 run(s), 2 at a time" in r.output
     )
+    t = [json.loads((p / "timing.json").read_text()) for p in (runs[1], runs[3])]
+    assert max(x["started"] for x in t) < min(x["ended"] for x in t)  # both processes ran at the same time
     for p in (runs[0], runs[2]):
         assert (p / "model.safetensors").stat().st_mtime_ns == stamp[p]  # not trained again
+    for p in (runs[1], runs[3]):  # the resumed and the retrained run end exactly as the uninterrupted ones did
+        w = load_weights(p / "model.safetensors")
+        assert all(torch.equal(w[k], finished[p][k]) for k in finished[p])
     assert all(s["state"] == "done" for s in status(out))
     r = CliRunner().invoke(app, ["sweep", "status", str(out)])
     assert r.exit_code == 0 and "4 done (of 4)" in r.output
@@ -128,7 +137,10 @@ def test_local_backend_runs_in_parallel_and_a_restart_runs_only_what_is_missing(
 def test_failed_run_is_reported_and_the_others_finish(tmp_path):
     ok = validate(TINY)
     bad = validate({**TINY, "training": {**TINY["training"], "lr": 1e6, "grad_clip": None}})
-    res = run_many([Job(bad, tmp_path / "bad"), Job(ok, tmp_path / "ok")], workers=2, log=lambda m: None)
+    # inline: the same job code in this process (a failed run reported across the local backend's process
+    # boundary, with its exit code: tests/test_cli_surprises.py::test_the_local_worker_process_logs_no_runpy_warning)
+    jobs = [Job(bad, tmp_path / "bad"), Job(ok, tmp_path / "ok")]
+    res = run_many(jobs, backend="inline", log=lambda m: None)
     assert [r.state for r in res] == ["failed", "done"]
     assert "non-finite loss" in res[0].error and (tmp_path / "bad" / "failed.json").is_file()
     assert (tmp_path / "ok" / "model.safetensors").is_file()

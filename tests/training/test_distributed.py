@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _faultkit import REPO, write_yaml
+from _faultkit import REPO, CliProcess, write_yaml
 from typer.testing import CliRunner
 
 from iclab.cli import app
@@ -55,16 +55,11 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return ck.load_weights(run / "model.safetensors")
 
 
-def _launch(args: list[str], cwd: Path, tag: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "ICLAB_TEST_TAG": tag or uuid.uuid4().hex, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "iclab", "train", *args, "--nproc", "2"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def _launch(args: list[str], cwd: Path, tag: str | None = None) -> CliProcess:
+    """`iclab train ARGS --nproc 2` in cwd: the launcher forked from this process (torchrun runs in it and
+    starts the two ranks as fresh `python -m iclab` processes), stdout and stderr together."""
+    env = {"ICLAB_TEST_TAG": tag or uuid.uuid4().hex, "PYTHONUNBUFFERED": "1"}
+    return CliProcess(["train", *args, "--nproc", "2"], cwd=cwd, env=env, merge=True)
 
 
 def _rank_pid(tag: str, rank: int) -> int | None:

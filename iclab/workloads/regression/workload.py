@@ -19,7 +19,6 @@ import torch
 
 from iclab.evaluation import EvalError
 from iclab.evaluation.baselines import check_positions, resolve, resolve_baselines
-from iclab.evaluation.plots import plot_error_curves, plot_loop_curves
 from iclab.evaluation.regression import evaluate, evaluate_loops
 from iclab.evaluation.shift_eval import evaluate_shift, plot_shift_grid, shift_tag
 from iclab.evaluation.shifts import DEFAULT_SHIFTS, SHIFTS, make_shift
@@ -198,6 +197,8 @@ class RegressionWorkload(Workload):
         ev["step"] = step
         suffix = f"_{tag}" if tag else ""
         write_json(run_dir / f"eval{suffix}.json", ev)
+        from iclab.evaluation.plots import plot_error_curves, plot_loop_curves  # matplotlib: only when evaluating
+
         plot_error_curves([(run_dir.name, ev)], run_dir / f"error_vs_examples{suffix}.png")
         if cfg.model.loops > 1:
             max_loops = max_loops or cfg.eval.max_loops or max(2 * cfg.model.loops, loops)
@@ -278,6 +279,8 @@ class RegressionWorkload(Workload):
             tag = shift_tag(shift, shift_options, task_name) + extra
         write_json(run_dir / f"eval_{tag}.json", ev)
         if write_figure:
+            from iclab.evaluation.plots import plot_error_curves
+
             title = f"{ev['eval_task']}, shift: {shift}\n(model trained on {cfg.task.name})"
             plot_error_curves([(run_dir.name, ev)], run_dir / f"error_vs_examples_{tag}.png", title=title)
         return ev
