@@ -342,10 +342,12 @@ class TrainingConfig(Strict):
         "state over the ranks with FSDP2 (fully_shard per block, then the root) instead of DDP's full copy "
         "per rank, for models that do not fit one device; no effect in a single process",
     )
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    dtype: Literal["auto", "float32", "bfloat16", "bfloat16_where_native"] = Field(
         "auto",
         description="bfloat16: autocast matmuls to bf16 (CUDA, or a CPU with AVX512-BF16/AMX; the read-out and "
-        "loss stay fp32); auto = bfloat16 on a CUDA device that supports it, float32 elsewhere (also on the CPU)",
+        "loss stay fp32; refused elsewhere); auto = bfloat16 on a CUDA device that supports it, float32 elsewhere "
+        "(also on the CPU); bfloat16_where_native = bfloat16 wherever the device runs it natively (such a CUDA "
+        "device or CPU), float32 elsewhere: for configs that should run fast on any machine (wide models)",
     )
     init_from: str | None = Field(
         None,

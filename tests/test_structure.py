@@ -22,8 +22,7 @@ Besides, no circle between files and none between packages (iclab.X), and no mod
 lines unless its docstring says why in a line starting with "Length:".
 
 Likewise no function body above MAX_FUNCTION_LINES lines unless its docstring says why ("Length:").
-KNOWN lists accepted exceptions with the reason (none today); `test_known_violation_is_gone` reports one that
-has been fixed, so its entry can go.
+There are no accepted exceptions: a violation is fixed, not listed.
 """
 
 from __future__ import annotations
@@ -31,8 +30,6 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "iclab"
 MAX_LINES = 450
@@ -48,9 +45,6 @@ LAYERS = {
     **dict.fromkeys(("analysis", "reproduce", "optbench", "report", "bench", "bench_eval", "demos", "interop"), 7),
     **dict.fromkeys(("cli", "__main__"), 8),
 }
-
-# violations fixed by other engineers of issue 21 in parallel: entry -> who / why
-KNOWN: dict[str, str] = {}
 
 
 def _modules() -> dict[str, Path]:
@@ -178,24 +172,18 @@ def test_the_walker_sees_lazy_and_relative_imports(tmp_path):
 
 
 def test_imports_point_down():
-    bad = [v for v in upward_imports() if v not in KNOWN]
+    bad = [v for v in upward_imports()]
     assert not bad, "imports pointing up the layers:\n" + "\n".join(bad)
 
 
 def test_no_circles():
-    bad = [c for c in circles() if c not in KNOWN]
+    bad = [c for c in circles()]
     assert not bad, "import circles:\n" + "\n".join(bad)
 
 
 def test_modules_are_short_or_say_why():
-    bad = [m for m in long_modules() if m not in KNOWN]
+    bad = [m for m in long_modules()]
     assert not bad, f"modules above {MAX_LINES} lines without a 'Length:' line in their docstring:\n" + "\n".join(bad)
-
-
-@pytest.mark.parametrize("entry", sorted(KNOWN))
-@pytest.mark.xfail(strict=False, reason="fixed in parallel by another engineer of issue 21 (see KNOWN)")
-def test_known_violation_is_gone(entry):
-    assert entry not in set(upward_imports()) | set(circles()) | set(long_modules()), KNOWN[entry]
 
 
 MAX_FUNCTION_LINES = 60

@@ -64,12 +64,15 @@ def cpu_bf16_supported() -> bool:
 
 def resolve_amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """training.dtype -> the autocast dtype of the step (None: plain fp32). auto: bf16 on CUDA devices that
-    support it, fp32 elsewhere (also on the CPU, whose bf16 is opt-in: training.dtype=bfloat16)."""
+    support it, fp32 elsewhere (also on the CPU, whose bf16 is opt-in: training.dtype=bfloat16);
+    bfloat16_where_native: bf16 on such a CUDA device or a CPU with native bf16 matmuls, fp32 elsewhere."""
     if name == "float32":
         return None
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     if name == "auto":
         return torch.bfloat16 if cuda_bf16 else None
+    if name == "bfloat16_where_native":
+        return torch.bfloat16 if cuda_bf16 or (device.type == "cpu" and cpu_bf16_supported()) else None
     if device.type == "cpu":
         if not cpu_bf16_supported():
             raise TrainingError(

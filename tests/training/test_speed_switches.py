@@ -111,9 +111,12 @@ def test_bf16_is_refused_on_a_cpu_without_native_bf16(tmp_path, tiny_cfg_dict, m
     with pytest.raises(TrainingError, match="training.dtype=bfloat16.*no"):
         Trainer(_cfg(tiny_cfg_dict, dtype="bfloat16"), tmp_path)
     assert Trainer(_cfg(tiny_cfg_dict, dtype="auto"), tmp_path).amp_dtype is None
+    # bfloat16_where_native: fp32 on such a CPU, never an error
+    assert Trainer(_cfg(tiny_cfg_dict, dtype="bfloat16_where_native"), tmp_path).amp_dtype is None
     monkeypatch.setattr(device, "cpu_bf16_supported", lambda: True)  # opt-in only: auto stays fp32 on the CPU
     assert Trainer(_cfg(tiny_cfg_dict, dtype="bfloat16"), tmp_path).amp_dtype is torch.bfloat16
     assert Trainer(_cfg(tiny_cfg_dict, dtype="auto"), tmp_path).amp_dtype is None
+    assert Trainer(_cfg(tiny_cfg_dict, dtype="bfloat16_where_native"), tmp_path).amp_dtype is torch.bfloat16
 
 
 def test_cpu_bf16_step_runs_in_bf16_and_tracks_fp32(tmp_path, tiny_cfg_dict):
@@ -140,8 +143,10 @@ def test_dtype_resolution_on_cuda(monkeypatch):
     assert resolve_amp_dtype("auto", cuda) is torch.bfloat16
     assert resolve_amp_dtype("bfloat16", cuda) is torch.bfloat16
     assert resolve_amp_dtype("float32", cuda) is None
+    assert resolve_amp_dtype("bfloat16_where_native", cuda) is torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert resolve_amp_dtype("auto", cuda) is None
+    assert resolve_amp_dtype("bfloat16_where_native", cuda) is None
     with pytest.raises(TrainingError, match="does not support bfloat16"):
         resolve_amp_dtype("bfloat16", cuda)
 
