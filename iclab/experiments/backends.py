@@ -30,13 +30,16 @@ run directories this process can read (all of them on one machine or a shared fi
 Interruption (inline, local, pool): once a job reports "interrupted" (Ctrl-C or SIGTERM reached its
 trainer, which checkpointed) or this process gets Ctrl-C, no further job starts; the ones not started come
 back as "interrupted" ("not started"), and a Ctrl-C of this process is raised again once the running jobs
-have stopped.
+have stopped. The local backend also passes a SIGTERM of this process (a scheduler's or `kill`'s, which,
+unlike a terminal's Ctrl-C, reaches this process alone) on to its running workers, whose trainers
+checkpoint, and raises KeyboardInterrupt once they have stopped: no worker trains on, orphaned.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -49,6 +52,7 @@ from iclab.experiments.jobs import Job, JobResult, execute_job, is_done, mark_fa
 BACKENDS = ("inline", "local", "pool", "ray", "slurm")
 NOT_STARTED = "not started (interrupted)"
 RESULT_PREFIX = "iclab-sweep-result "  # the worker's last line (iclab/experiments/worker.py, not imported here)
+WORKER = [sys.executable, "-m", "iclab.experiments.worker", "-"]  # the local backend's process (JSON spec on stdin)
 PROGRESS_S = 30.0  # seconds between progress lines while runs train
 
 
@@ -210,21 +214,56 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def _local_one(job: Job, threads: int, log, stop: threading.Event) -> JobResult:
+class _Workers:
+    """The local backend's running worker processes, and the SIGTERM of this process passed on to them."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.terminated = False
+        self._procs: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._old = None
+
+    def start(self, job: Job, threads: int, out) -> subprocess.Popen | None:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        with self._lock:  # no worker starts after a SIGTERM was passed on
+            if self.stop.is_set():
+                return None
+            proc = subprocess.Popen(WORKER, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env)
+            self._procs.add(proc)
+        proc.communicate(json.dumps(job.spec(threads)).encode())
+        with self._lock:
+            self._procs.discard(proc)
+        return proc
+
+    def _on_sigterm(self, signum, frame) -> None:
+        with self._lock:
+            self.stop.set()
+            self.terminated = True
+            for proc in self._procs:
+                proc.send_signal(signal.SIGTERM)
+
+    def __enter__(self) -> _Workers:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._old = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def _local_one(job: Job, threads: int, log, workers: _Workers) -> JobResult:
+    stop = workers.stop
     if stop.is_set():
         return _not_started(job)
     run_dir = Path(job.run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     _starting(log, run_dir)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(log_path(run_dir), "ab") as out:
-        proc = subprocess.run(
-            [sys.executable, "-m", "iclab.experiments.worker", "-"],
-            input=json.dumps(job.spec(threads)).encode(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        proc = workers.start(job, threads, out)
+    if proc is None:
+        return _not_started(job)
     for ln in reversed(log_path(run_dir).read_text(errors="replace").splitlines()):
         if ln.startswith(RESULT_PREFIX):
             res = _report(log, JobResult.from_dict(json.loads(ln.split(" ", 1)[1])))
@@ -232,6 +271,8 @@ def _local_one(job: Job, threads: int, log, stop: threading.Event) -> JobResult:
                 stop.set()
             return res
     why = f"exit code {proc.returncode}" if proc.returncode >= 0 else f"killed by signal {-proc.returncode}"
+    if workers.terminated:  # the passed-on SIGTERM ended it before its trainer could catch it (still starting)
+        return _report(log, JobResult(run_dir, "interrupted", f"terminated before training started ({why})", 0.0))
     last = _last_line(log_path(run_dir))
     msg = f"the run's process ended without a result ({why}); last line of {log_path(run_dir).name}: "
     msg += last or "(empty)"
@@ -246,14 +287,16 @@ def _run_local(jobs: list[Job], workers: int, log, options: dict):
         f"local backend: {len(jobs)} run(s), {workers} at a time, {threads} torch thread(s) each where the config "
         "leaves training.threads unset"
     )
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_local_one, job, threads, log, stop) for job in jobs]
+    with _Workers() as running, ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_local_one, job, threads, log, running) for job in jobs]
         try:
-            return [(i, f.result()) for i, f in enumerate(futures)]
+            out = [(i, f.result()) for i, f in enumerate(futures)]
         except BaseException:  # Ctrl-C: the running jobs got it too and checkpoint; queued ones never start
-            stop.set()
+            running.stop.set()
             raise
+    if running.terminated:
+        raise KeyboardInterrupt("terminated (SIGTERM): the running runs checkpointed, no other run started")
+    return out
 
 
 # --- pool: persistent worker processes --------------------------------------------------------------------------

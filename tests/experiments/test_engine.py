@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import sys
+import threading
+import time
 
 import pytest
 
@@ -147,3 +152,51 @@ def test_seed_dots_draws_the_mean_its_interval_and_every_seed():
     assert not floor_at_zero(ax, stats[1:]) and not floor_at_zero(ax, [{"mean": -1, "ci95": 2, "values": [-1]}])
     plt.close(fig)
     assert math.isclose(stats[0]["mean"], 0.2)
+
+
+# a stand-in for `python -m iclab.experiments.worker -`: marks its run started, trains for a minute, and on
+# SIGTERM reports "interrupted" the way the real worker's trainer does after checkpointing
+FAKE_WORKER = r"""
+import json, pathlib, signal, sys, time
+run = pathlib.Path(json.loads(sys.stdin.read())["run_dir"])
+def report(state):
+    print("iclab-sweep-result " + json.dumps({"run_dir": str(run), "state": state, "error": None, "wall_s": 0.1}))
+    sys.stdout.flush()
+def on_term(*_):
+    report("interrupted")
+    sys.exit(130)
+signal.signal(signal.SIGTERM, on_term)
+run.mkdir(parents=True, exist_ok=True)
+(run / "started").write_text("")
+time.sleep(60)
+report("done")
+"""
+
+
+def test_a_sigterm_reaches_the_local_workers_and_no_queued_run_starts(tmp_path, monkeypatch):
+    """`kill` of `iclab sweep/reproduce --workers 2` (SIGTERM, which reaches the parent alone): the running
+    workers get it, report interrupted, the third run never starts, and the parent raises KeyboardInterrupt
+    (exit 130 in the CLI) instead of dying and leaving its workers training on as orphans."""
+    script = tmp_path / "worker.py"
+    script.write_text(FAKE_WORKER)
+    monkeypatch.setattr(backends_mod, "WORKER", [sys.executable, str(script)])
+    jobs = [Job(validate({**TINY, "seed": s}), tmp_path / f"seed{s}") for s in range(3)]
+    started = [tmp_path / f"seed{s}" / "started" for s in range(3)]
+
+    def terminate_once_two_run():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (started[0].exists() and started[1].exists()):
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_once_two_run)
+    lines: list[str] = []
+    t0 = time.monotonic()
+    killer.start()
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        backends_mod._run_local(jobs, 2, lines.append, {})
+    killer.join()
+    assert time.monotonic() - t0 < 30  # the workers stopped on the signal, not after their minute
+    assert started[0].exists() and started[1].exists() and not started[2].exists()
+    assert sum(": interrupted" in ln for ln in lines) == 2, lines
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
