@@ -90,6 +90,18 @@ def finish(ax, xlabel: str, ylabel: str, title: str, logy: bool = False) -> None
 STATUS_COLOR = {"SUPPORTED": "tab:green", "CONTRADICTED": "tab:red", "INCONCLUSIVE": "tab:orange"}
 
 
+def label_groups(xs: list[float], tol: float) -> list[list[int]]:
+    """Indices of `xs` in groups that share one label: left to right, a dot joins the group of the dot before
+    it when it lies within `tol` of it (equal values always do)."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(xs)), key=lambda i: xs[i]):
+        if groups and xs[i] - xs[groups[-1][-1]] < tol:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def verdict_figure(result: dict, path: Path) -> None:
     """One row per test of a result.json: each seed's paired difference (dots, labelled by seed), the 95%
     interval of the mean difference (bar), the margin (dashed) and 0 (grey); log tests on the ratio a / b."""
@@ -101,14 +113,19 @@ def verdict_figure(result: dict, path: Path) -> None:
         f = math.exp if t.get("log") else (lambda x: x)
         color = STATUS_COLOR[t["status"]]
         diffs, used = t.get("diffs", []), set(t.get("seeds", []))
-        for s, d in enumerate(t.get("all_diffs") or []):
-            if d is None:
-                continue
+        dots = [(s, d) for s, d in enumerate(t.get("all_diffs") or []) if d is not None]
+        for s, d in dots:
             if s in used:
                 ax.plot(f(d), 0, "o", color="k", ms=4, alpha=0.7)
             else:  # a seed on the plateau under one arm: drawn hollow, not in the test
                 ax.plot(f(d), 0, "o", mfc="none", mec="0.5", ms=5)
-            ax.annotate(str(s), (f(d), 0), textcoords="offset points", xytext=(0, 5), fontsize=6, ha="center")
+        # seeds closer than 1.5% of the row's extent (equal ones too) share one label, "0,1", left to right
+        g = (lambda x: x / math.log(10)) if t.get("log") else (lambda x: x)
+        ends = [g(d) for _, d in dots] + [g(v) for v in (*t.get("ci95", ()), t["margin"], 0.0)]
+        for group in label_groups([g(d) for _, d in dots], 0.015 * ((max(ends) - min(ends)) or 1.0)):
+            x = f(sum(dots[i][1] for i in group) / len(group))
+            text = ",".join(str(dots[i][0]) for i in group)
+            ax.annotate(text, (x, 0), textcoords="offset points", xytext=(0, 5), fontsize=6, ha="center")
         if "ci95" in t:
             lo, hi = t["ci95"]
             ax.plot([f(lo), f(hi)], [-0.5, -0.5], color=color, lw=3, solid_capstyle="butt")

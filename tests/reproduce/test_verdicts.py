@@ -244,3 +244,14 @@ def test_adaptive_seeds_add_runs_while_inconclusive(tmp_path):
     finally:
         REPRODUCTIONS._items.pop(entry.name)
         REPRODUCTIONS._help.pop(entry.name)
+
+
+def test_seeds_with_equal_or_close_values_share_one_label():
+    """verdict.png: dots closer than the tolerance, equal ones included, get one label ("0,1", left to right);
+    distant ones keep their own."""
+    from iclab.reproduce.plots import label_groups
+
+    assert label_groups([0.0, 0.0, 1.0], tol=0.1) == [[0, 1], [2]]
+    assert label_groups([0.58, 0.5, 2.0, 0.52], tol=0.05) == [[1, 3], [0], [2]]
+    assert label_groups([0.5, 0.54, 0.58], tol=0.05) == [[0, 1, 2]]  # a chain of close dots stays one group
+    assert label_groups([], tol=0.1) == []
