@@ -84,6 +84,10 @@ REPRODUCTIONS.register("garg-curriculum", help="the dims/points curriculum speed
                 "curriculum": "configs/garg/small/curriculum_on.yaml",
                 "no curriculum": "configs/garg/small/curriculum_off.yaml",
             },
+            "full": {  # the paper's d=20, 500k steps (a GPU)
+                "curriculum": "configs/garg/full/curriculum_on.yaml",
+                "no curriculum": "configs/garg/full/curriculum_off.yaml",
+            },
         },
         seeds={"tiny": 5, "small": 5, "full": 3},
         check=check,

@@ -9,6 +9,8 @@ from iclab.reproduce.base import PLATEAU, Entry, Verdict, fmt_ci, greater, k2d, 
 from iclab.reproduce.plots import error_vs_examples, evals, save
 
 CONFIGS = {"6 layers": "configs/reuse/tiny/layers6x1.yaml", "3 layers x 2": "configs/reuse/tiny/layers3x2.yaml"}
+# full: the seed's setting, Garg et al.'s d=20 regression with 6 blocks of width 256 (500k steps, a GPU)
+FULL = {"6 layers": "configs/looped/standard_6layer.yaml", "3 layers x 2": "configs/looped/reuse3x2.yaml"}
 STEPS = ["training.steps=2000"]
 # small: batch 128 leaves the plateau on every seed (the quickstart study, README), 3x the steps; ~17 min per run
 SMALL = [
@@ -61,11 +63,11 @@ REPRODUCTIONS.register("seed001-reuse", help="3 layers applied twice beat 6 inde
         criterion="at k=2d the reuse model's error is below the 6-layer model's (paired by seed, on the seeds where "
         "both left the in-context plateau)",
         tests=[less("3 layers x 2", "6 layers", learned_below=PLATEAU)],
-        configs={"tiny": dict(CONFIGS), "small": dict(CONFIGS)},
+        configs={"tiny": dict(CONFIGS), "small": dict(CONFIGS), "full": dict(FULL)},
         overrides={"tiny": STEPS, "small": SMALL},
         check=check_reuse,
         figure=figure_reuse,
-        seeds={"tiny": 5, "small": 8},
+        seeds={"tiny": 5, "small": 8, "full": 3},
         max_seeds={"tiny": 15, "small": 15},
         minutes={"tiny": 12, "small": 240},
     )
@@ -135,12 +137,16 @@ REPRODUCTIONS.register("seed001-surgery", help="rearranging a trained model's la
             greater(op, "trained order", -MARGIN, learned_below=PLATEAU, learned_on=("trained order",), label=op)
             for op in OPS
         ],
-        configs={"tiny": {"6 layers": CONFIGS["6 layers"]}, "small": {"6 layers": CONFIGS["6 layers"]}},
+        configs={
+            "tiny": {"6 layers": CONFIGS["6 layers"]},
+            "small": {"6 layers": CONFIGS["6 layers"]},
+            "full": {"6 layers": FULL["6 layers"]},
+        },
         overrides={"tiny": STEPS, "small": SMALL},
         check=check_surgery,
         figure=figure_surgery,
         evaluate=evaluate_surgery,
-        seeds={"tiny": 5, "small": 8},
+        seeds={"tiny": 5, "small": 8, "full": 3},
         max_seeds={"tiny": 15, "small": 15},
         minutes={"tiny": 6, "small": 120},
     )

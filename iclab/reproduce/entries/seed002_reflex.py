@@ -13,6 +13,13 @@ CONFIGS = {
     "Reflex 6L 4-2-2": "configs/reflex/tiny/reflex_6l6h_422.yaml",
     "Reflex 6L 5-2-1": "configs/reflex/tiny/reflex_6l6h_521.yaml",
 }
+# full: the seed's scale (GPT-2 BPE, width 512, 8 heads, 512-token context, 6,000 steps of batch 32, a GPU;
+# task.options.corpus= a large text file such as OpenWebText, which iclab does not ship)
+FULL = {
+    BASE: "configs/reflex/gpt2/nanogpt_6l.yaml",
+    "Reflex 6L 4-2-2": "configs/reflex/gpt2/reflex_6l8h_422.yaml",
+    "Reflex 6L 5-2-1": "configs/reflex/gpt2/reflex_6l8h_521.yaml",
+}
 TOL = 0.03  # bits per character
 
 
@@ -78,12 +85,12 @@ REPRODUCTIONS.register("seed002-reflex", help="Reflex attention vs nanoGPT at eq
         criterion=f"each Reflex variant's validation bits per character is within {TOL:g} of nanoGPT's (equivalence, "
         "paired by seed); meaningful only once the models train well past the n-gram level (not at tiny scale)",
         tests=[equivalent(label, BASE, TOL) for label in CONFIGS if label != BASE],
-        configs={"tiny": dict(CONFIGS), "small": dict(CONFIGS)},
+        configs={"tiny": dict(CONFIGS), "small": dict(CONFIGS), "full": dict(FULL)},
         # 10x the tokens (2,000 steps): past the n-gram level at 200 steps, ~13 min per run on 2 cores
         overrides={"small": ["training.steps=2000", "training.warmup_steps=100", "logging.ckpt_every=2000"]},
         check=check,
         figure=figure,
-        seeds={"tiny": 3, "small": 8},
+        seeds={"tiny": 3, "small": 8, "full": 3},
         max_seeds={"tiny": 10, "small": 12},
         minutes={"tiny": 12, "small": 310},
     )

@@ -78,7 +78,12 @@ REPRODUCTIONS.register("seed004-grokking", help="modular division mod 97: held-o
                 "weight decay 1": "configs/grokking/p97.yaml",
                 "no weight decay": "configs/grokking/p97_no_wd.yaml",
             },
+            "full": {  # Power et al.'s budget: 10^5 updates of batch 512 (the tiny run's 4,000 x 25)
+                "weight decay 1": "configs/grokking/p97.yaml",
+                "no weight decay": "configs/grokking/p97_no_wd.yaml",
+            },
         },
+        overrides={"full": ["training.steps=100000", "logging.ckpt_every=10000"]},
         check=check,
         figure=figure,
         seeds={"tiny": 1, "small": 3, "full": 1},

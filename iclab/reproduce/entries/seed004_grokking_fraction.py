@@ -120,13 +120,16 @@ REPRODUCTIONS.register("seed004-grokking-fraction", help="grokking takes longer 
             greater("steps at 0.5", "steps at 0.7", math.log(SLOWER), log=True, label="smaller fractions are slower"),
         ],
         configs={
-            "tiny": {
+            scale: {
                 _label(f): f"configs/grokking/{'p97' if f == 0.5 else f'fraction/p97_f{f:g}'}.yaml" for f in FRACTIONS
             }
+            for scale in ("tiny", "full")
         },
+        # full: Power et al.'s budget of 10^5 updates for every fraction (tiny: 4,000-12,000)
+        overrides={"full": ["training.steps=100000", "logging.ckpt_every=10000"]},
         check=check,
         figure=figure,
-        seeds={"tiny": 1},
+        seeds={"tiny": 1, "full": 3},
         minutes={"tiny": 50},
     )
 )
