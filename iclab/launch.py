@@ -29,6 +29,16 @@ starts the 2-process quickstart N times under load and keeps every failing launc
 - Logs. torchrun's options default to PET_<OPTION> variables: `PET_LOG_DIR=DIR PET_TEE=3 iclab train ...
   --nproc 2` keeps each rank's stdout and stderr under DIR as well as on the terminal.
 - Collectives wait ICLAB_DIST_TIMEOUT_S seconds (600) for a missing rank (`distributed.current`).
+- Exit. A rank ends with `os._exit` after its command returned, its streams are flushed and it left the
+  process group (`rank_main`), never through the interpreter's finalization. The cause (issue 27, about
+  1 launch in 30 under load; core dump of the aborted rank): gloo's process group outlives
+  `destroy_process_group` while the DDP wrapper still references it, so its worker threads run on; a
+  worker that completed the last all-reduce drops that work, and with it the tensors' Python objects,
+  a moment later. When the main thread reached `Py_Finalize` first, the worker's GIL request made it
+  call `pthread_exit` inside a noexcept destructor (`~AsyncAllreduceWork`): std::terminate, "terminate
+  called without an active exception", SIGABRT, although training had finished. The work is complete on
+  every rank by then (a rank leaves its last collective only after its sends are written), so nothing
+  is lost by not finalizing.
 """
 
 from __future__ import annotations
@@ -112,6 +122,45 @@ def launch(nproc: int, argv: list[str]) -> int:
             )
         return 1
     return 0
+
+
+def rank_main(app) -> None:
+    """`python -m iclab ...`: run the command line `app`; as a rank of a multi-process torchrun job, end the
+    process with os._exit (exit code kept, streams flushed, uncaught errors printed) instead of the
+    interpreter's finalization, which races gloo's worker threads (module docstring, "Exit")."""
+    if not (distributed.in_torchrun() and int(os.environ["WORLD_SIZE"]) > 1):
+        app()
+        return
+    code = 0
+    try:
+        app()
+    except SystemExit as e:
+        code = exit_code(e.code)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    distributed.shutdown()  # a no-op when the command already left the group
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def exit_code(code) -> int:
+    """The process exit status `sys.exit(code)` would give (a message is printed to stderr, status 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write(f"{code}\n")
+    return 1
 
 
 def train_process(

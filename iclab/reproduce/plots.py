@@ -90,6 +90,19 @@ def finish(ax, xlabel: str, ylabel: str, title: str, logy: bool = False) -> None
 STATUS_COLOR = {"SUPPORTED": "tab:green", "CONTRADICTED": "tab:red", "INCONCLUSIVE": "tab:orange"}
 
 
+def panel_note(t: dict) -> str:
+    """What a verdict.png panel's values are: how many seeds were usable, or why there is no interval."""
+    kind = "ratio" if t.get("log") else "difference"
+    n_all = t.get("n_total", len(t.get("diffs", [])))
+    if "ci95" not in t and t.get("all_diffs"):  # recorded, but no seed usable (e.g. none learned)
+        return f"{kind}; 0 of {n_all} seeds usable"
+    if "ci95" not in t:
+        return "per-seed values not recorded"
+    if t.get("from_summary"):
+        return f"only mean +- 95% CI of {t['n']} seeds recorded"
+    return f"{kind}; {len(t.get('diffs', []))} of {n_all} seeds"
+
+
 def label_groups(xs: list[float], tol: float) -> list[list[int]]:
     """Indices of `xs` in groups that share one label: left to right, a dot joins the group of the dot before
     it when it lies within `tol` of it (equal values always do)."""
@@ -112,7 +125,7 @@ def verdict_figure(result: dict, path: Path) -> None:
     for ax, t in zip(axes[:, 0], tests):
         f = math.exp if t.get("log") else (lambda x: x)
         color = STATUS_COLOR[t["status"]]
-        diffs, used = t.get("diffs", []), set(t.get("seeds", []))
+        used = set(t.get("seeds", []))
         dots = [(s, d) for s, d in enumerate(t.get("all_diffs") or []) if d is not None]
         for s, d in dots:
             if s in used:
@@ -138,15 +151,8 @@ def verdict_figure(result: dict, path: Path) -> None:
             ax.set_xscale("log")
         ax.set_ylim(-1, 1)
         ax.set_yticks([])
-        n_all = t.get("n_total", len(diffs))
-        if "ci95" not in t:
-            what = "per-seed values not recorded"
-        elif t.get("from_summary"):
-            what = f"only mean +- 95% CI of {t['n']} seeds recorded"
-        else:
-            what = f"{'ratio' if t.get('log') else 'difference'}; {len(diffs)} of {n_all} seeds"
         ax.set_title(
-            f"{t['lhs']} ({what}): {t['status']}",
+            f"{t['lhs']} ({panel_note(t)}): {t['status']}",
             fontsize=8,
             color=color,
             loc="left",

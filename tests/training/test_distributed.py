@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from iclab.cli import app
 from iclab.config import validate
-from iclab.launch import check_launch
+from iclab.launch import check_launch, exit_code
 from iclab.runs import train_run
 from iclab.training import checkpoint as ck
 from iclab.training.distributed import DistributedError
@@ -257,3 +257,36 @@ def test_twenty_two_process_launches_all_succeed(tmp_path):
     failed = [r for r in launches if r["failed"]]
     first = (Path(failed[0]["kept"]) / "output.txt").read_text() if failed else ""
     assert p.returncode == 0 and len(launches) == 20 and not failed, p.stdout + p.stderr + first
+
+
+_RANK_SCRIPT = """
+import atexit, sys
+from iclab.launch import rank_main
+atexit.register(lambda: print("finalized", flush=True))
+def app():
+    print("trained", end="")  # stdout is a pipe: block-buffered, lost unless flushed before os._exit
+    if sys.argv[1] == "raise":
+        raise RuntimeError("boom")
+    raise SystemExit(int(sys.argv[1]))
+rank_main(app)
+"""
+
+
+@pytest.mark.parametrize(
+    ("rank", "what", "rc", "out"),
+    [(1, "3", 3, "trained"), (1, "raise", 1, "trained"), (None, "0", 0, "trainedfinalized\n")],
+)
+def test_a_rank_exits_without_finalizing_and_keeps_its_code_and_output(rank, what, rc, out):
+    """Issue 27: a rank of a 2-process job ends with os._exit (gloo's worker threads raced the interpreter's
+    finalization into std::terminate), keeping the exit status, the buffered output and an uncaught error's
+    traceback; outside torchrun the interpreter finalizes as usual (the atexit handler runs)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    env.update({"WORLD_SIZE": "2", "RANK": str(rank)} if rank is not None else {})
+    p = subprocess.run([sys.executable, "-c", _RANK_SCRIPT, what], capture_output=True, text=True, env=env, timeout=120)
+    assert (p.returncode, p.stdout) == (rc, out), p.stderr
+    assert ("RuntimeError: boom" in p.stderr) == (what == "raise")
+
+
+def test_exit_code_is_what_sys_exit_would_give(capsys):
+    assert [exit_code(c) for c in (None, 0, 3, 130, 256 + 2)] == [0, 0, 3, 130, 2]
+    assert exit_code("stopped: a message") == 1 and capsys.readouterr().err == "stopped: a message\n"
