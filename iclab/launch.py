@@ -30,15 +30,15 @@ starts the 2-process quickstart N times under load and keeps every failing launc
   --nproc 2` keeps each rank's stdout and stderr under DIR as well as on the terminal.
 - Collectives wait ICLAB_DIST_TIMEOUT_S seconds (600) for a missing rank (`distributed.current`).
 - Exit. A rank ends with `os._exit` after its command returned, its streams are flushed and it left the
-  process group (`rank_main`), never through the interpreter's finalization. The cause (issue 27, about
-  1 launch in 30 under load; core dump of the aborted rank): gloo's process group outlives
+  process group (`rank_main`), never through the interpreter's finalization. The cause (issue 27: 6 of 100
+  launches under load, always rank 1; read from the aborted rank's core dump): gloo's process group outlives
   `destroy_process_group` while the DDP wrapper still references it, so its worker threads run on; a
   worker that completed the last all-reduce drops that work, and with it the tensors' Python objects,
   a moment later. When the main thread reached `Py_Finalize` first, the worker's GIL request made it
   call `pthread_exit` inside a noexcept destructor (`~AsyncAllreduceWork`): std::terminate, "terminate
-  called without an active exception", SIGABRT, although training had finished. The work is complete on
-  every rank by then (a rank leaves its last collective only after its sends are written), so nothing
-  is lost by not finalizing.
+  called without an active exception", SIGABRT, although training had finished. Skipping finalization
+  loses nothing: rank 0 has written and closed every file by then, the other ranks write none, and the
+  process's sockets close at exit either way (0 failures in 100 stressed launches with it).
 """
 
 from __future__ import annotations
