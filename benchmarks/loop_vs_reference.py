@@ -176,7 +176,8 @@ def main(argv=None) -> dict:
                 a["steps_per_cpu_s"] / b["steps_per_cpu_s"] for a, b in pairs
             )
     print(
-        f"\n{'contestant':16s} {'steps/s':>8s} {'steps/cpu-s':>11s}  x yang[train.py] (cpu time)  x yang[lean] (cpu time)"
+        f"\n{'contestant':16s} {'steps/s':>8s} {'steps/cpu-s':>11s}  x yang[train.py] (cpu time)"
+        "  x yang[lean] (cpu time)"
     )
     for n, s in summary.items():
         print(
