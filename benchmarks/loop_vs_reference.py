@@ -32,13 +32,14 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from lm_vs_nanogpt import IclabSide, timed  # noqa: E402  (the same iclab contestant and timer)
 
 from iclab.bench import bench_config  # noqa: E402
 from iclab.config import load_config  # noqa: E402
@@ -61,19 +62,6 @@ def copy_weights(iclab_model, ref) -> None:
         for name, t in ref.state_dict().items():
             key = name.replace("_backbone.transformer.", "").replace("h.", "blocks.", 1).lstrip("_")
             t.copy_(src[key][: t.shape[0]] if key == "wpe.weight" else src[key])
-
-
-class IclabSide:
-    def __init__(self, cfg, run_dir: Path):
-        from iclab.training.trainer import Trainer
-
-        self.trainer = Trainer(cfg, run_dir)
-        self.i = 0
-
-    def step(self):
-        loss, _ = self.trainer.train_step(self.i)
-        self.i += 1
-        return loss
 
 
 class YangSide:
@@ -121,15 +109,6 @@ def check_predictions(side: IclabSide, ref: YangSide) -> float:
     if diff > 1e-4:
         raise SystemExit(f"predictions differ by {diff:.3g}: the two models are not the same function")
     return diff
-
-
-def timed(side, n: int) -> tuple[float, float]:
-    t0, c0 = time.perf_counter(), time.process_time()
-    loss = None
-    for _ in range(n):
-        loss = side.step()
-    loss.item()
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv=None) -> dict:

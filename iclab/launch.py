@@ -43,6 +43,7 @@ starts the 2-process quickstart N times under load and keeps every failing launc
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -142,8 +143,6 @@ def rank_main(app) -> None:
         sys.excepthook(*sys.exc_info())
         code = 1
     distributed.shutdown()  # a no-op when the command already left the group
-    import logging
-
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
