@@ -49,3 +49,25 @@ def test_grokking_criterion(tmp_path):
     assert "seed(s) 3" in v.tests[0]["line"] and v.tests[0]["n"] == 3
     entry.figure({"weight decay 1": late, "no weight decay": no_wd}, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").is_file()
+
+
+def test_grokking_fraction_counts_every_seed_and_draws_the_ones_that_miss(tmp_path):
+    entry = REPRODUCTIONS.get("seed004-grokking-fraction")
+    # per fraction: the step held-out accuracy reaches 0.97 on each of 3 seeds (None: not within the 5,000 budget)
+    grok = {0.3: (4800, None, None), 0.4: (4000, 4200, 4500), 0.5: (3000, 3200, 3400), 0.6: (1100, 1200, 1000)}
+    grok[0.7] = (900, 1000, 800)
+    runs = {}
+    for f, steps in grok.items():
+        curves = [[(100, 0.5, 0.01), (500, 0.995, 0.05)] + ([(s, 1.0, 0.97)] if s else []) for s in steps]
+        curves = [c + [(5000, 1.0, 0.99 if s else 0.3)] for c, s in zip(curves, steps)]
+        runs[f"fraction {f:g}"] = _runs(tmp_path, f"f{f}", curves)
+    v = judge(entry.tests, entry.check(runs))
+    assert v.per_seed["fractions that generalize"] == [5, 4, 4]
+    assert v.per_seed["steps at 0.3"][1] != v.per_seed["steps at 0.3"][1]  # NaN: not within the budget, kept
+    assert v.per_seed["steps at 0.5"] == [3000, 3200, 3400]
+    assert v.status == SUPPORTED  # 4 fractions on average; 0.5 takes 3.2-4.3x the steps of 0.7
+    entry.figure(runs, tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").is_file()
+    small = entry.configs["small"]
+    assert load_config(REPO / small["fraction 0.3"]).training.steps == 24000  # the longer budget small is for
+    assert small["fraction 0.7"] == entry.configs["tiny"]["fraction 0.7"]  # reused runs

@@ -38,16 +38,24 @@ def check(runs) -> Verdict:
 
 
 def figure(runs, path):
+    """Every seed's curves: seed 0 drawn bold, the others thin, so a seed that never generalizes shows."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, color in (("weight decay 1", "tab:red"), ("no weight decay", "tab:gray")):
-        recs = accuracy_records(runs[label][0])
-        steps = [r["step"] for r in recs]
-        ax.plot(steps, [r["heldout/accuracy"] for r in recs], color=color, lw=2, label=f"{label}: held-out")
-        ax.plot(steps, [r["train/accuracy"] for r in recs], color=color, lw=1, ls="--", label=f"{label}: train")
+        for i, run in enumerate(runs[label]):
+            recs = accuracy_records(run)
+            steps = [r["step"] for r in recs]
+            lw, alpha = (2, 1.0) if i == 0 else (1, 0.45)
+            held = f"{label}: held-out" if i == 0 else None
+            ax.plot(steps, [r["heldout/accuracy"] for r in recs], color=color, lw=lw, alpha=alpha, label=held)
+            train = f"{label}: train" if i == 0 else None
+            train_acc = [r["train/accuracy"] for r in recs]
+            ax.plot(steps, train_acc, color=color, lw=lw / 2, alpha=alpha, ls="--", label=train)
     ax.set_xscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("accuracy")
-    ax.set_title("grokking: a / b mod 97, half of the table trained on", fontsize=10)
+    n = len(runs["weight decay 1"])
+    seeds = "1 seed" if n == 1 else f"{n} seeds (seed 0 bold, the others thin)"
+    ax.set_title(f"grokking: a / b mod 97, half of the table trained on; {seeds}", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     save(fig, path)
