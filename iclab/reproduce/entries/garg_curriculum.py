@@ -59,7 +59,7 @@ def figure(runs, path):
     finish(
         ax,
         "training step",
-        f"normalized squared error at k={k} (d=5)",
+        f"normalized squared error at k={k} (d={runs['curriculum'][0].cfg.task.n_dims})",
         "curriculum on dims and points vs none (Garg et al. Fig. 7)",
         logy=True,
     )

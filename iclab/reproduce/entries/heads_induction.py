@@ -13,7 +13,7 @@ from iclab.reproduce.plots import save
 
 # configs/lm/char_induction.yaml: 2 layers, 256-char context, no weight decay, 4,500 steps (~10 min on one core
 # with bf16); char_tiny.yaml (4 layers, 128 chars) formed none in 813 steps (docs/heads.md). small: the same
-# model trained twice as long (defined, not run yet: at tiny scale the best head levels off at ~0.2).
+# model trained twice as long (run 2026-12-05: the best head reaches 0.21-0.29, all 4 tests INCONCLUSIVE at 3 seeds).
 CONFIGS = {"char LM": "configs/lm/char_induction.yaml"}
 # the checkpoints the phase change is read from; the interval was fixed from probe runs before the entry ran:
 # there the best induction score rose over ~1,000-3,000 steps, so 250 puts several checkpoints on the rise
