@@ -13,15 +13,17 @@ from iclab.reproduce.plots import save
 
 FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7)
 SLOWER = 2.0
-TINY = {f"fraction {f:g}": f"configs/grokking/{'p97' if f == 0.5 else f'fraction/p97_f{f:g}'}.yaml" for f in FRACTIONS}
-# small: 3 seeds, and budgets of 24,000 / 16,000 / 8,000 steps for fractions 0.3 / 0.4 / 0.5 (at tiny 0.3 and 0.4 had
-# not generalized within 12,000 / 8,000 steps on seed 0, nor 0.5 within 4,000 on seed 1 of seed004-grokking small);
-# 0.6 and 0.7 keep the tiny budgets, which they generalized well within (~28 min per run at most on one core)
-SMALL = TINY | {f"fraction {f:g}": f"configs/grokking/fraction/small/p97_f{f:g}.yaml" for f in (0.3, 0.4, 0.5)}
 
 
 def _label(f: float) -> str:
     return f"fraction {f:g}"
+
+
+TINY = {_label(f): f"configs/grokking/{'p97' if f == 0.5 else f'fraction/p97_f{f:g}'}.yaml" for f in FRACTIONS}
+# small: 3 seeds, and budgets of 24,000 / 16,000 / 8,000 steps for fractions 0.3 / 0.4 / 0.5 (at tiny 0.3 and 0.4 had
+# not generalized within 12,000 / 8,000 steps on seed 0, nor 0.5 within 4,000 on seed 1 of seed004-grokking small);
+# 0.6 and 0.7 keep the tiny budgets, which they generalized well within (~28 min per run at most on one core)
+SMALL = TINY | {_label(f): f"configs/grokking/fraction/small/p97_f{f:g}.yaml" for f in (0.3, 0.4, 0.5)}
 
 
 def _seed_steps(runs, seed: int) -> dict[float, tuple[int | None, int | None, int]]:
@@ -37,26 +39,19 @@ def _seed_steps(runs, seed: int) -> dict[float, tuple[int | None, int | None, in
     return out
 
 
-def _steps(runs) -> dict[float, tuple[int | None, int | None, int]]:
-    """fraction -> (memorized at, generalized at, budget) on seed 0"""
-    return _seed_steps(runs, 0)
-
-
 def check(runs) -> Verdict:
-    st = _steps(runs)
+    per_seed = [_seed_steps(runs, s) for s in range(len(runs[_label(FRACTIONS[0])]))]
+    st = per_seed[0]
     grokked = [(f, g) for f, (_, g, _) in st.items() if g is not None]
     order = [g for _, g in grokked]
     monotone = all(a >= b for a, b in zip(order, order[1:]))
     largest = st[max(FRACTIONS)][1]
     slow = grokked and largest is not None and grokked[0][1] >= SLOWER * largest
     values = {"fractions that generalize": []} | {f"steps at {f:g}": [] for f in FRACTIONS}
-    for s in range(len(runs[_label(FRACTIONS[0])])):
-        reached = 0
-        for f in FRACTIONS:
-            g = first_step(accuracy_records(runs[_label(f)][s]), "heldout/accuracy", GROKKED)
+    for seed_steps in per_seed:
+        for f, (_, g, _) in seed_steps.items():
             values[f"steps at {f:g}"].append(math.nan if g is None else g)  # NaN: not within the budget
-            reached += g is not None
-        values["fractions that generalize"].append(reached)
+        values["fractions that generalize"].append(sum(g is not None for _, g, _ in seed_steps.values()))
     cells = [f"{f:g}: {'not within ' + str(b) if g is None else g}" for f, (_, g, b) in st.items()]
     return Verdict(
         f"steps to held-out accuracy >= {GROKKED} by training fraction: " + ", ".join(cells),
