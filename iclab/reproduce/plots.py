@@ -3,6 +3,7 @@ drawn; `verdict_figure`: every test's per-seed differences with the interval and
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
@@ -12,25 +13,32 @@ from iclab.plotting import plt
 from iclab.reproduce.base import Run, mean_ci
 
 
-def seed_band(ax, xs, curves: list[list[float]], label: str | None, color: str, band: bool = True, **kw) -> None:
+def seed_band(
+    ax, xs, curves: list[list[float]], label: str | None, color: str, band: bool = True, log: bool = False, **kw
+) -> None:
     """Mean over seeds, a band of the 95% t-interval of the mean (band=False: none, where a few seeds' spikes would
-    blow it up), and each seed as a thin line (label None: no legend entry)."""
-    stats = [mean_ci([c[i] for c in curves]) for i in range(len(xs))]
-    m = [s[0] for s in stats]
-    h = [s[1] for s in stats]
+    blow it up), and each seed as a thin line (label None: no legend entry). log=True, for a log-scaled axis: the
+    geometric mean and the interval of the mean of log10 values, so the band is multiplicative and never dives
+    below zero the way an arithmetic band does where seeds differ by orders of magnitude."""
+    if log:
+        logs = [[math.log10(v) if v > 0 else math.nan for v in c] for c in curves]
+        stats = [mean_ci([c[i] for c in logs]) for i in range(len(xs))]
+        m, lo, hi = ([10 ** (a + s * b) for a, b in stats] for s in (0, -1, 1))
+    else:
+        stats = [mean_ci([c[i] for c in curves]) for i in range(len(xs))]
+        m, lo, hi = ([a + s * b for a, b in stats] for s in (0, -1, 1))
+    mean = "geometric mean" if log else "mean"
     ax.plot(
         xs,
         m,
         color=color,
         lw=2,
-        label=f"{label} (mean of {len(curves)} seeds)" if label and len(curves) > 1 else label,
+        label=f"{label} ({mean} of {len(curves)} seeds)" if label and len(curves) > 1 else label,
         **kw,
     )
     if len(curves) > 1:
         if band:
-            ax.fill_between(
-                xs, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)], color=color, alpha=0.2, lw=0
-            )
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
         for c in curves:
             ax.plot(xs, c, color=color, lw=0.6, alpha=0.45)
 

@@ -257,6 +257,29 @@ def test_seeds_with_equal_or_close_values_share_one_label():
     assert label_groups([], tol=0.1) == []
 
 
+def test_a_log_axis_band_is_the_geometric_interval_and_stays_above_zero():
+    from iclab.plotting import plt
+    from iclab.reproduce.plots import seed_band
+
+    curves = [[1.0, 1e-3], [1e-2, 1e-3], [1.0, 1e-1]]  # seeds three orders of magnitude apart at step 0
+    for log in (False, True):
+        fig, ax = plt.subplots()
+        seed_band(ax, [0, 1], curves, "model", "tab:blue", log=log)
+        mean_line = ax.lines[0].get_ydata()
+        lower = ax.collections[0].get_paths()[0].vertices[:, 1].min()
+        plt.close(fig)
+        if log:  # 10 ** (mean - t * se) of the log10 values, by hand, lowest of the two steps
+            logs = [[math.log10(c[i]) for c in curves] for i in (0, 1)]
+            assert mean_line[0] == pytest.approx(10 ** statistics.fmean(logs[0]))  # 10 ** ((0 - 2 + 0) / 3)
+            t = sps.t.ppf(0.975, 2)
+            ends = [10 ** (statistics.fmean(v) - t * statistics.stdev(v) / math.sqrt(3)) for v in logs]
+            assert lower == pytest.approx(min(ends), rel=1e-6)
+            assert lower > 0
+        else:  # the arithmetic band goes below zero: what a log axis cannot show
+            assert mean_line[0] == pytest.approx(statistics.fmean(c[0] for c in curves))
+            assert lower < 0
+
+
 def test_a_panel_says_no_seed_was_usable_rather_than_not_recorded():
     """verdict.png: a test whose per-seed values exist but whose seeds all stayed on the plateau is not
     described as unrecorded (seed000-curriculum-shapes: cos learned on 0 of 3 seeds)."""

@@ -53,7 +53,7 @@ def figure(runs, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (label, rs) in enumerate(runs.items()):
         curves = [error_over_training(r) for r in rs]
-        seed_band(ax, curves[0]["steps"], [c["error"] for c in curves], label, run_color(i))
+        seed_band(ax, curves[0]["steps"], [c["error"] for c in curves], label, run_color(i), log=True)
     k = error_over_training(runs["curriculum"][0])["k"]
     ax.axhline(TARGET, color="0.5", ls=":", lw=1, label=f"target {TARGET}")
     finish(
