@@ -32,7 +32,8 @@ trainer, which checkpointed) or this process gets Ctrl-C, no further job starts;
 back as "interrupted" ("not started"), and a Ctrl-C of this process is raised again once the running jobs
 have stopped. The local backend also passes a SIGTERM of this process (a scheduler's or `kill`'s, which,
 unlike a terminal's Ctrl-C, reaches this process alone) on to its running workers, whose trainers
-checkpoint, and raises KeyboardInterrupt once they have stopped: no worker trains on, orphaned.
+checkpoint, and raises KeyboardInterrupt once they have stopped: no worker trains on, orphaned. The pool
+backend does the same with its persistent processes (an idle one takes SIGTERM as "stop", not as death).
 """
 
 from __future__ import annotations
@@ -304,14 +305,14 @@ _POOL_STOP = None  # in a pool worker: the pool's shared stop event (set by Ctrl
 
 
 def _pool_worker_init(threads: int, stop) -> None:
-    import signal
     import warnings
 
     global _POOL_STOP
     _POOL_STOP = stop
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     warnings.filterwarnings("ignore")  # resume warnings etc. are reported through the job's state
-    signal.signal(signal.SIGINT, lambda *_: stop.set())  # between jobs (the trainer has its own handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # between jobs (the trainer has its own handlers while it trains)
+        signal.signal(sig, lambda *_: stop.set())
 
 
 def _pool_execute(spec: dict) -> dict:
@@ -333,16 +334,44 @@ def _run_pool(jobs: list[Job], workers: int, log, options: dict):
     log(f"pool backend: {len(jobs)} run(s), {workers} worker process(es) x {threads} thread(s)")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_worker_init, initargs=(threads, stop))
     out = []
-    try:
-        futures = [pool.submit(_pool_execute, job.spec(threads)) for job in jobs]
-        for i, f in enumerate(futures):
-            out.append((i, _report(log, JobResult.from_dict(f.result()))))
-    except BaseException:  # Ctrl-C: the running jobs checkpoint (they got the signal too); queued ones never start
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
+    with _PoolTerm(pool, stop) as term:
+        try:
+            futures = [pool.submit(_pool_execute, job.spec(threads)) for job in jobs]
+            for i, f in enumerate(futures):
+                out.append((i, _report(log, JobResult.from_dict(f.result()))))
+        except BaseException:  # Ctrl-C: the running jobs checkpoint (they got the signal too); none else starts
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
+    if term.terminated:
+        raise KeyboardInterrupt("terminated (SIGTERM): the running runs checkpointed, no other run started")
     return out
+
+
+class _PoolTerm:
+    """A SIGTERM of this process during a pool run: set the pool's stop event (no queued job starts) and pass the
+    signal on to the pool's processes, whose trainers checkpoint and report "interrupted"; then
+    KeyboardInterrupt, as with the local backend, instead of dying and leaving the workers training on."""
+
+    def __init__(self, pool, stop):
+        self.pool, self.stop, self.terminated, self._old = pool, stop, False, None
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.stop.set()
+        self.terminated = True
+        for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM on POSIX
+
+    def __enter__(self) -> _PoolTerm:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
 
 
 # --- ray ------------------------------------------------------------------------------------------------------

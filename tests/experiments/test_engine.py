@@ -200,3 +200,21 @@ def test_a_sigterm_reaches_the_local_workers_and_no_queued_run_starts(tmp_path, 
     assert started[0].exists() and started[1].exists() and not started[2].exists()
     assert sum(": interrupted" in ln for ln in lines) == 2, lines
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+
+
+def test_a_sigterm_during_a_pool_run_stops_the_queue_and_passes_on_to_its_processes():
+    """The pool backend's handler (fast sibling of tests/sweep's slow real-pool test): the stop event is set,
+    every live pool process gets SIGTERM, and the old handler is back afterwards."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    proc = ctx.Process(target=time.sleep, args=(60,))
+    proc.start()
+    pool = type("FakePool", (), {"_processes": {proc.pid: proc}})()
+    stop = ctx.Event()
+    with backends_mod._PoolTerm(pool, stop) as term:
+        os.kill(os.getpid(), signal.SIGTERM)
+        proc.join(10)
+    assert term.terminated and stop.is_set()
+    assert proc.exitcode == -signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

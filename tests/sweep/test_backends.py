@@ -79,3 +79,41 @@ def test_ray_backend_on_a_local_cluster(tmp_path):
     pytest.importorskip("ray")
     res = run_many(_jobs(tmp_path), backend="ray", workers=2, log=lambda m: None)
     _check(tmp_path, res)
+
+
+@pytest.mark.slow  # ~15 s: two spawned workers import torch, train, then take the SIGTERM
+def test_a_sigterm_reaches_the_pool_workers_and_no_queued_run_starts(tmp_path):
+    """`kill` of a pool run: the persistent workers' trainers checkpoint and report interrupted, the third job
+    never starts, and the parent raises KeyboardInterrupt instead of leaving the workers training on."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from iclab.experiments import backends
+
+    long = {
+        **TINY,
+        "training": {**TINY["training"], "steps": 100_000},
+        "logging": {**TINY["logging"], "ckpt_every": 50},
+    }
+    jobs = [Job(validate({**long, "seed": s}), tmp_path / f"seed{s}") for s in range(3)]
+
+    def terminate_once_two_train():
+        deadline = time.monotonic() + 120
+        logs = [tmp_path / f"seed{s}" / "metrics.jsonl" for s in (0, 1)]
+        while time.monotonic() < deadline and not all(p.exists() for p in logs):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate_once_two_train)
+    lines: list[str] = []
+    killer.start()
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        backends._run_pool(jobs, 2, lines.append, {"threads": 1})
+    killer.join()
+    assert sum(": interrupted" in ln for ln in lines) == 2, lines
+    assert not (tmp_path / "seed2").exists()  # queued: never started
+    for s in (0, 1):
+        assert list((tmp_path / f"seed{s}" / "checkpoints").glob("*.safetensors"))  # the trainer checkpointed
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
