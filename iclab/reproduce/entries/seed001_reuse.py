@@ -4,6 +4,7 @@ shuffling the layers of a trained standard model does not help)."""
 import matplotlib.pyplot as plt
 
 from iclab.analysis.surgery import run_surgery
+from iclab.evaluation.plots import run_color
 from iclab.registry import REPRODUCTIONS
 from iclab.reproduce.base import PLATEAU, Entry, Verdict, fmt_ci, greater, k2d, less, mean_ci, per_seed, values_at
 from iclab.reproduce.plots import error_vs_examples, evals, save
@@ -42,15 +43,33 @@ def check_reuse(runs) -> Verdict:
 
 
 def figure_reuse(runs, path):
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    """Left: error against k (mean, band, seeds). Right: the tested value, each seed's error at k=2d under both
+    arms joined by a line, on a log axis (near least squares a linear axis shows nothing of the difference)."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=(1.7, 1))
     groups = {label: evals(rs) for label, rs in runs.items()}
+    k = k2d(next(iter(groups.values()))[0])
     error_vs_examples(
         ax,
         groups,
         ["least_squares"],
-        "weight reuse: 3 distinct layers applied twice vs 6 layers (6 block applications each)",
-        mark_k=k2d(next(iter(groups.values()))[0]),
+        "weight reuse: 3 distinct layers applied twice vs 6 layers\n(6 block applications each)",
+        mark_k=k,
     )
+    labels = list(groups)
+    vals = [values_at(groups[label], k) for label in labels]
+    for seed, pair in enumerate(zip(*vals)):
+        ax2.plot(range(len(labels)), pair, "-", color="0.6", lw=0.8)
+        ax2.annotate(str(seed), (len(labels) - 1, pair[-1]), xytext=(4, 0), textcoords="offset points", fontsize=7)
+    for i, v in enumerate(vals):
+        ax2.plot([i] * len(v), v, "o", color=run_color(i), ms=4)
+    ax2.set_xticks(range(len(labels)), labels)
+    ax2.set_xlim(-0.4, len(labels) - 0.6)
+    ax2.set_yscale("log")
+    low, high = min(min(v) for v in vals), max(max(v) for v in vals)
+    ax2.set_ylim(low / 1.5, high * 1.5)  # a decade's label in view even when the seeds span less than one
+    ax2.set_ylabel(f"error at k={k} (one line per seed)")
+    ax2.set_title("the tested value, paired by seed", fontsize=10)
+    ax2.grid(alpha=0.3, axis="y", which="both")
     save(fig, path)
 
 
