@@ -1,6 +1,7 @@
 """`iclab reproduce`: the registry, the runner (runs reused, configs hashed), and the entries' criteria against
 hand-made evaluations."""
 
+import dataclasses
 import json
 import math
 
@@ -246,6 +247,31 @@ def test_garg_linear_criterion(tmp_path):
     assert verdict(entry, runs("b", [0.2, 0.25, 0.22])).status == CONTRADICTED  # 0.22 +- 0.06 above 0 + 0.05
     assert verdict(entry, runs("w", [0.02, 0.2, 0.03])).status == INCONCLUSIVE  # the interval straddles 0.05
     assert verdict(entry, runs("two", [0.02, 0.021])).status == INCONCLUSIVE  # 2 seeds: never a verdict
+
+
+def test_garg_shifts_leaves_out_the_seeds_that_never_learned_in_distribution(tmp_path):
+    """A seed still on the plateau of its training distribution (error 0.66 at k=2d) is counted as not learned and
+    left out of every shift's test; without that rule its 0.6 under every shift would decide the verdict."""
+    from iclab.reproduce.entries.garg_shifts import REPORTED, ROBUST
+
+    entry = REPRODUCTIONS.get("garg-shifts")
+    ls = [1, 0.5, 0.1, 0, 0, 0, 0]
+    stuck = {3, 6}
+
+    def files(s):
+        final = 0.66 if s in stuck else 0.02 + 0.001 * s
+        ev = _ev([1, 0.6, 0.3, 0.1, 0.05, 0.04, final], least_squares=ls)
+        shifted = _ev([1, 0.6, 0.3, 0.1, 0.05, 0.04, 0.6 if s in stuck else 0.03 + 0.002 * s], least_squares=ls)
+        return {"eval.json": ev} | {f"eval_{sh}.json": shifted for sh in ROBUST + REPORTED}
+
+    runs = {"model": [_run(tmp_path, "model", s, files(s)) for s in range(8)]}
+    v = verdict(entry, runs)
+    assert v.status == SUPPORTED, [t["line"] for t in v.tests]
+    assert v.per_seed["in distribution: model"][3] == pytest.approx(0.66)
+    for t in v.tests:
+        assert t["n"] == 6 and "learned (<= 0.2): in distribution: model 6/8" in t["line"]
+    everyone = judge([dataclasses.replace(t, learned_below=None) for t in entry.tests], entry.check(runs)).tests
+    assert all(t["status"] != SUPPORTED for t in everyone)  # the two stuck seeds alone leave it undecided
 
 
 def test_yang_flat_criterion_is_an_equivalence(tmp_path):
