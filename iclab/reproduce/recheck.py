@@ -103,7 +103,15 @@ def _row_tests(r: dict) -> str:
         short = {"SUPPORTED": "S", "CONTRADICTED": "C", "INCONCLUSIVE": "I"}[t["status"]]
         if "ci95" not in t:  # nothing to estimate: the line says why ("... are not recorded")
             line = t["line"]
-            why = "not recorded" if "not recorded" in line else "only means recorded" if "only means" in line else "-"
+            why = (
+                "not recorded"
+                if "not recorded" in line
+                else "only means recorded"
+                if "only means" in line
+                else f"0 of {t.get('n_total', '?')} seeds usable"
+                if "no usable seed" in line
+                else "-"
+            )
             parts.append(f"{t.get('lhs', t['test'])}: {why} **{short}**")
             continue
         show = (lambda x: f"x{math.exp(x):.3g}") if t["log"] else (lambda x: f"{x:+.3g}")

@@ -274,6 +274,44 @@ def test_garg_shifts_leaves_out_the_seeds_that_never_learned_in_distribution(tmp
     assert all(t["status"] != SUPPORTED for t in everyone)  # the two stuck seeds alone leave it undecided
 
 
+def test_reflex_is_compared_only_where_every_model_is_past_the_5gram(tmp_path):
+    """seed002-reflex: equal bits per character say nothing while the models sit above the 5-gram baseline
+    (INCONCLUSIVE, no usable seed); below it, within 0.03 on every seed is SUPPORTED, and a seed where one model
+    stays above the 5-gram is left out of both tests."""
+    from iclab.reproduce.entries.seed002_reflex import CONFIGS
+
+    entry = REPRODUCTIONS.get("seed002-reflex")
+    ngram = {"trigram_kn": {"bits_per_char": 2.9}, "5gram_kn": {"bits_per_char": 2.3}}
+
+    def runs(tag, table):  # table: label -> per-seed bits per char
+        return {
+            label: [
+                _run(
+                    tmp_path / tag,
+                    label,
+                    s,
+                    {"eval.json": {"bits_per_char": v, "baselines": ngram}},
+                    "configs/reflex/tiny/nanogpt_6l.yaml",
+                )
+                for s, v in enumerate(table[label])
+            ]
+            for label in CONFIGS
+        }
+
+    above = {label: [3.50 + 0.01 * s for s in range(4)] for label in CONFIGS}
+    v = verdict(entry, runs("above", above))
+    assert v.status == INCONCLUSIVE and all("no usable seed" in t["line"] for t in v.tests)
+    assert "below it: nanoGPT 6L 0/4 seeds" in v.details[-1] and v.numbers["5gram_kn"] == 2.3
+    below = {label: [2.10 + 0.01 * s + 0.002 * i for s in range(4)] for i, label in enumerate(CONFIGS)}
+    below["Reflex 6L 5-2-1"][3] = 2.35  # one model above the 5-gram on seed 3: that seed is out of every test
+    v = verdict(entry, runs("below", below))
+    assert v.status == SUPPORTED, [t["line"] for t in v.tests]
+    assert [t["seeds"] for t in v.tests] == [[0, 1, 2], [0, 1, 2]]
+    path = tmp_path / "fig.png"
+    entry.figure(runs("fig", below), path)
+    assert path.stat().st_size > 0
+
+
 def test_yang_flat_criterion_is_an_equivalence(tmp_path):
     entry = REPRODUCTIONS.get("yang-flat")
 
@@ -391,7 +429,12 @@ def test_seed002_reflex_criterion_is_an_equivalence(tmp_path):
                     tmp_path / f"{gap}{i}{seeds}",
                     label,
                     s,
-                    {"eval.json": {"bits_per_char": 3.5 + (gap if i else 0) + 0.01 * s + 0.001 * i * s * s}},
+                    {
+                        "eval.json": {
+                            "bits_per_char": 3.5 + (gap if i else 0) + 0.01 * s + 0.001 * i * s * s,
+                            "baselines": {"trigram_kn": {"bits_per_char": 4.5}, "5gram_kn": {"bits_per_char": 4.0}},
+                        }
+                    },
                 )
                 for s in range(seeds)
             ]
