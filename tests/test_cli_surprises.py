@@ -202,3 +202,15 @@ def test_progress_line_counts_finished_runs_and_steps_within_running_ones(tmp_pa
     mon.stop()
     assert lines and lines[-1] == "progress: 1/3 runs finished; p/seed1 step 10/20, p/seed2 step 5/20"
     assert len(set(lines)) == len(lines)  # a line only when something changed
+
+
+def test_no_help_text_shows_an_escaped_percent():
+    """Typer prints help strings as written: a "95%%" (printf-style escaping) shows up doubled."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = list(group.commands)
+    assert {"train", "compare", "sweep", "reproduce"} <= set(names)
+    for name in names:
+        out = CliRunner().invoke(app, [name, "--help"], terminal_width=200).output
+        assert "%%" not in out, name

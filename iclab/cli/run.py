@@ -184,7 +184,7 @@ def compare(
         None,
         "--reference",
         help="a config's name (its file name without .yaml): add each config's paired difference to it, by seed, "
-        "with its 95%% interval and p-value",
+        "with its 95% interval and p-value",
     ),
 ):
     """Train every config at every seed (reusing finished runs) and tabulate the headline metric, mean +- 95% CI."""

@@ -41,7 +41,7 @@ def sweep(
         None,
         "--reference",
         help="a grid point's name (e.g. training.lr=1e-3): add each point's paired difference to it in the main "
-        "metric, by seed, with its 95%% interval and p-value",
+        "metric, by seed, with its 95% interval and p-value",
     ),
 ):
     """Train CONFIG at every grid point x seed into one directory (finished runs reused, interrupted ones
