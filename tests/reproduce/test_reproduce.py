@@ -272,6 +272,9 @@ def test_garg_shifts_leaves_out_the_seeds_that_never_learned_in_distribution(tmp
         assert t["n"] == 6 and "learned (<= 0.2): in distribution: model 6/8" in t["line"]
     everyone = judge([dataclasses.replace(t, learned_below=None) for t in entry.tests], entry.check(runs)).tests
     assert all(t["status"] != SUPPORTED for t in everyone)  # the two stuck seeds alone leave it undecided
+    assert v.summary.startswith("6/8 seeds left the plateau on the training distribution (not: 3, 6)")
+    entry.figure(runs, tmp_path / "fig.png")  # learned seeds in the mean, the stuck ones dashed apart
+    assert (tmp_path / "fig.png").stat().st_size > 0
 
 
 def test_reflex_is_compared_only_where_every_model_is_past_the_5gram(tmp_path):
