@@ -34,6 +34,7 @@ from iclab.config import Config
 from iclab.files import write_json
 
 FAILED = "failed.json"
+NOT_STARTED = "not started (interrupted)"  # the error of a job no backend started after an interruption
 TIMING = "timing.json"
 # (section, key) of the settings that do not change a run's results: not part of a run's identity
 VOLATILE = frozenset({("training", "threads"), ("logging", "progress"), ("logging", "tensorboard")})

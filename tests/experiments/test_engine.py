@@ -212,7 +212,9 @@ def test_a_sigterm_during_a_pool_run_stops_the_queue_and_passes_on_to_its_proces
     proc.start()
     pool = type("FakePool", (), {"_processes": {proc.pid: proc}})()
     stop = ctx.Event()
-    with backends_mod._PoolTerm(pool, stop) as term:
+    from iclab.experiments import pool as pool_mod
+
+    with pool_mod._PoolTerm(pool, stop) as term:
         os.kill(os.getpid(), signal.SIGTERM)
         proc.join(10)
     assert term.terminated and stop.is_set()
