@@ -79,8 +79,14 @@ def figure(runs, path):
             color="tab:gray" if label == BASE else "tab:blue",
         )
         ax.plot([i + 0.08] * len(vals), vals, "k.", ms=5)
+    seen = [v for label in runs for v in _bpc(runs, label)] + [_ngram(runs)]
+    lo, hi = min(seen), max(seen)
+    pad = 0.1 * (hi - lo) + 0.01
     for order, name, ls in (("trigram_kn", "trigram", ":"), (NGRAM, "5-gram", "--")):
-        ax.axhline(_ngram(runs, order), color="0.4", ls=ls, lw=1, label=f"{name} Kneser-Ney (same val text)")
+        bpc = _ngram(runs, order)
+        where = "" if lo - pad <= bpc <= hi + pad else (", above the axis" if bpc > hi else ", below the axis")
+        ax.axhline(bpc, color="0.4", ls=ls, lw=1, label=f"{name} Kneser-Ney {bpc:.3f} (same val text{where})")
+    ax.set_ylim(lo - pad, hi + pad)  # the models and the 5-gram; a trigram far above stays in the legend
     ax.legend(fontsize=7, loc="best")
     ax.set_xticks(range(len(runs)), list(runs))
     ax.set_xlim(-0.5, len(runs) - 0.5)
