@@ -315,6 +315,31 @@ def test_reflex_is_compared_only_where_every_model_is_past_the_5gram(tmp_path):
     assert path.stat().st_size > 0
 
 
+def test_two_blocks_is_compared_on_the_seeds_where_both_left_the_plateau(tmp_path):
+    """seed000-two-blocks: a 1-block seed still on the plateau (0.7 after b iterations) is counted apart, not
+    taken as a 2-block win; on the learned seeds 2 blocks at b/2 within 0.05 of 1 block at b is SUPPORTED."""
+    entry = REPRODUCTIONS.get("seed000-two-blocks")
+    b = 4
+
+    def lp(curve):
+        return {"loops_trained_length.json": {"trained_loops": b, "loops": list(range(1, 9)), "last_point": curve}}
+
+    one = [0.03, 0.7, 0.03, 0.7, 0.03, 0.03]  # at b
+    two = [0.06, 0.07, 0.05, 0.08, 0.06, 0.07]  # at b/2
+    runs = {
+        "1 block": [_run(tmp_path, "1 block", s, lp([0.9] * (b - 1) + [v] * (9 - b))) for s, v in enumerate(one)],
+        "2 blocks": [
+            _run(tmp_path, "2 blocks", s, lp([0.9] * (b // 2 - 1) + [v] * (9 - b // 2))) for s, v in enumerate(two)
+        ],
+    }
+    v = verdict(entry, runs)
+    [t] = v.tests
+    assert t["seeds"] == [0, 2, 4, 5] and "1 block after b 4/6" in t["line"], t["line"]
+    assert v.status == SUPPORTED  # +0.0275 on the learned seeds, well inside the 0.05 margin
+    entry.figure(runs, tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 0
+
+
 def test_yang_flat_criterion_is_an_equivalence(tmp_path):
     entry = REPRODUCTIONS.get("yang-flat")
 

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 
 from iclab.evaluation.plots import run_color
 from iclab.registry import REPRODUCTIONS
-from iclab.reproduce.base import Entry, Verdict, fmt_ci, less, mean_ci, per_seed
+from iclab.reproduce.base import PLATEAU, Entry, Verdict, fmt_ci, less, mean_ci, per_seed
 from iclab.reproduce.plots import evals, finish, save, seed_band
 
 MARGIN = 0.05
@@ -35,9 +35,7 @@ def figure(runs, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, lab in enumerate(("1 block", "2 blocks")):
         lps = evals(runs[lab], LOOPS)
-        seed_band(
-            ax, lps[0]["loops"], [lp["last_point"] for lp in lps], f"{lab} per iteration", run_color(i), band=False
-        )  # 3 seeds on a log axis: the t-band crosses 0; the seeds are drawn
+        seed_band(ax, lps[0]["loops"], [lp["last_point"] for lp in lps], f"{lab} per iteration", run_color(i), log=True)
     b = evals(runs["1 block"], LOOPS)[0]["trained_loops"]
     ax.axvline(b, color="0.5", ls=":", lw=1)
     ax.axvline(b // 2, color="0.7", ls=":", lw=1)
@@ -59,8 +57,10 @@ REPRODUCTIONS.register("seed000-two-blocks", help="two blocks per loop: the erro
         "iterations.",
         criterion=f"the 2-block model's error after b/2 iterations is at most {MARGIN} above the "
         "1-block model's after b "
-        "(last point of a prompt of the trained length, paired by seed)",
-        tests=[less("2 blocks after b/2", "1 block after b", MARGIN)],
+        f"(last point of a prompt of the trained length, paired by seed, on the seeds where both are below {PLATEAU}: "
+        "a model still on the in-context plateau is counted apart)",
+        # the plateau rule was added once 12 seeds showed 1-block seeds at 0.7 (results/reproduce/README.md)
+        tests=[less("2 blocks after b/2", "1 block after b", MARGIN, learned_below=PLATEAU)],
         configs={
             "tiny": {
                 "1 block": "configs/looped/seed000/tiny/base.yaml",
