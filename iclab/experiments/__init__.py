@@ -4,6 +4,7 @@ run, reuses a finished one of the same config and records a failure, through one
     jobs.py        Job, JobResult, execute_job (train / resume / reuse / record failure), run states
     backends.py    run_many(jobs, backend="inline" | "local" | "pool" | "ray" | "slurm", workers, log, options)
     pool.py        the pool backend: persistent worker processes, SIGTERM passed on to them
+    relay.py       SigtermRelay: this process's SIGTERM passed on to a backend's workers
     grid.py        --grid axes and their product, compare's config axis, --seeds, --target, a point's config
     metrics.py     metrics.jsonl of a run: the training clock and the one time-to-target
     throughput.py  the one step-throughput timer (iclab bench, reproduce's speed claims)

@@ -60,6 +60,7 @@ from iclab.experiments.jobs import (
     run_state,
 )
 from iclab.experiments.pool import run_pool
+from iclab.experiments.relay import SigtermRelay
 
 BACKENDS = ("inline", "local", "pool", "ray", "slurm")
 RESULT_PREFIX = "iclab-sweep-result "  # the worker's last line (iclab/experiments/worker.py, not imported here)
@@ -225,7 +226,7 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-class _Workers:
+class _Workers(SigtermRelay):
     """The local backend's running worker processes, and the SIGTERM of this process passed on to them."""
 
     def __init__(self):
@@ -233,7 +234,6 @@ class _Workers:
         self.terminated = False
         self._procs: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
-        self._old = None
 
     def start(self, job: Job, threads: int, out) -> subprocess.Popen | None:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -253,15 +253,6 @@ class _Workers:
             self.terminated = True
             for proc in self._procs:
                 proc.send_signal(signal.SIGTERM)
-
-    def __enter__(self) -> _Workers:
-        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-            self._old = signal.signal(signal.SIGTERM, self._on_sigterm)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
 
 
 def _local_one(job: Job, threads: int, log, workers: _Workers) -> JobResult:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from pathlib import Path
 
 from iclab.experiments.jobs import NOT_STARTED, Job, JobResult, execute_job
+from iclab.experiments.relay import SigtermRelay
 
 _POOL_STOP = None  # in a pool worker: the pool's shared stop event (set by Ctrl-C in any process)
 
@@ -66,13 +66,13 @@ def run_pool(jobs: list[Job], workers: int, log, options: dict, report):
     return out
 
 
-class _PoolTerm:
+class _PoolTerm(SigtermRelay):
     """A SIGTERM of this process during a pool run: set the pool's stop event (no queued job starts) and pass the
     signal on to the pool's processes, whose trainers checkpoint and report "interrupted"; then
     KeyboardInterrupt, as with the local backend, instead of dying and leaving the workers training on."""
 
     def __init__(self, pool, stop):
-        self.pool, self.stop, self.terminated, self._old = pool, stop, False, None
+        self.pool, self.stop, self.terminated = pool, stop, False
 
     def _on_sigterm(self, signum, frame) -> None:
         self.stop.set()
@@ -80,12 +80,3 @@ class _PoolTerm:
         for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
             if proc.is_alive():
                 proc.terminate()  # SIGTERM on POSIX
-
-    def __enter__(self) -> _PoolTerm:
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._on_sigterm)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
