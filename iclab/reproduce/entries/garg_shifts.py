@@ -33,11 +33,17 @@ def _position(ev) -> int:
     return k
 
 
+def _in_distribution(runs) -> tuple[int, list[float]]:
+    """k=2d and each seed's error there on the training distribution (below PLATEAU: the seed learned)."""
+    plain = evals(runs["model"])
+    k = k2d(plain[0])
+    return k, values_at(plain, k)
+
+
 def check(runs) -> Verdict:
     """Each shift's error at its position, model and least squares, per seed; the rows give means over the seeds
     that learned the training distribution (the ones the tests compare), the stuck seeds named apart."""
-    plain = evals(runs["model"])
-    inside = values_at(plain, k2d(plain[0]))
+    k_in, inside = _in_distribution(runs)
     ok = [s for s, v in enumerate(inside) if v <= PLATEAU]
     stuck = [s for s in range(len(inside)) if s not in ok]
     rows, gaps, numbers, values = [], {}, {}, {"in distribution: model": inside}
@@ -56,7 +62,7 @@ def check(runs) -> Verdict:
             f"{shift} (k={k}): model {fmt_ci(m)}, least squares {fmt_ci(b)}, gap {gap:+.3f}"
             + ("" if shift in ROBUST else " (reported only)")
         )
-    rows.append(f"in distribution (k={k2d(plain[0])}) per seed {per_seed(inside)}")
+    rows.append(f"in distribution (k={k_in}) per seed {per_seed(inside)}")
     failed = [s for s, g in gaps.items() if not (g <= MARGIN)]
     summary = (
         f"{len(ok)}/{len(inside)} seeds left the plateau on the training distribution"
@@ -75,8 +81,7 @@ def figure(runs, path):
     fig, axes = plt.subplots(
         math.ceil(len(shifts) / cols), cols, figsize=(4 * cols, 3.2 * math.ceil(len(shifts) / cols))
     )
-    plain = evals(runs["model"])
-    ok = [v <= PLATEAU for v in values_at(plain, k2d(plain[0]))]
+    ok = [v <= PLATEAU for v in _in_distribution(runs)[1]]
     label = "transformer, learned" if not all(ok) else "transformer"
     for ax, shift in zip(axes.flat, shifts):
         evs = evals(runs["model"], f"eval_{shift}.json")

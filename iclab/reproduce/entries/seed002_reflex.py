@@ -32,7 +32,7 @@ def _bpc(runs, label):
 
 def _ngram(runs, order: str = NGRAM) -> float:
     """An n-gram's val bits per character (fit on train, scored on the val tokens every run is scored on)."""
-    return evals(next(iter(runs.values())))[0]["baselines"][order]["bits_per_char"]
+    return next(iter(runs.values()))[0].json("eval.json")["baselines"][order]["bits_per_char"]
 
 
 def check(runs) -> Verdict:
@@ -66,8 +66,8 @@ def check(runs) -> Verdict:
 
 def figure(runs, path):
     fig, ax = plt.subplots(figsize=(7, 4))
-    for i, label in enumerate(runs):  # y limits: matplotlib's autoscale over the intervals and the seeds
-        vals = _bpc(runs, label)
+    bpc = {label: _bpc(runs, label) for label in runs}
+    for i, (label, vals) in enumerate(bpc.items()):
         m, h = mean_ci(vals)  # a dot plot, not bars: the axis does not start at 0
         ax.errorbar(
             i,
@@ -79,13 +79,13 @@ def figure(runs, path):
             color="tab:gray" if label == BASE else "tab:blue",
         )
         ax.plot([i + 0.08] * len(vals), vals, "k.", ms=5)
-    seen = [v for label in runs for v in _bpc(runs, label)] + [_ngram(runs)]
+    seen = [v for vals in bpc.values() for v in vals] + [_ngram(runs)]
     lo, hi = min(seen), max(seen)
     pad = 0.1 * (hi - lo) + 0.01
     for order, name, ls in (("trigram_kn", "trigram", ":"), (NGRAM, "5-gram", "--")):
-        bpc = _ngram(runs, order)
-        where = "" if lo - pad <= bpc <= hi + pad else (", above the axis" if bpc > hi else ", below the axis")
-        ax.axhline(bpc, color="0.4", ls=ls, lw=1, label=f"{name} Kneser-Ney {bpc:.3f} (same val text{where})")
+        level = _ngram(runs, order)
+        where = "" if lo - pad <= level <= hi + pad else (", above the axis" if level > hi else ", below the axis")
+        ax.axhline(level, color="0.4", ls=ls, lw=1, label=f"{name} Kneser-Ney {level:.3f} (same val text{where})")
     ax.set_ylim(lo - pad, hi + pad)  # the models and the 5-gram; a trigram far above stays in the legend
     ax.legend(fontsize=7, loc="best")
     ax.set_xticks(range(len(runs)), list(runs))
